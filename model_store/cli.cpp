@@ -1,0 +1,246 @@
+#include "model_store/cli.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "model_store/model.h"
+#include "model_store/network.h"
+#include "model_store/nnunet_import.h"
+#include "model_store/raw_tensor.h"
+
+namespace tucker_seg {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage = R"(usage: tucker-seg-models <command> [options]
+
+commands:
+  import-nnunet --results <trainer folder> --out <store>/<model-name>
+                [--fold 0|..|all] [--checkpoint final|best] [--configuration <name>]
+      Import a trained nnU-Net v2 model (plans.json, dataset.json, fold_N/checkpoint_*.pth).
+  inspect <model folder | architecture.json> [--patch Z,Y,X] [--json]
+      Parameters and multiply-accumulates (MACs) per layer and in total for one patch.
+  forward <model folder> --input <x.f32> --output <y.f32> [--patch Z,Y,X] [--reference <ref.f32>]
+      Run the network on one raw float32 patch (1, C, Z, Y, X), write the logits; with
+      --reference, print the maximum absolute difference to it.
+
+common options:
+  --threads N   LibTorch intra-op threads (default: all cores)
+)";
+
+// Options after the command: "--key value" pairs, "--flag" switches and positional arguments.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::string error;
+
+  std::string Get(const std::string& key, const std::string& fallback = "") const {
+    auto it = options.find(key);
+    return it == options.end() ? fallback : it->second;
+  }
+  bool Has(const std::string& key) const { return options.count(key) > 0; }
+};
+
+Args Parse(const std::vector<std::string>& argv, const std::vector<std::string>& switches) {
+  Args a;
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& s = argv[i];
+    if (s.rfind("--", 0) != 0) {
+      a.positional.push_back(s);
+      continue;
+    }
+    const std::string key = s.substr(2);
+    if (std::find(switches.begin(), switches.end(), key) != switches.end()) {
+      a.options[key] = "1";
+    } else if (i + 1 < argv.size()) {
+      a.options[key] = argv[++i];
+    } else {
+      a.error = "option " + s + " needs a value";
+    }
+  }
+  return a;
+}
+
+bool ParsePatch(const std::string& text, Int3* out) {
+  Int3 v{};
+  char c1 = 0, c2 = 0;
+  std::istringstream in(text);
+  if (!(in >> v[0] >> c1 >> v[1] >> c2 >> v[2]) || c1 != ',' || c2 != ',' || !in.eof()) return false;
+  *out = v;
+  return true;
+}
+
+int Fail(std::ostream& err, const Status& st) {
+  err << "error: " << st.message() << "\n";
+  return st.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+void SetThreads(const Args& a) {
+  const int threads = a.Has("threads") ? std::stoi(a.Get("threads")) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(std::max(1, threads));
+}
+
+int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (!a.Has("results") || !a.Has("out")) {
+    err << "import-nnunet needs --results <trainer folder> and --out <store>/<model-name>\n";
+    return 2;
+  }
+  NnUNetImportOptions opt;
+  opt.results_dir = a.Get("results");
+  opt.fold = a.Get("fold", "0");
+  opt.checkpoint = a.Get("checkpoint", "final");
+  opt.configuration = a.Get("configuration");
+  const fs::path dest(a.Get("out"));
+  opt.name = dest.filename().empty() ? dest.parent_path().filename().string() : dest.filename().string();
+  auto model = ImportNnUNet(opt);
+  if (!model.ok()) return Fail(err, model.status());
+  const Status st = SaveModel(model.value(), dest.string());
+  if (!st.ok()) return Fail(err, st);
+  const auto& p = model.value().info.provenance;
+  out << "imported " << p["dataset"].get<std::string>() << " (" << p["configuration"].get<std::string>() << ", fold "
+      << opt.fold << ", " << p["checkpoint"].get<std::string>() << ") -> " << dest.string() << "\n"
+      << "  " << model.value().weights.size() << " tensors kept, " << p["aliases"].get<int>() << " aliases recognised, "
+      << model.value().info.labels.size() << " labels, patch " << ToString(model.value().info.patch_size) << "\n";
+  return 0;
+}
+
+// A model folder, or a JSON file {"architecture": {...}, "patch_size": [z, y, x]}.
+Result<std::pair<UNetConfig, Int3>> ArchitectureOf(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    auto info = LoadModelInfo(path);
+    if (!info.ok()) return info.status();
+    return std::make_pair(info.value().network, info.value().patch_size);
+  }
+  std::ifstream in(path);
+  if (!in) return NotFound("'" + path + "' is neither a model folder nor a readable architecture file");
+  try {
+    const json j = json::parse(in);
+    auto cfg = UNetConfigFromJson(j.at("architecture"));
+    if (!cfg.ok()) return cfg.status();
+    auto patch = ParseInt3(j.at("patch_size"), "patch_size");
+    if (!patch.ok()) return patch.status();
+    return std::make_pair(cfg.value(), patch.value());
+  } catch (const json::exception& e) {
+    return InvalidArgument("'" + path + "': " + e.what());
+  }
+}
+
+int InspectCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 1) {
+    err << "inspect needs one model folder or architecture file\n";
+    return 2;
+  }
+  auto arch = ArchitectureOf(a.positional[0]);
+  if (!arch.ok()) return Fail(err, arch.status());
+  auto [config, patch] = arch.value();
+  if (a.Has("patch") && !ParsePatch(a.Get("patch"), &patch)) {
+    err << "--patch must be Z,Y,X (got '" << a.Get("patch") << "')\n";
+    return 2;
+  }
+  const Status patch_ok = config.ValidatePatch(patch);
+  if (!patch_ok.ok()) return Fail(err, patch_ok);
+  // Costs depend on shapes only: random weights stand in when the folder is not needed.
+  auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 0));
+  if (!net.ok()) return Fail(err, net.status());
+  const auto layers = net.value().Cost(patch);
+  int64_t params = 0, macs = 0;
+  for (const auto& l : layers) {
+    params += l.parameters;
+    macs += l.macs;
+  }
+  if (a.Has("json")) {
+    json jl = json::array();
+    for (const auto& l : layers) {
+      jl.push_back({{"name", l.name}, {"op", l.op}, {"in_channels", l.in_channels}, {"out_channels", l.out_channels},
+                    {"kernel", l.kernel}, {"stride", l.stride}, {"output_size", l.output_size},
+                    {"parameters", l.parameters}, {"macs", l.macs}, {"applied", l.applied}});
+    }
+    out << json{{"patch_size", patch}, {"parameters", params}, {"macs", macs}, {"layers", jl}}.dump(2) << "\n";
+    return 0;
+  }
+  out << std::left << std::setw(48) << "layer" << std::setw(16) << "op" << std::setw(12) << "in->out" << std::setw(8)
+      << "kernel" << std::setw(8) << "stride" << std::setw(14) << "output" << std::right << std::setw(12) << "params"
+      << std::setw(16) << "MACs" << "\n";
+  for (const auto& l : layers) {
+    out << std::left << std::setw(48) << l.name << std::setw(16) << l.op << std::setw(12)
+        << (std::to_string(l.in_channels) + "->" + std::to_string(l.out_channels)) << std::setw(8) << ToString(l.kernel)
+        << std::setw(8) << ToString(l.stride) << std::setw(14) << ToString(l.output_size) << std::right << std::setw(12)
+        << l.parameters << std::setw(16) << l.macs << (l.applied ? "" : "  (unused at inference)") << "\n";
+  }
+  out << "total: " << params << " parameters, " << macs << " MACs (" << std::fixed << std::setprecision(2) << macs / 1e9
+      << " GMACs) per patch " << ToString(patch) << "\n";
+  return 0;
+}
+
+int ForwardCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 1 || !a.Has("input") || !a.Has("output")) {
+    err << "forward needs <model folder> --input <x.f32> --output <y.f32>\n";
+    return 2;
+  }
+  SetThreads(a);
+  auto model = LoadModel(a.positional[0]);
+  if (!model.ok()) return Fail(err, model.status());
+  const ModelInfo& info = model.value().info;
+  Int3 patch = info.patch_size;
+  if (a.Has("patch") && !ParsePatch(a.Get("patch"), &patch)) {
+    err << "--patch must be Z,Y,X\n";
+    return 2;
+  }
+  auto net = PlainConvUNet::Create(info.network, model.value().weights);
+  if (!net.ok()) return Fail(err, net.status());
+  const std::vector<int64_t> shape{1, info.network.input_channels, patch[0], patch[1], patch[2]};
+  auto x = ReadRawFloat32(a.Get("input"), shape);
+  if (!x.ok()) return Fail(err, x.status());
+  const Status input_ok = net.value().CheckInput(x.value());
+  if (!input_ok.ok()) return Fail(err, input_ok);
+  const auto start = std::chrono::steady_clock::now();
+  torch::Tensor y = net.value().Forward(x.value());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const Status written = WriteRawFloat32(a.Get("output"), y);
+  if (!written.ok()) return Fail(err, written);
+  out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.sizes() << " in " << std::fixed
+      << std::setprecision(3) << seconds << " s (" << torch::get_num_threads() << " threads)\n";
+  if (a.Has("reference")) {
+    auto ref = ReadRawFloat32(a.Get("reference"), y.sizes().vec());
+    if (!ref.ok()) return Fail(err, ref.status());
+    const double max_abs = (y - ref.value()).abs().max().item<double>();
+    out << "max |logits - reference| = " << std::scientific << std::setprecision(3) << max_abs << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "-h" || argv[0] == "help") {
+    (argv.empty() ? err : out) << kUsage;
+    return argv.empty() ? 2 : 0;
+  }
+  const std::string command = argv[0];
+  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json"});
+  if (!a.error.empty()) {
+    err << "error: " << a.error << "\n";
+    return 2;
+  }
+  try {
+    if (command == "import-nnunet") return ImportCommand(a, out, err);
+    if (command == "inspect") return InspectCommand(a, out, err);
+    if (command == "forward") return ForwardCommand(a, out, err);
+  } catch (const std::exception& e) {  // last line of defence: nothing escapes main as a crash
+    err << "error: " << command << ": " << std::string(e.what()).substr(0, std::string(e.what()).find('\n')) << "\n";
+    return 1;
+  }
+  err << "unknown command '" << command << "'\n" << kUsage;
+  return 2;
+}
+
+}  // namespace tucker_seg
