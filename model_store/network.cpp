@@ -25,12 +25,21 @@ torch::Tensor Timed(OpProfile* profile, const std::string& op, int64_t macs, F f
   return out;
 }
 
-// A 1x1x1 convolution as a matrix product over channels: (Cout, Cin) x (N, Cin, V).
+// A 1x1x1 convolution as a matrix product over channels, one GEMM per batch element:
+// (Cout, Cin) x (Cin, V) -> (N, Cout, V). (torch::matmul's broadcasting batch path is several
+// times slower here.)
 torch::Tensor Pointwise(const torch::Tensor& x, const torch::Tensor& w2d, const torch::Tensor& bias) {
   const auto n = x.size(0);
   auto x3 = x.reshape({n, x.size(1), -1});
-  torch::Tensor y = torch::matmul(w2d, x3);
-  if (bias.defined()) y.add_(bias.view({1, -1, 1}));
+  torch::Tensor y = torch::empty({n, w2d.size(0), x3.size(2)}, x.options());
+  for (int64_t i = 0; i < n; ++i) {
+    auto out = y.select(0, i);
+    if (bias.defined()) {
+      torch::addmm_out(out, bias.view({-1, 1}), w2d, x3.select(0, i));
+    } else {
+      torch::mm_out(out, w2d, x3.select(0, i));
+    }
+  }
   return y;
 }
 
@@ -166,8 +175,8 @@ LayerCost ConvLayer::Cost(const Int3& input) const {
   return c;
 }
 
-torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile) const {
-  const bool pointwise = Prod(kernel) == 1 && Prod(stride) == 1 && Prod(padding) == 0;
+torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options) const {
+  const bool pointwise = options.fast_paths && Prod(kernel) == 1 && Prod(stride) == 1 && Prod(padding) == 0;
   const int64_t n = x.size(0);
   const Int3 in{x.size(2), x.size(3), x.size(4)};
   const Int3 out = OutputSize(in);
@@ -177,7 +186,7 @@ torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile) con
       return Pointwise(x, weight.view({out_channels, in_channels}), bias).view({n, out_channels, out[0], out[1], out[2]});
     });
   }
-  if (transposed && kernel == stride) {
+  if (options.fast_paths && transposed && kernel == stride) {
     // Kernel == stride: each input voxel writes its own k^3 block, so the transposed conv is a
     // matrix product to Cout*k^3 channels followed by a depth-to-space shuffle (avoids LibTorch's
     // slow reference kernel for ConvTranspose3d on CPU).
@@ -282,7 +291,7 @@ Status PlainConvUNet::CheckInput(const torch::Tensor& x) const {
 }
 
 torch::Tensor PlainConvUNet::Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const {
-  torch::Tensor y = b.conv.Forward(x, profile);
+  torch::Tensor y = b.conv.Forward(x, profile, options_);
   return Timed(profile, "instance norm + leaky relu", 0, [&] {
     y = torch::instance_norm(y, b.norm.weight, b.norm.bias, {}, {}, /*use_input_stats=*/true, 0.0, b.norm.eps, false);
     return config_.negative_slope == 0.0 ? y.relu_() : torch::leaky_relu_(y, config_.negative_slope);
@@ -300,14 +309,14 @@ torch::Tensor PlainConvUNet::Forward(const torch::Tensor& input, OpProfile* prof
   torch::Tensor lres = skips.back();
   skips.pop_back();
   for (size_t d = 0; d < decoder_.size(); ++d) {
-    x = transpconvs_[d].Forward(lres, profile);
+    x = transpconvs_[d].Forward(lres, profile, options_);
     const torch::Tensor& skip = skips.back();
     x = Timed(profile, "concat", 0, [&] { return torch::cat({x, skip}, 1); });
     skips.pop_back();
     for (const auto& b : decoder_[d]) x = Block(b, x, profile);
     lres = x;
   }
-  return seg_layers_.back().Forward(lres, profile);
+  return seg_layers_.back().Forward(lres, profile, options_);
 }
 
 std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {

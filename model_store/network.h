@@ -61,6 +61,12 @@ struct LayerCost {
   bool applied = true;  // false for the deep-supervision heads that inference skips
 };
 
+// How layers execute. The fast paths compute the same function with faster kernels on CPU;
+// turning them off gives LibTorch's own ops (the baseline the benchmark compares against).
+struct ExecutionOptions {
+  bool fast_paths = true;
+};
+
 // A Conv3d or ConvTranspose3d with nnU-Net's padding rule.
 struct ConvLayer {
   std::string name;  // state_dict prefix, e.g. "encoder.stages.0.0.convs.0.conv"
@@ -73,7 +79,7 @@ struct ConvLayer {
   torch::Tensor weight;  // Conv3d: (out, in, kz, ky, kx); ConvTranspose3d: (in, out, kz, ky, kx)
   torch::Tensor bias;    // undefined when the layer has none
 
-  torch::Tensor Forward(const torch::Tensor& x, OpProfile* profile) const;
+  torch::Tensor Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options = {}) const;
   Int3 OutputSize(const Int3& input) const;
   LayerCost Cost(const Int3& input) const;
   std::vector<TensorSpec> Spec() const;
@@ -112,11 +118,13 @@ class PlainConvUNet {
   std::vector<LayerCost> Cost(const Int3& patch) const;
   int64_t NumParameters() const;
   const UNetConfig& config() const { return config_; }
+  void set_execution_options(const ExecutionOptions& o) { options_ = o; }
 
  private:
   torch::Tensor Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const;
 
   UNetConfig config_;
+  ExecutionOptions options_;
   std::vector<std::vector<ConvBlock>> encoder_;  // [stage][conv]
   std::vector<ConvLayer> transpconvs_;           // [decoder stage]
   std::vector<std::vector<ConvBlock>> decoder_;  // [decoder stage][conv]

@@ -1,0 +1,120 @@
+// One-patch forward time of the TotalSegmentator-shaped 3 mm network on CPU, against the
+// roofline of this machine (a plain 32->32 3x3x3 convolution measured in the same run), with
+// the top operations by time. Prints tables; asserts nothing.
+//
+//   build/bench/network_forward_bench [--threads 2] [--repeats 3] [--architecture file.json] [--patch Z,Y,X]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "model_store/network.h"
+
+using namespace tucker_seg;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+template <typename F>
+double Seconds(F fn) {
+  const auto start = Clock::now();
+  fn();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// GFLOP/s of a plain 32->32 3x3x3 convolution on a 64^3 volume: the best this machine does.
+double RooflineGflops(int repeats) {
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({1, 32, 64, 64, 64});
+  auto w = torch::randn({32, 32, 3, 3, 3});
+  const double flops = 2.0 * 64 * 64 * 64 * 32 * 32 * 27;
+  torch::conv3d(x, w, {}, 1, 1);  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < std::max(3, repeats); ++i) t.push_back(Seconds([&] { torch::conv3d(x, w, {}, 1, 1); }));
+  return flops / *std::min_element(t.begin(), t.end()) / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, repeats = 3;
+  std::string arch_path = std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json";
+  std::string patch_arg;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--threads") threads = std::stoi(v);
+    else if (k == "--repeats") repeats = std::stoi(v);
+    else if (k == "--architecture") arch_path = v;
+    else if (k == "--patch") patch_arg = v;
+  }
+  torch::set_num_threads(threads);
+
+  std::ifstream in(arch_path);
+  const auto j = nlohmann::json::parse(in);
+  auto config = UNetConfigFromJson(j["architecture"]);
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", config.status().message().c_str());
+    return 1;
+  }
+  Int3 patch = ParseInt3(j["patch_size"], "patch_size").value();
+  if (!patch_arg.empty()) std::sscanf(patch_arg.c_str(), "%ld,%ld,%ld", &patch[0], &patch[1], &patch[2]);
+  auto net = PlainConvUNet::Create(config.value(), PlainConvUNet::RandomWeights(config.value(), 0));
+  if (!net.ok()) return 1;
+  int64_t macs = 0;
+  for (const auto& l : net.value().Cost(patch)) macs += l.macs;
+  const double gflop = 2.0 * static_cast<double>(macs) / 1e9;
+
+  std::printf("network: %s, patch %s, %.2f GMACs, %ld parameters, %d threads (LibTorch %s)\n",
+              arch_path.substr(arch_path.rfind('/') + 1).c_str(), ToString(patch).c_str(), macs / 1e9,
+              static_cast<long>(net.value().NumParameters()), threads, TORCH_VERSION);
+  const double roofline = RooflineGflops(repeats);
+
+  torch::manual_seed(1);
+  const auto x = torch::randn({1, config.value().input_channels, patch[0], patch[1], patch[2]});
+  struct Row {
+    const char* name;
+    bool fast;
+    std::vector<double> times;
+  };
+  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", false, {}}, {"tucker-seg engine", true, {}}};
+  for (auto& r : rows) {
+    net.value().set_execution_options({r.fast});
+    net.value().Forward(x);  // warm-up
+    for (int i = 0; i < repeats; ++i) r.times.push_back(Seconds([&] { net.value().Forward(x); }));
+  }
+
+  std::printf("\nroofline: plain 32->32 3x3x3 conv on 64^3: %.1f GFLOP/s\n\n", roofline);
+  std::printf("%-32s %10s %10s %10s %12s %10s\n", "path", "min s", "median s", "GFLOP/s", "% roofline", "speed-up");
+  const double base = Median(rows[0].times);
+  for (const auto& r : rows) {
+    const double best = *std::min_element(r.times.begin(), r.times.end());
+    const double med = Median(r.times);
+    std::printf("%-32s %10.2f %10.2f %10.1f %11.0f%% %9.2fx\n", r.name, best, med, gflop / med, 100.0 * gflop / med / roofline, base / med);
+  }
+
+  for (const auto& r : rows) {
+    OpProfile profile;
+    net.value().set_execution_options({r.fast});
+    const double total = Seconds([&] { net.value().Forward(x, &profile); });
+    std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
+    std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+    std::printf("\ntop operations, %s (one profiled pass, %.2f s):\n", r.name, total);
+    std::printf("%-40s %7s %9s %7s %9s %10s\n", "op", "calls", "seconds", "share", "GMACs", "GFLOP/s");
+    for (const auto& [name, e] : ops) {
+      std::printf("%-40s %7ld %9.3f %6.1f%% %9.2f %10s\n", name.c_str(), static_cast<long>(e.calls), e.seconds,
+                  100.0 * e.seconds / total, e.macs / 1e9,
+                  e.macs ? std::to_string(static_cast<int>(2.0 * e.macs / e.seconds / 1e9)).c_str() : "-");
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The README's first command: install dependencies, build, and run the main job.
+# Today's main job: import an nnU-Net v2 model (the bundled conformance model), report its
+# costs, and run it on its reference input, checking the logits against the reference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+bash scripts/build.sh
+
+models=build/tucker-seg-models
+example=tests/data/nnunet-v2-iso4
+store=out/models
+mkdir -p "$store"
+
+echo "== import the nnU-Net v2 model"
+"$models" import-nnunet --results "$example/Dataset999_Golden/nnUNetTrainer__nnUNetPlans__3d_fullres" --out "$store/golden-iso4"
+echo "== its cost per patch"
+"$models" inspect "$store/golden-iso4" | tail -n 1
+echo "== the TotalSegmentator-shaped 3 mm network, per patch"
+"$models" inspect model_store/architectures/totalseg_3mm_shaped.json | tail -n 1
+echo "== run it on the reference input"
+"$models" forward "$store/golden-iso4" --input "$example/input.f32" --output out/golden-iso4-logits.f32 \
+  --reference "$example/logits.f32" --threads "$(nproc)"

@@ -1,0 +1,72 @@
+// The tucker-seg-models commands, run in-process.
+#include "model_store/cli.h"
+
+#include <sstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_paths.h"
+
+namespace tucker_seg {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+CliRun Cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  const int code = RunModelsCli(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(ModelsCli, InspectReportsTotalSegmentatorShapedCostsAsJson) {
+  const auto arch = (testing::SourceDir() / "model_store/architectures/totalseg_3mm_shaped.json").string();
+  const CliRun r = Cli({"inspect", arch, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parameters"].get<int64_t>(), 16603736);
+  // 367.8 GMACs per 112x112x128 patch (GUIDE.md, measured with PyTorch's profiler on the reference network).
+  EXPECT_NEAR(j["macs"].get<double>() / 1e9, 367.8, 0.05);
+  int64_t sum = 0;
+  for (const auto& l : j["layers"]) sum += l["parameters"].get<int64_t>();
+  EXPECT_EQ(sum, 16603736);
+}
+
+TEST(ModelsCli, ImportThenForwardReproducesReferenceLogits) {
+  const auto store = testing::TempDir("cli-import");
+  const auto out_model = (store / "iso4").string();
+  CliRun r = Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--out", out_model});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("120 aliases recognised"));
+  const auto c = testing::ConformanceCase("iso4");
+  r = Cli({"forward", out_model, "--input", (c / "input.f32").string(), "--output", (store / "y.f32").string(),
+           "--reference", (c / "logits.f32").string(), "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("max |logits - reference|"));
+  r = Cli({"inspect", out_model});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("total: 285106 parameters"));
+}
+
+TEST(ModelsCli, BadArgumentsGiveUsageErrors) {
+  EXPECT_EQ(Cli({}).code, 2);
+  CliRun r = Cli({"inspect", "/nonexistent"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("neither a model folder nor a readable architecture file"));
+  r = Cli({"inspect", (testing::SourceDir() / "model_store/architectures/totalseg_3mm_shaped.json").string(), "--patch", "100,100,100"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("not divisible by the network's total stride 16x16x16"));
+  r = Cli({"import-nnunet", "--results", "/nonexistent"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("needs --results"));
+  EXPECT_EQ(Cli({"frobnicate"}).code, 2);
+}
+
+}  // namespace
+}  // namespace tucker_seg
