@@ -97,6 +97,8 @@ Status UNetConfig::Validate() const {
   if (strides.size() != n) return InvalidArgument("strides has " + std::to_string(strides.size()) + " entries, n_stages is " + std::to_string(n));
   if (n_conv_per_stage.size() != n) return InvalidArgument("n_conv_per_stage has " + std::to_string(n_conv_per_stage.size()) + " entries, n_stages is " + std::to_string(n));
   if (n_conv_per_stage_decoder.size() != n - 1) return InvalidArgument("n_conv_per_stage_decoder has " + std::to_string(n_conv_per_stage_decoder.size()) + " entries, must be n_stages - 1 = " + std::to_string(n - 1));
+  if (!(negative_slope >= 0.0 && negative_slope <= 1.0)) return InvalidArgument("nonlin negative_slope must be 0..1");
+  if (!(norm_eps > 0.0)) return InvalidArgument("norm eps must be > 0");
   if (input_channels < 1 || input_channels > 64) return InvalidArgument("input_channels must be 1..64");
   if (num_classes < 1 || num_classes > 1024) return InvalidArgument("num_classes must be 1..1024");
   for (size_t s = 0; s < n; ++s) {
