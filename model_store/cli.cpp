@@ -4,11 +4,13 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "model_store/compress.h"
 #include "model_store/model.h"
 #include "model_store/network.h"
 #include "model_store/nnunet_import.h"
@@ -28,6 +30,10 @@ commands:
       Import a trained nnU-Net v2 model (plans.json, dataset.json, fold_N/checkpoint_*.pth).
   inspect <model folder | architecture.json> [--patch Z,Y,X] [--json]
       Parameters and multiply-accumulates (MACs) per layer and in total for one patch.
+  compress <model folder> (--df 0.5,0.3,0.1 | --energy 0.95,0.9) [--rank-min 8] [--factorize-all]
+           [--max-iterations 100]
+      Tucker-2 factorize every convolution; one variant per setting, written to
+      <model folder>/variants/<variant>/ with a manifest (ranks, errors, parameters, MACs).
   forward <model folder> --input <x.f32> --output <y.f32> [--patch Z,Y,X] [--reference <ref.f32>]
       Run the network on one raw float32 patch (1, C, Z, Y, X), write the logits; with
       --reference, print the maximum absolute difference to it.
@@ -112,13 +118,16 @@ int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-// A model folder, or a JSON file {"architecture": {...}, "patch_size": [z, y, x]}.
-Result<std::pair<UNetConfig, Int3>> ArchitectureOf(const std::string& path) {
+// A model folder (its own weights, dense or factorized), or a JSON file
+// {"architecture": {...}, "patch_size": [z, y, x]} (random weights: costs depend on shapes only).
+Result<std::pair<PlainConvUNet, Int3>> NetworkOf(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    auto info = LoadModelInfo(path);
-    if (!info.ok()) return info.status();
-    return std::make_pair(info.value().network, info.value().patch_size);
+    auto model = LoadModel(path);
+    if (!model.ok()) return model.status();
+    auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
+    if (!net.ok()) return net.status();
+    return std::make_pair(std::move(net).value(), model.value().info.patch_size);
   }
   std::ifstream in(path);
   if (!in) return NotFound("'" + path + "' is neither a model folder nor a readable architecture file");
@@ -128,7 +137,9 @@ Result<std::pair<UNetConfig, Int3>> ArchitectureOf(const std::string& path) {
     if (!cfg.ok()) return cfg.status();
     auto patch = ParseInt3(j.at("patch_size"), "patch_size");
     if (!patch.ok()) return patch.status();
-    return std::make_pair(cfg.value(), patch.value());
+    auto net = PlainConvUNet::Create(cfg.value(), PlainConvUNet::RandomWeights(cfg.value(), 0));
+    if (!net.ok()) return net.status();
+    return std::make_pair(std::move(net).value(), patch.value());
   } catch (const json::exception& e) {
     return InvalidArgument("'" + path + "': " + e.what());
   }
@@ -139,19 +150,17 @@ int InspectCommand(const Args& a, std::ostream& out, std::ostream& err) {
     err << "inspect needs one model folder or architecture file\n";
     return 2;
   }
-  auto arch = ArchitectureOf(a.positional[0]);
-  if (!arch.ok()) return Fail(err, arch.status());
-  auto [config, patch] = arch.value();
+  auto loaded = NetworkOf(a.positional[0]);
+  if (!loaded.ok()) return Fail(err, loaded.status());
+  const PlainConvUNet& net = loaded.value().first;
+  Int3 patch = loaded.value().second;
   if (a.Has("patch") && !ParsePatch(a.Get("patch"), &patch)) {
     err << "--patch must be Z,Y,X (got '" << a.Get("patch") << "')\n";
     return 2;
   }
-  const Status patch_ok = config.ValidatePatch(patch);
+  const Status patch_ok = net.config().ValidatePatch(patch);
   if (!patch_ok.ok()) return Fail(err, patch_ok);
-  // Costs depend on shapes only: random weights stand in when the folder is not needed.
-  auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 0));
-  if (!net.ok()) return Fail(err, net.status());
-  const auto layers = net.value().Cost(patch);
+  const auto layers = net.Cost(patch);
   int64_t params = 0, macs = 0;
   for (const auto& l : layers) {
     params += l.parameters;
@@ -163,21 +172,81 @@ int InspectCommand(const Args& a, std::ostream& out, std::ostream& err) {
       jl.push_back({{"name", l.name}, {"op", l.op}, {"in_channels", l.in_channels}, {"out_channels", l.out_channels},
                     {"kernel", l.kernel}, {"stride", l.stride}, {"output_size", l.output_size},
                     {"parameters", l.parameters}, {"macs", l.macs}, {"applied", l.applied}});
+      if (l.rank_in > 0) jl.back()["ranks"] = {l.rank_in, l.rank_out};
     }
     out << json{{"patch_size", patch}, {"parameters", params}, {"macs", macs}, {"layers", jl}}.dump(2) << "\n";
     return 0;
   }
-  out << std::left << std::setw(48) << "layer" << std::setw(16) << "op" << std::setw(12) << "in->out" << std::setw(8)
+  out << std::left << std::setw(48) << "layer" << std::setw(24) << "op" << std::setw(12) << "in->out" << std::setw(8)
       << "kernel" << std::setw(8) << "stride" << std::setw(14) << "output" << std::right << std::setw(12) << "params"
       << std::setw(16) << "MACs" << "\n";
   for (const auto& l : layers) {
-    out << std::left << std::setw(48) << l.name << std::setw(16) << l.op << std::setw(12)
+    const std::string op = l.rank_in > 0 ? l.op + " " + std::to_string(l.rank_in) + "/" + std::to_string(l.rank_out) : l.op;
+    out << std::left << std::setw(48) << l.name << std::setw(24) << op << std::setw(12)
         << (std::to_string(l.in_channels) + "->" + std::to_string(l.out_channels)) << std::setw(8) << ToString(l.kernel)
         << std::setw(8) << ToString(l.stride) << std::setw(14) << ToString(l.output_size) << std::right << std::setw(12)
         << l.parameters << std::setw(16) << l.macs << (l.applied ? "" : "  (unused at inference)") << "\n";
   }
   out << "total: " << params << " parameters, " << macs << " MACs (" << std::fixed << std::setprecision(2) << macs / 1e9
       << " GMACs) per patch " << ToString(patch) << "\n";
+  return 0;
+}
+
+bool ParseList(const std::string& text, std::vector<double>* out) {
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    try {
+      size_t used = 0;
+      out->push_back(std::stod(item, &used));
+      if (used != item.size()) return false;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return !out->empty();
+}
+
+int CompressCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 1 || a.Has("df") == a.Has("energy")) {
+    err << "compress needs <model folder> and one of --df F[,F...] or --energy E[,E...]\n";
+    return 2;
+  }
+  SetThreads(a);
+  std::vector<double> values;
+  const std::string rule = a.Has("df") ? "df" : "energy";
+  if (!ParseList(a.Get(rule), &values)) {
+    err << "--" << rule << " must be a comma-separated list of numbers (got '" << a.Get(rule) << "')\n";
+    return 2;
+  }
+  auto model = LoadModel(a.positional[0]);
+  if (!model.ok()) return Fail(err, model.status());
+  out << std::left << std::setw(16) << "variant" << std::right << std::setw(12) << "parameters" << std::setw(10) << "removed"
+      << std::setw(10) << "GMACs" << std::setw(11) << "MAC ratio" << std::setw(10) << "skipped" << std::setw(14) << "max rel.err"
+      << "  folder\n";
+  for (double v : values) {
+    CompressionOptions opt;
+    (rule == "df" ? opt.df : opt.energy) = v;
+    opt.rank_min = std::stoll(a.Get("rank-min", "8"));
+    opt.factorize_all = a.Has("factorize-all");
+    opt.tucker.max_iterations = std::stoi(a.Get("max-iterations", "100"));
+    auto variant = CompressModel(model.value(), opt);
+    if (!variant.ok()) return Fail(err, variant.status());
+    auto dir = SaveVariant(variant.value(), a.positional[0]);
+    if (!dir.ok()) return Fail(err, dir.status());
+    const auto& m = variant.value().manifest;
+    int skipped = 0;
+    double max_error = 0;
+    for (const auto& l : m["layers"]) {
+      skipped += l["factorized"].get<bool>() ? 0 : 1;
+      max_error = std::max(max_error, l["relative_error"].get<double>());
+    }
+    out << std::left << std::setw(16) << m["variant"].get<std::string>() << std::right << std::setw(12)
+        << m["parameters"].get<int64_t>() << std::setw(9) << std::fixed << std::setprecision(1)
+        << 100.0 * m["parameters_removed_fraction"].get<double>() << "%" << std::setw(10) << std::setprecision(2)
+        << m["macs"].get<double>() / 1e9 << std::setw(10) << m["mac_ratio"].get<double>() << "x" << std::setw(10) << skipped
+        << std::setw(14) << std::setprecision(4) << max_error << "  " << dir.value() << "\n";
+  }
   return 0;
 }
 
@@ -226,7 +295,7 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     return argv.empty() ? 2 : 0;
   }
   const std::string command = argv[0];
-  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json"});
+  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json", "factorize-all"});
   if (!a.error.empty()) {
     err << "error: " << a.error << "\n";
     return 2;
@@ -235,6 +304,7 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     if (command == "import-nnunet") return ImportCommand(a, out, err);
     if (command == "inspect") return InspectCommand(a, out, err);
     if (command == "forward") return ForwardCommand(a, out, err);
+    if (command == "compress") return CompressCommand(a, out, err);
   } catch (const std::exception& e) {  // last line of defence: nothing escapes main as a crash
     err << "error: " << command << ": " << std::string(e.what()).substr(0, std::string(e.what()).find('\n')) << "\n";
     return 1;

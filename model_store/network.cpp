@@ -176,10 +176,28 @@ class WeightTaker {
     return Status::Ok();
   }
   Status Conv(ConvLayer* c, bool bias) {
-    for (const auto& spec : c->Spec()) {
-      if (spec.key == c->name + ".weight") TS_RETURN_IF_ERROR(Take(spec.key, spec.shape, &c->weight));
-    }
     if (bias) TS_RETURN_IF_ERROR(Take(c->name + ".bias", {c->out_channels}, &c->bias));
+    const std::string core_key = c->name + ".tucker_core.weight";
+    if (!weights_.count(core_key)) return Take(c->name + ".weight", c->Spec()[0].shape, &c->weight);
+    // Factorized: the core's shape gives the ranks; the two 1x1x1 factors must agree with them.
+    const auto& core = weights_.at(core_key);
+    if (core.dim() != 5) return InvalidArgument("tensor '" + core_key + "' must be 5-D");
+    const int64_t r_in = c->transposed ? core.size(0) : core.size(1);
+    const int64_t r_out = c->transposed ? core.size(1) : core.size(0);
+    if (r_in < 1 || r_in > c->in_channels || r_out < 1 || r_out > c->out_channels) {
+      return InvalidArgument("tensor '" + core_key + "' has ranks " + std::to_string(r_in) + "/" + std::to_string(r_out) +
+                             " outside 1..C_in=" + std::to_string(c->in_channels) + " / 1..C_out=" + std::to_string(c->out_channels));
+    }
+    torch::Tensor u_in_t, core_w, u_out;
+    TS_RETURN_IF_ERROR(Take(c->name + ".tucker_in.weight", {r_in, c->in_channels, 1, 1, 1}, &u_in_t));
+    std::vector<int64_t> core_shape = c->transposed ? std::vector<int64_t>{r_in, r_out} : std::vector<int64_t>{r_out, r_in};
+    core_shape.insert(core_shape.end(), c->kernel.begin(), c->kernel.end());
+    TS_RETURN_IF_ERROR(Take(core_key, core_shape, &core_w));
+    TS_RETURN_IF_ERROR(Take(c->name + ".tucker_out.weight", {c->out_channels, r_out, 1, 1, 1}, &u_out));
+    const auto u_in = u_in_t.reshape({r_in, c->in_channels}).t();
+    const auto u_o = u_out.reshape({c->out_channels, r_out});
+    if (c->transposed) c->SetTucker(core_w, u_in, u_o);
+    else c->SetTucker(core_w, u_o, u_in);
     return Status::Ok();
   }
   Status Norm(NormLayer* n) {
@@ -201,6 +219,31 @@ class WeightTaker {
 
 }  // namespace
 
+void ConvLayer::SetTucker(const torch::Tensor& core, const torch::Tensor& u0, const torch::Tensor& u1) {
+  const torch::Tensor& u_out = transposed ? u1 : u0;  // (C_out, r_out)
+  const torch::Tensor& u_in = transposed ? u0 : u1;   // (C_in, r_in)
+  const int64_t r_in = u_in.size(1), r_out = u_out.size(1);
+  ConvLayer first = MakeConv(name + ".tucker_in", in_channels, r_in, {1, 1, 1}, {1, 1, 1}, false);
+  first.weight = u_in.t().to(torch::kFloat32).reshape({r_in, in_channels, 1, 1, 1}).contiguous();
+  ConvLayer middle = MakeConv(name + ".tucker_core", r_in, r_out, kernel, stride, transposed);
+  middle.padding = padding;
+  middle.weight = core.to(torch::kFloat32).contiguous();  // (r_out, r_in, k) or, transposed, (r_in, r_out, k)
+  ConvLayer last = MakeConv(name + ".tucker_out", r_out, out_channels, {1, 1, 1}, {1, 1, 1}, false);
+  last.weight = u_out.to(torch::kFloat32).reshape({out_channels, r_out, 1, 1, 1}).contiguous();
+  last.bias = bias;
+  tucker_parts = {first, middle, last};
+  weight = torch::Tensor();
+}
+
+void ConvLayer::AppendWeights(WeightMap* out) const {
+  if (factorized()) {
+    for (const auto& part : tucker_parts) (*out)[part.name + ".weight"] = part.weight;
+  } else {
+    (*out)[name + ".weight"] = weight;
+  }
+  if (bias.defined()) (*out)[name + ".bias"] = bias;
+}
+
 std::vector<TensorSpec> ConvLayer::Spec() const {
   std::vector<int64_t> shape = transposed ? std::vector<int64_t>{in_channels, out_channels} : std::vector<int64_t>{out_channels, in_channels};
   shape.insert(shape.end(), kernel.begin(), kernel.end());
@@ -217,6 +260,26 @@ Int3 ConvLayer::OutputSize(const Int3& in) const {
 }
 
 LayerCost ConvLayer::Cost(const Int3& input) const {
+  if (factorized()) {
+    LayerCost total;
+    Int3 size = input;
+    for (const auto& part : tucker_parts) {
+      const LayerCost c = part.Cost(size);
+      total.parameters += c.parameters;
+      total.macs += c.macs;
+      size = c.output_size;
+    }
+    total.name = name;
+    total.op = std::string(transposed ? "ConvTranspose3d" : "Conv3d") + " Tucker2";
+    total.in_channels = in_channels;
+    total.out_channels = out_channels;
+    total.kernel = kernel;
+    total.stride = stride;
+    total.output_size = size;
+    total.rank_in = tucker_parts[0].out_channels;
+    total.rank_out = tucker_parts[2].out_channels;
+    return total;
+  }
   LayerCost c;
   c.name = name;
   c.op = transposed ? "ConvTranspose3d" : "Conv3d";
@@ -232,6 +295,11 @@ LayerCost ConvLayer::Cost(const Int3& input) const {
 }
 
 torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options) const {
+  if (factorized()) {
+    torch::Tensor y = x;
+    for (const auto& part : tucker_parts) y = part.Forward(y, profile, options);
+    return y;
+  }
   const bool pointwise = options.fast_paths && Prod(kernel) == 1 && Prod(stride) == 1 && Prod(padding) == 0;
   const int64_t n = x.size(0);
   const Int3 in{x.size(2), x.size(3), x.size(4)};
@@ -414,6 +482,32 @@ std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {
     out.push_back(head);
   }
   return out;
+}
+
+std::vector<ConvLayer*> PlainConvUNet::MutableConvs() {
+  std::vector<ConvLayer*> out;
+  for (auto& stage : encoder_)
+    for (auto& b : stage) out.push_back(&b.conv);
+  for (auto& stage : decoder_)
+    for (auto& b : stage) out.push_back(&b.conv);
+  for (auto& c : transpconvs_) out.push_back(&c);
+  for (auto& c : seg_layers_) out.push_back(&c);
+  return out;
+}
+
+WeightMap PlainConvUNet::Weights() const {
+  WeightMap w;
+  auto norm = [&](const NormLayer& n) {
+    if (n.weight.defined()) w[n.name + ".weight"] = n.weight;
+    if (n.bias.defined()) w[n.name + ".bias"] = n.bias;
+  };
+  for (const auto& stage : encoder_)
+    for (const auto& b : stage) b.conv.AppendWeights(&w), norm(b.norm);
+  for (const auto& stage : decoder_)
+    for (const auto& b : stage) b.conv.AppendWeights(&w), norm(b.norm);
+  for (const auto& c : transpconvs_) c.AppendWeights(&w);
+  for (const auto& c : seg_layers_) c.AppendWeights(&w);
+  return w;
 }
 
 int64_t PlainConvUNet::NumParameters() const {

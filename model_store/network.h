@@ -51,6 +51,8 @@ class OpProfile {
 struct LayerCost {
   std::string name;
   std::string op;
+  int64_t rank_in = 0;   // Tucker ranks, 0 when the layer is dense
+  int64_t rank_out = 0;
   int64_t in_channels = 0;
   int64_t out_channels = 0;
   Int3 kernel{1, 1, 1};
@@ -78,6 +80,17 @@ struct ConvLayer {
   Int3 padding{0, 0, 0};
   torch::Tensor weight;  // Conv3d: (out, in, kz, ky, kx); ConvTranspose3d: (in, out, kz, ky, kx)
   torch::Tensor bias;    // undefined when the layer has none
+  // Tucker-2 factorized form, when set (weight is then undefined): a 1x1x1 conv C_in -> r_in,
+  // the core conv r_in -> r_out with this layer's kernel/stride/padding, a 1x1x1 conv
+  // r_out -> C_out carrying the bias. Stored as <name>.tucker_{in,core,out}.weight.
+  std::vector<ConvLayer> tucker_parts;
+
+  bool factorized() const { return !tucker_parts.empty(); }
+  // Sets the Tucker-2 form from the factors of the weight's two channel modes (see tucker.h).
+  // Conv3d: u0 factors C_out, u1 factors C_in. ConvTranspose3d: u0 factors C_in, u1 factors C_out.
+  void SetTucker(const torch::Tensor& core, const torch::Tensor& u0, const torch::Tensor& u1);
+  // The weights of this layer under their state_dict names (dense or factorized).
+  void AppendWeights(WeightMap* out) const;
 
   torch::Tensor Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options = {}) const;
   Int3 OutputSize(const Int3& input) const;
@@ -118,6 +131,10 @@ class PlainConvUNet {
   std::vector<LayerCost> Cost(const Int3& patch) const;
   int64_t NumParameters() const;
   const UNetConfig& config() const { return config_; }
+  // Every convolution in state_dict order: encoder, decoder, transposed convs, heads.
+  std::vector<ConvLayer*> MutableConvs();
+  // The weights under their state_dict names (factorized layers as tucker_{in,core,out}).
+  WeightMap Weights() const;
   void set_execution_options(const ExecutionOptions& o) { options_ = o; }
 
  private:
