@@ -324,7 +324,8 @@ torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile, con
       return y;
     });
   }
-  const std::string op = std::string(transposed ? "transposed conv " : "conv ") + ToString(kernel);
+  const std::string op = std::string(transposed ? "transposed conv " : "conv ") + ToString(kernel) +
+                         (in_channels < 32 || out_channels < 32 ? " (< 32 channels)" : "");
   return Timed(profile, op, macs, [&] {
     if (transposed) {
       return torch::conv_transpose3d(x, weight, bias, {stride[0], stride[1], stride[2]}, {padding[0], padding[1], padding[2]});
