@@ -22,3 +22,9 @@ echo "== the TotalSegmentator-shaped 3 mm network, per patch"
 echo "== run it on the reference input"
 "$models" forward "$store/golden-iso4" --input "$example/input.f32" --output out/golden-iso4-logits.f32 \
   --reference "$example/logits.f32" --threads "$(nproc)"
+echo "== compress it into Tucker variants and run them"
+"$models" compress "$store/golden-iso4" --df 1.0,0.5,0.3 --factorize-all
+for variant in df1-all df0.5-all df0.3-all; do
+  "$models" forward "$store/golden-iso4/variants/$variant" --input "$example/input.f32" \
+    --output "out/golden-iso4-$variant-logits.f32" --reference "$example/logits.f32" --threads "$(nproc)"
+done

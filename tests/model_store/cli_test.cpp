@@ -1,6 +1,7 @@
 // The tucker-seg-models commands, run in-process.
 #include "model_store/cli.h"
 
+#include <fstream>
 #include <sstream>
 
 #include <gmock/gmock.h>
@@ -52,6 +53,26 @@ TEST(ModelsCli, ImportThenForwardReproducesReferenceLogits) {
   r = Cli({"inspect", out_model});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("total: 285106 parameters"));
+}
+
+TEST(ModelsCli, CompressWritesVariantsThatInspectAndForwardRead) {
+  const auto store = testing::TempDir("cli-compress");
+  const auto model = (store / "iso4").string();
+  ASSERT_EQ(Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--out", model}).code, 0);
+  CliRun r = Cli({"compress", model, "--df", "0.5,0.3", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("variants/df0.3"));
+  std::ifstream in(store / "iso4/variants/df0.3/manifest.json");
+  const auto manifest = nlohmann::json::parse(in);
+  r = Cli({"inspect", model + "/variants/df0.3", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto cost = nlohmann::json::parse(r.out);
+  EXPECT_EQ(cost["parameters"], manifest["parameters"]);
+  EXPECT_EQ(cost["macs"], manifest["macs"]);
+  EXPECT_LT(cost["parameters"].get<int64_t>(), 285106);
+  r = Cli({"compress", model, "--df", "abc"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--df must be a comma-separated list"));
 }
 
 TEST(ModelsCli, BadArgumentsGiveUsageErrors) {
