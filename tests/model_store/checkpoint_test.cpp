@@ -29,6 +29,16 @@ fs::path CopyResults(const std::string& c, const std::string& test) {
   return dir;
 }
 
+// Replaces the first `from` in the copy's plans.json by `to`.
+void EditPlans(const fs::path& dir, const std::string& from, const std::string& to) {
+  std::ifstream in(dir / "plans.json");
+  std::string plans((std::istreambuf_iterator<char>(in)), {});
+  in.close();
+  ASSERT_NE(plans.find(from), std::string::npos);
+  plans.replace(plans.find(from), from.size(), to);
+  std::ofstream(dir / "plans.json", std::ios::trunc) << plans;
+}
+
 TEST(Checkpoint, ReadsNetworkWeightsOfARealCheckpointAndSkipsTheRest) {
   auto tensors = ReadCheckpointStateDict(Checkpoint("iso4").string());
   ASSERT_TRUE(tensors.ok()) << tensors.status().message();
@@ -99,12 +109,7 @@ TEST(Checkpoint, CorruptedStorageRecordIsCaught) {
 
 TEST(Import, PlansNamingAnotherNetworkClassFailClearly) {
   const fs::path dir = CopyResults("iso4", "other-class");
-  std::ifstream in(dir / "plans.json");
-  std::string plans((std::istreambuf_iterator<char>(in)), {});
-  in.close();
-  const std::string from = "architectures.unet.PlainConvUNet";
-  plans.replace(plans.find(from), from.size(), "architectures.unet.ResidualEncoderUNet");
-  std::ofstream(dir / "plans.json", std::ios::trunc) << plans;
+  EditPlans(dir, "architectures.unet.PlainConvUNet", "architectures.unet.ResidualEncoderUNet");
   NnUNetImportOptions opt;
   opt.results_dir = dir.string();
   auto r = ImportNnUNet(opt);
@@ -115,12 +120,7 @@ TEST(Import, PlansNamingAnotherNetworkClassFailClearly) {
 
 TEST(Import, UnsupportedOpIsNamed) {
   const fs::path dir = CopyResults("iso4", "other-op");
-  std::ifstream in(dir / "plans.json");
-  std::string plans((std::istreambuf_iterator<char>(in)), {});
-  in.close();
-  const std::string from = "torch.nn.modules.instancenorm.InstanceNorm3d";
-  plans.replace(plans.find(from), from.size(), "torch.nn.modules.batchnorm.BatchNorm3d");
-  std::ofstream(dir / "plans.json", std::ios::trunc) << plans;
+  EditPlans(dir, "torch.nn.modules.instancenorm.InstanceNorm3d", "torch.nn.modules.batchnorm.BatchNorm3d");
   NnUNetImportOptions opt;
   opt.results_dir = dir.string();
   auto r = ImportNnUNet(opt);
