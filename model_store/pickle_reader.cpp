@@ -6,6 +6,25 @@
 
 namespace tucker_seg::pickle {
 
+Value::~Value() {
+  std::vector<ValuePtr> pending;
+  auto take = [&pending](Value& v) {
+    for (auto& item : v.items) pending.push_back(std::move(item));
+    for (auto& [k, val] : v.entries) {
+      pending.push_back(std::move(k));
+      pending.push_back(std::move(val));
+    }
+    v.items.clear();
+    v.entries.clear();
+  };
+  take(*this);
+  while (!pending.empty()) {
+    ValuePtr v = std::move(pending.back());
+    pending.pop_back();
+    if (v && v.use_count() == 1) take(*v);  // v's children move here before v is freed
+  }
+}
+
 ValuePtr Value::Get(std::string_view key) const {
   if (kind != Kind::kDict) return nullptr;
   for (const auto& [k, v] : entries) {

@@ -49,6 +49,12 @@ struct Value {
   StorageRef storage;
   TensorRef tensor;
 
+  Value() = default;
+  Value(const Value&) = delete;
+  Value& operator=(const Value&) = delete;
+  // Frees nested containers iteratively, so that a deeply nested pickle cannot exhaust the stack.
+  ~Value();
+
   bool is_string() const { return kind == Kind::kString; }
   // Looks up a string key in a dict; nullptr when absent or when this is not a dict.
   ValuePtr Get(std::string_view key) const;

@@ -40,6 +40,19 @@ TEST(PickleReader, MemoGetReturnsTheSameObject) {
   v.value()->items.clear();  // break the cycle
 }
 
+TEST(PickleReader, DeeplyNestedListsAreReadAndFreedWithoutRecursion) {
+  constexpr int kDepth = 1000000;  // far deeper than any call stack allows for recursive frees
+  std::string p = Bytes({0x80, 2});
+  p.append(kDepth, ']');
+  p.append(kDepth - 1, 'a');
+  p += ".";
+  auto v = Unpickle(p);
+  ASSERT_TRUE(v.ok()) << v.status().message();
+  int depth = 1;
+  for (const Value* cur = v.value().get(); !cur->items.empty(); cur = cur->items[0].get()) ++depth;
+  EXPECT_EQ(depth, kDepth);
+}
+
 TEST(PickleReader, StringLengthPastTheEndIsAnError) {
   std::string p = Bytes({0x80, 2, 'X', 0xff, 0xff, 0xff, 0x7f}) + "abc";
   auto v = Unpickle(p);
