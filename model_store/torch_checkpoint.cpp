@@ -104,6 +104,14 @@ Result<std::vector<CheckpointTensor>> ReadCheckpointStateDict(const std::string&
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return NotFound("checkpoint '" + path + "' does not exist");
 
+  {
+    char magic[4] = {};
+    std::ifstream head(path, std::ios::binary);
+    if (!head.read(magic, 4) || std::string(magic, 4) != std::string("PK\x03\x04", 4)) {
+      return DataLoss("'" + path + "' is not a zip archive, so not a torch.save checkpoint (no 'PK' signature; "
+                      "legacy non-zip torch.save files are not supported)");
+    }
+  }
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
   std::string pickle_bytes;
   try {
@@ -114,7 +122,7 @@ Result<std::vector<CheckpointTensor>> ReadCheckpointStateDict(const std::string&
     auto [data, size] = zip->getRecord("data.pkl");
     pickle_bytes.assign(static_cast<const char*>(data.get()), size);
   } catch (const std::exception& e) {
-    return DataLoss("'" + path + "' is not a readable torch.save zip archive (truncated or corrupt?): " +
+    return DataLoss("'" + path + "' is a damaged zip archive (truncated or corrupt): " +
                     FirstLine(e.what()));
   }
 

@@ -69,7 +69,7 @@ TEST(Checkpoint, TruncatedZipFailsClearly) {
   auto r = ReadCheckpointStateDict((dir / "truncated.pth").string());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
-  EXPECT_THAT(r.status().message(), HasSubstr("not a readable torch.save zip archive"));
+  EXPECT_THAT(r.status().message(), HasSubstr("is a damaged zip archive (truncated or corrupt)"));
 }
 
 TEST(Checkpoint, RandomBytesFailClearly) {
@@ -81,7 +81,7 @@ TEST(Checkpoint, RandomBytesFailClearly) {
   auto r = ReadCheckpointStateDict((dir / "random.pth").string());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
-  EXPECT_THAT(r.status().message(), HasSubstr("not a readable torch.save zip archive"));
+  EXPECT_THAT(r.status().message(), HasSubstr("is not a zip archive, so not a torch.save checkpoint"));
 }
 
 TEST(Checkpoint, MissingFileIsNotFound) {
