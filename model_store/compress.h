@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_store/model.h"
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 #include "model_store/tucker.h"
 
 namespace tucker_seg {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_store/network.h"
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 #include "model_store/unet_config.h"
 
 namespace tucker_seg {

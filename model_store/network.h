@@ -14,7 +14,7 @@
 
 #include <torch/torch.h>
 
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 #include "model_store/unet_config.h"
 
 namespace tucker_seg {

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "model_store/model.h"
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 
 namespace tucker_seg {
 

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 
 namespace tucker_seg::pickle {
 

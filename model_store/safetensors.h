@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 
 namespace tucker_seg {
 

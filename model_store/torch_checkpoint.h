@@ -6,7 +6,7 @@
 
 #include <torch/torch.h>
 
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 
 namespace tucker_seg {
 

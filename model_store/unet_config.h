@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model_store/status.h"
+#include "vocabulary/status.h"
 
 namespace tucker_seg {
 

@@ -1,0 +1,182 @@
+#include "model_store/predictor.h"
+
+#include <chrono>
+#include <cmath>
+#include <deque>
+
+#include "model_store/resample.h"
+
+namespace tucker_seg {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The CT as a (z, y, x) tensor (ITK's buffer order, as nnU-Net's SimpleITK reader sees it).
+torch::Tensor AsZyx(const CtVolume& ct) {
+  const auto& s = ct.geometry.size;
+  return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32);
+}
+
+// Turns finalised logits rows (network space, axis 0) into label rows on the cropped,
+// transposed input grid as soon as the rows each output row interpolates from have arrived.
+class SlabExporter {
+ public:
+  SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis, torch::Tensor* labels)
+      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), labels_(labels) {}
+
+  void Add(int64_t first_row, const torch::Tensor& rows) {
+    for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back(rows.select(1, r));
+    received_ = first_row + rows.size(1);
+    Flush();
+  }
+
+ private:
+  // Source rows and weight of the next row for output row o.
+  void Source(int64_t o, int64_t* r0, int64_t* r1, double* w) const {
+    double c = (static_cast<double>(o) + 0.5) * static_cast<double>(n_[0]) / static_cast<double>(out_[0]) - 0.5;
+    c = std::clamp(c, 0.0, static_cast<double>(n_[0] - 1));
+    if (nearest_z_) {
+      *r0 = *r1 = static_cast<int64_t>(std::floor(c + 0.5));
+      *w = 0;
+      return;
+    }
+    *r0 = static_cast<int64_t>(std::floor(c));
+    *r1 = std::min(*r0 + 1, n_[0] - 1);
+    *w = c - static_cast<double>(*r0);
+  }
+
+  void Flush() {
+    while (next_ < out_[0]) {
+      int64_t r0, r1;
+      double w;
+      Source(next_, &r0, &r1, &w);
+      if (r1 >= received_) return;
+      const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
+      const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
+      torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
+      if (plane.size(1) != out_[1] || plane.size(2) != out_[2]) {
+        namespace F = torch::nn::functional;
+        plane = F::interpolate(plane.unsqueeze(0), F::InterpolateFuncOptions()
+                                                       .size(std::vector<int64_t>{out_[1], out_[2]})
+                                                       .mode(torch::kBilinear)
+                                                       .align_corners(false))
+                    .squeeze(0);
+      }
+      labels_->select(0, next_).copy_(plane.argmax(0));
+      ++next_;
+      // Drop rows that no later output row needs.
+      if (next_ < out_[0]) {
+        Source(next_, &r0, &r1, &w);
+        while (buffer_first_ < r0 && !buffer_.empty()) buffer_.pop_front(), ++buffer_first_;
+      }
+    }
+  }
+
+  Int3 n_;
+  std::array<int64_t, 3> out_;
+  bool nearest_z_;
+  torch::Tensor* labels_;
+  std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
+  int64_t buffer_first_ = 0;
+  int64_t received_ = 0;
+  int64_t next_ = 0;
+};
+
+}  // namespace
+
+Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
+  if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
+  const auto& channel = info.channels[0];
+  if (channel.scheme != "CTNormalization") {
+    return Unimplemented("normalization scheme '" + channel.scheme + "' is not supported (only CTNormalization)");
+  }
+  Preprocessed p;
+  const auto& t = info.transpose_forward;
+  const std::array<double, 3> zyx_spacing{ct.geometry.spacing[2], ct.geometry.spacing[1], ct.geometry.spacing[0]};
+  torch::Tensor x = AsZyx(ct).permute({t[0], t[1], t[2]});
+  std::array<double, 3> spacing{};
+  for (int a = 0; a < 3; ++a) {
+    spacing[a] = zyx_spacing[t[a]];
+    p.transposed_shape[a] = x.size(a);
+  }
+  // Crop to the box of non-zero voxels (nnU-Net's crop_to_nonzero).
+  const auto nonzero = x != 0;
+  for (int a = 0; a < 3; ++a) {
+    std::vector<int64_t> others;
+    for (int b = 0; b < 3; ++b)
+      if (b != a) others.push_back(b);
+    const auto any = nonzero.any(others[1]).any(others[0]);
+    const auto idx = any.nonzero();
+    p.crop_begin[a] = idx.numel() ? idx.min().item<int64_t>() : 0;
+    p.crop_shape[a] = idx.numel() ? idx.max().item<int64_t>() + 1 - p.crop_begin[a] : x.size(a);
+    x = x.narrow(a, p.crop_begin[a], p.crop_shape[a]);
+  }
+  // CTNormalization.
+  const auto& in = channel.intensity;
+  x = x.clamp(in.percentile_00_5, in.percentile_99_5).sub(in.mean).div(std::max(in.std, 1e-8));
+  // Resample to the model's spacing: shape = round(old_spacing / new_spacing * shape).
+  Int3 shape{};
+  for (int a = 0; a < 3; ++a) {
+    shape[a] = static_cast<int64_t>(std::nearbyint(spacing[a] / info.spacing[a] * static_cast<double>(p.crop_shape[a])));
+    if (shape[a] < 1) {
+      return InvalidArgument("the volume is smaller than one voxel along axis " + std::to_string(a) + " after resampling to " +
+                             std::to_string(info.spacing[a]) + " mm");
+    }
+  }
+  p.separate_z_axis = SeparateZAxis(spacing, info.spacing);
+  p.image = ResampleCubic(x, shape, p.separate_z_axis).unsqueeze(0);
+  return p;
+}
+
+Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
+  TS_RETURN_IF_ERROR(ValidateCt(ct, options.max_voxels));
+  if (net.num_classes() > 256) return Unimplemented("label maps hold at most 256 classes; the model has " + std::to_string(net.num_classes()));
+  if (net.num_classes() != static_cast<int64_t>(info.labels.size())) {
+    return FailedPrecondition("the network has " + std::to_string(net.num_classes()) + " outputs, the model lists " +
+                              std::to_string(info.labels.size()) + " labels");
+  }
+  torch::NoGradGuard no_grad;
+  Prediction result;
+  auto start = Clock::now();
+  auto pre = Preprocess(info, ct);
+  if (!pre.ok()) return pre.status();
+  const Preprocessed& p = pre.value();
+  for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);
+  Int3 pad{};
+  const torch::Tensor padded = PadToTile(p.image, info.patch_size, &pad);
+  result.timings.preprocess_seconds = Since(start);
+
+  auto cropped_labels = torch::zeros({p.crop_shape[0], p.crop_shape[1], p.crop_shape[2]}, torch::kUInt8);
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, &cropped_labels);
+  double export_seconds = 0;
+  const Int3 n = result.network_shape;
+  auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
+    const auto t0 = Clock::now();
+    // Padded rows -> network rows; drop the in-plane padding.
+    const int64_t lo = std::max(first, pad[0]), hi = std::min(first + rows.size(1), pad[0] + n[0]);
+    if (hi > lo) exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]));
+    export_seconds += Since(t0);
+  };
+  SlidingWindowStats stats;
+  TS_RETURN_IF_ERROR(SlidingWindow(padded, info.patch_size, net, options.window, on_rows, &stats));
+
+  start = Clock::now();
+  // Undo crop and transpose.
+  auto transposed = torch::zeros({p.transposed_shape[0], p.transposed_shape[1], p.transposed_shape[2]}, torch::kUInt8);
+  transposed.narrow(0, p.crop_begin[0], p.crop_shape[0]).narrow(1, p.crop_begin[1], p.crop_shape[1])
+      .narrow(2, p.crop_begin[2], p.crop_shape[2]).copy_(cropped_labels);
+  const auto& tb = info.transpose_backward;
+  const auto zyx = transposed.permute({tb[0], tb[1], tb[2]}).contiguous();
+  result.labels.geometry = ct.geometry;
+  result.labels.voxels.assign(zyx.data_ptr<uint8_t>(), zyx.data_ptr<uint8_t>() + zyx.numel());
+  result.timings.export_seconds = export_seconds + Since(start);
+  result.timings.network_seconds = stats.network_seconds;
+  result.timings.aggregation_seconds = stats.aggregation_seconds;
+  result.tiles = stats.tiles;
+  result.peak_logits_bytes = stats.peak_buffer_bytes;
+  result.label_table = info.labels;
+  return result;
+}
+
+}  // namespace tucker_seg
