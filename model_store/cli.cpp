@@ -10,10 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "client/image_io.h"
 #include "model_store/compress.h"
 #include "model_store/model.h"
 #include "model_store/network.h"
 #include "model_store/nnunet_import.h"
+#include "model_store/predictor.h"
 #include "model_store/raw_tensor.h"
 
 namespace tucker_seg {
@@ -34,6 +36,10 @@ commands:
            [--max-iterations 100]
       Tucker-2 factorize every convolution; one variant per setting, written to
       <model folder>/variants/<variant>/ with a manifest (ranks, errors, parameters, MACs).
+  predict <model folder | variant folder> -i <ct.nii.gz | DICOM folder> -o <labels.nii.gz>
+          [--step 0.5] [--batch 1] [--mirror]
+      Segment a whole CT in-process (nnU-Net preprocessing, sliding window, export on the
+      input's grid); --step 0.8 reproduces TotalSegmentator.
   forward <model folder> --input <x.f32> --output <y.f32> [--patch Z,Y,X] [--reference <ref.f32>]
       Run the network on one raw float32 patch (1, C, Z, Y, X), write the logits; with
       --reference, print the maximum absolute difference to it.
@@ -59,11 +65,13 @@ Args Parse(const std::vector<std::string>& argv, const std::vector<std::string>&
   Args a;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& s = argv[i];
-    if (s.rfind("--", 0) != 0) {
+    if (s.size() < 2 || s[0] != '-') {
       a.positional.push_back(s);
       continue;
     }
-    const std::string key = s.substr(2);
+    std::string key = s.substr(s.rfind("--", 0) == 0 ? 2 : 1);
+    if (key == "i") key = "input";
+    if (key == "o") key = "output";
     if (std::find(switches.begin(), switches.end(), key) != switches.end()) {
       a.options[key] = "1";
     } else if (i + 1 < argv.size()) {
@@ -250,6 +258,51 @@ int CompressCommand(const Args& a, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
+int PredictCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 1 || !a.Has("input") || !a.Has("output")) {
+    err << "predict needs <model folder> -i <ct> -o <labels.nii.gz>\n";
+    return 2;
+  }
+  SetThreads(a);
+  PredictionOptions opt;
+  try {
+    opt.window.step = std::stod(a.Get("step", "0.5"));
+    opt.window.batch = std::stoll(a.Get("batch", "1"));
+  } catch (const std::exception&) {
+    err << "--step and --batch must be numbers\n";
+    return 2;
+  }
+  opt.window.mirror = a.Has("mirror");
+  auto model = LoadModel(a.positional[0]);
+  if (!model.ok()) return Fail(err, model.status());
+  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
+  if (!net.ok()) return Fail(err, net.status());
+  auto ct = ReadCt(a.Get("input"));
+  if (!ct.ok()) return Fail(err, ct.status());
+  UNetPatchNetwork patch_net(net.value());
+  auto p = Predict(model.value().info, patch_net, ct.value(), opt);
+  if (!p.ok()) return Fail(err, p.status());
+  const Status written = WriteLabelMap(a.Get("output"), p.value().labels);
+  if (!written.ok()) return Fail(err, written);
+
+  const auto& g = ct.value().geometry;
+  const auto& t = p.value().timings;
+  const Int3& n = p.value().network_shape;
+  out << "predict " << model.value().info.name << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2] << " voxels at "
+      << std::fixed << std::setprecision(2) << g.spacing[0] << "x" << g.spacing[1] << "x" << g.spacing[2] << " mm -> network grid "
+      << ToString(n) << ", " << p.value().tiles << " tiles (step " << opt.window.step << ", batch " << opt.window.batch
+      << (opt.window.mirror ? ", mirrored" : "") << ", " << torch::get_num_threads() << " threads)\n"
+      << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
+      << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
+  std::vector<int64_t> counts(p.value().label_table.size(), 0);
+  for (uint8_t v : p.value().labels.voxels) ++counts[v];
+  out << "  labels present:";
+  for (const auto& [id, name] : p.value().label_table)
+    if (id > 0 && counts[static_cast<size_t>(id)] > 0) out << " " << name << " (" << counts[static_cast<size_t>(id)] << ")";
+  out << "\n  wrote " << a.Get("output") << "\n";
+  return 0;
+}
+
 int ForwardCommand(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() != 1 || !a.Has("input") || !a.Has("output")) {
     err << "forward needs <model folder> --input <x.f32> --output <y.f32>\n";
@@ -295,7 +348,7 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     return argv.empty() ? 2 : 0;
   }
   const std::string command = argv[0];
-  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json", "factorize-all"});
+  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json", "factorize-all", "mirror"});
   if (!a.error.empty()) {
     err << "error: " << a.error << "\n";
     return 2;
@@ -305,6 +358,7 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     if (command == "inspect") return InspectCommand(a, out, err);
     if (command == "forward") return ForwardCommand(a, out, err);
     if (command == "compress") return CompressCommand(a, out, err);
+    if (command == "predict") return PredictCommand(a, out, err);
   } catch (const std::exception& e) {  // last line of defence: nothing escapes main as a crash
     err << "error: " << command << ": " << std::string(e.what()).substr(0, std::string(e.what()).find('\n')) << "\n";
     return 1;

@@ -119,24 +119,28 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
       start = Clock::now();
       for (size_t t = first; t < last; ++t) {
         const auto [y, x] = tiles[t];
-        logits.slice(2, y, y + tile[1]).slice(3, x, x + tile[2]).add_(pred[static_cast<int64_t>(t - first)] * gaussian);
+        logits.slice(2, y, y + tile[1]).slice(3, x, x + tile[2]).addcmul_(pred[static_cast<int64_t>(t - first)], gaussian);
         weights.slice(1, y, y + tile[1]).slice(2, x, x + tile[2]).add_(gaussian);
       }
       local.aggregation_seconds += Since(start);
       local.tiles += static_cast<int64_t>(last - first);
     }
-    // Rows before the next group's start are final.
+    // Rows before the next group's start are final: normalise them in place and hand them out.
     auto start = Clock::now();
     const bool last_group = gi + 1 == steps[0].size();
     const int64_t done = last_group ? tile[0] : steps[0][gi + 1] - z;
-    const torch::Tensor final_rows = logits.narrow(1, 0, done) / weights.narrow(0, 0, done);
+    logits.narrow(1, 0, done).div_(weights.narrow(0, 0, done));
     local.aggregation_seconds += Since(start);
-    on_rows(z, final_rows);  // the consumer times itself
+    on_rows(z, logits.narrow(1, 0, done));  // the consumer copies what it keeps and times itself
     start = Clock::now();
     if (!last_group && done > 0) {
-      const int64_t keep = tile[0] - done;
-      logits = torch::cat({logits.narrow(1, done, keep), torch::zeros({classes, done, size[1], size[2]})}, 1);
-      weights = torch::cat({weights.narrow(0, done, keep), torch::zeros({done, size[1], size[2]})}, 0);
+      // Shift the unfinished rows to the front, row by row in ascending order (never overlapping).
+      for (int64_t r = 0; r + done < tile[0]; ++r) {
+        logits.select(1, r).copy_(logits.select(1, r + done));
+        weights.select(0, r).copy_(weights.select(0, r + done));
+      }
+      logits.narrow(1, tile[0] - done, done).zero_();
+      weights.narrow(0, tile[0] - done, done).zero_();
     }
     local.aggregation_seconds += Since(start);
   }

@@ -11,7 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev
   libinsighttoolkit5-dev
-  python3
+  python3 time
 )
 
 sudo_cmd=()

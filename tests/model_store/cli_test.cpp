@@ -1,6 +1,8 @@
 // The tucker-seg-models commands, run in-process.
 #include "model_store/cli.h"
 
+#include "client/image_io.h"
+
 #include <fstream>
 #include <sstream>
 
@@ -73,6 +75,31 @@ TEST(ModelsCli, CompressWritesVariantsThatInspectAndForwardRead) {
   r = Cli({"compress", model, "--df", "abc"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--df must be a comma-separated list"));
+}
+
+TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
+  const auto store = testing::TempDir("cli-predict");
+  const auto model = (store / "iso4").string();
+  ASSERT_EQ(Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--out", model}).code, 0);
+  const auto ct = testing::SharedDir() / "data/totalsegmentator-examples/example_ct_sm.nii.gz";
+  const auto labels = store / "labels.nii.gz";
+  CliRun r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--step", "0.8", "--batch", "2", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("122x101x30 voxels"));
+  EXPECT_THAT(r.out, HasSubstr("labels present:"));
+  auto in = ReadCt(ct.string());
+  auto out = ReadCt(labels.string());
+  ASSERT_TRUE(in.ok() && out.ok());
+  EXPECT_EQ(out.value().geometry.size, in.value().geometry.size);
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(out.value().geometry.origin[i], in.value().geometry.origin[i], 1e-3);
+  for (float v : out.value().voxels) ASSERT_TRUE(v >= 0 && v <= 5);
+
+  r = Cli({"predict", model, "-i", "/nonexistent.nii.gz", "-o", labels.string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'/nonexistent.nii.gz' does not exist"));
+  r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--step", "1.5"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("step must be in (0, 1]"));
 }
 
 TEST(ModelsCli, BadArgumentsGiveUsageErrors) {
