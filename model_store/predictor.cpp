@@ -68,7 +68,8 @@ void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, 
 class SlabExporter {
  public:
   SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis, torch::Tensor* labels)
-      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), labels_(labels) {}
+      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), labels_(labels),
+        row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
   void Add(int64_t first_row, const torch::Tensor& rows) {
     for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back(rows.select(1, r).contiguous().clone());
@@ -100,8 +101,8 @@ class SlabExporter {
       const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
       const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
       const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
-      auto row = labels_->select(0, next_);
-      ArgmaxOfBilinear(plane, out_[1], out_[2], row.data_ptr<uint8_t>());
+      ArgmaxOfBilinear(plane, out_[1], out_[2], row_.data_ptr<uint8_t>());
+      labels_->select(0, next_).copy_(row_);  // the target may be a strided view of the output
       ++next_;
       // Drop rows that no later output row needs.
       if (next_ < out_[0]) {
@@ -115,6 +116,7 @@ class SlabExporter {
   std::array<int64_t, 3> out_;
   bool nearest_z_;
   torch::Tensor* labels_;
+  torch::Tensor row_;
   std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
   int64_t buffer_first_ = 0;
   int64_t received_ = 0;
@@ -138,22 +140,25 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
     spacing[a] = zyx_spacing[t[a]];
     p.transposed_shape[a] = x.size(a);
   }
-  // Crop to the box of non-zero voxels (nnU-Net's crop_to_nonzero).
-  const auto nonzero = x != 0;
-  for (int a = 0; a < 3; ++a) {
-    std::vector<int64_t> others;
-    for (int b = 0; b < 3; ++b)
-      if (b != a) others.push_back(b);
-    const auto any = nonzero.any(others[1]).any(others[0]);
-    const auto idx = any.nonzero();
+  // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
+  // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
+  constexpr int64_t kSlab = 16;
+  std::array<torch::Tensor, 3> any{torch::zeros({x.size(0)}, torch::kBool), torch::zeros({x.size(1)}, torch::kBool),
+                                   torch::zeros({x.size(2)}, torch::kBool)};
+  for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    const int64_t n = std::min(kSlab, x.size(0) - r);
+    const auto nonzero = x.narrow(0, r, n) != 0;
+    any[0].narrow(0, r, n).copy_(nonzero.any(2).any(1));
+    any[1] |= nonzero.any(2).any(0);
+    any[2] |= nonzero.any(1).any(0);
+  }
+  for (int a = 0; a < 3; ++a) {  // nnU-Net's crop_to_nonzero; an all-zero volume keeps its full extent
+    const auto idx = any[a].nonzero();
     p.crop_begin[a] = idx.numel() ? idx.min().item<int64_t>() : 0;
     p.crop_shape[a] = idx.numel() ? idx.max().item<int64_t>() + 1 - p.crop_begin[a] : x.size(a);
     x = x.narrow(a, p.crop_begin[a], p.crop_shape[a]);
   }
-  // CTNormalization.
-  const auto& in = channel.intensity;
-  x = x.clamp(in.percentile_00_5, in.percentile_99_5).sub(in.mean).div(std::max(in.std, 1e-8));
-  // Resample to the model's spacing: shape = round(old_spacing / new_spacing * shape).
+  // Target shape = round(old_spacing / new_spacing * shape).
   Int3 shape{};
   for (int a = 0; a < 3; ++a) {
     shape[a] = static_cast<int64_t>(std::nearbyint(spacing[a] / info.spacing[a] * static_cast<double>(p.crop_shape[a])));
@@ -163,7 +168,18 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
     }
   }
   p.separate_z_axis = SeparateZAxis(spacing, info.spacing);
-  p.image = ResampleCubic(x, shape, p.separate_z_axis).unsqueeze(0);
+  // CTNormalization, then in-plane resampling, slab by slab; the separable B-spline passes commute,
+  // so axis 0 can come last on the (much smaller) in-plane-resampled volume.
+  const auto& in = channel.intensity;
+  const double inv_std = 1.0 / std::max(in.std, 1e-8);
+  std::vector<torch::Tensor> slabs;
+  for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    const int64_t n = std::min(kSlab, x.size(0) - r);
+    auto slab = x.narrow(0, r, n).clamp(in.percentile_00_5, in.percentile_99_5);
+    slab.sub_(in.mean).mul_(inv_std);
+    slabs.push_back(ResampleCubic(slab, {n, shape[1], shape[2]}, p.separate_z_axis));
+  }
+  p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis).unsqueeze(0);
   return p;
 }
 
@@ -185,7 +201,16 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
   const torch::Tensor padded = PadToTile(p.image, info.patch_size, &pad);
   result.timings.preprocess_seconds = Since(start);
 
-  auto cropped_labels = torch::zeros({p.crop_shape[0], p.crop_shape[1], p.crop_shape[2]}, torch::kUInt8);
+  // The exporter writes straight into the output's voxels, through a transposed, cropped view.
+  result.labels.geometry = ct.geometry;
+  result.labels.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 0);
+  const auto& s = ct.geometry.size;
+  const auto& tf = info.transpose_forward;
+  auto cropped_labels = torch::from_blob(result.labels.voxels.data(), {s[2], s[1], s[0]}, torch::kUInt8)
+                            .permute({tf[0], tf[1], tf[2]})
+                            .narrow(0, p.crop_begin[0], p.crop_shape[0])
+                            .narrow(1, p.crop_begin[1], p.crop_shape[1])
+                            .narrow(2, p.crop_begin[2], p.crop_shape[2]);
   SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, &cropped_labels);
   double export_seconds = 0;
   const Int3 n = result.network_shape;
@@ -199,16 +224,7 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
   SlidingWindowStats stats;
   TS_RETURN_IF_ERROR(SlidingWindow(padded, info.patch_size, net, options.window, on_rows, &stats));
 
-  start = Clock::now();
-  // Undo crop and transpose.
-  auto transposed = torch::zeros({p.transposed_shape[0], p.transposed_shape[1], p.transposed_shape[2]}, torch::kUInt8);
-  transposed.narrow(0, p.crop_begin[0], p.crop_shape[0]).narrow(1, p.crop_begin[1], p.crop_shape[1])
-      .narrow(2, p.crop_begin[2], p.crop_shape[2]).copy_(cropped_labels);
-  const auto& tb = info.transpose_backward;
-  const auto zyx = transposed.permute({tb[0], tb[1], tb[2]}).contiguous();
-  result.labels.geometry = ct.geometry;
-  result.labels.voxels.assign(zyx.data_ptr<uint8_t>(), zyx.data_ptr<uint8_t>() + zyx.numel());
-  result.timings.export_seconds = export_seconds + Since(start);
+  result.timings.export_seconds = export_seconds;
   result.timings.network_seconds = stats.network_seconds;
   result.timings.aggregation_seconds = stats.aggregation_seconds;
   result.tiles = stats.tiles;

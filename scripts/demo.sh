@@ -28,3 +28,9 @@ for variant in df1-all df0.5-all df0.3-all; do
   "$models" forward "$store/golden-iso4/variants/$variant" --input "$example/input.f32" \
     --output "out/golden-iso4-$variant-logits.f32" --reference "$example/logits.f32" --threads "$(nproc)"
 done
+echo "== segment a whole CT (a real TotalSegmentator example) with the imported model and its DF 0.5 variant"
+echo "   (the bundled nnU-Net model has random weights: this shows the pipeline, not anatomy)"
+"$models" predict "$store/golden-iso4" -i tests/data/totalsegmentator/example_ct_sm.nii.gz \
+  -o out/example_ct_sm-labels.nii.gz --threads "$(nproc)"
+"$models" predict "$store/golden-iso4/variants/df0.5-all" -i tests/data/totalsegmentator/example_ct_sm.nii.gz \
+  -o out/example_ct_sm-labels-df0.5.nii.gz --step 0.8 --threads "$(nproc)"

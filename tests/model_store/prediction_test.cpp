@@ -197,6 +197,21 @@ TEST(Prediction, RotatedVolumeAndTransposedModelKeepGeometry) {
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(back.value().geometry.direction[i], ct.value().geometry.direction[i], 1e-5);
 }
 
+// Mirroring flips each tile, predicts, and flips back: for a pointwise network the average over
+// all flips must equal the plain prediction (a missing flip-back would scramble it).
+TEST(SlidingWindow, MirroringFlipsBack) {
+  torch::manual_seed(4);
+  const ModelInfo info = ThresholdModel();
+  HuBands net(info.channels[0].intensity);
+  const auto image = torch::randn({1, 40, 70, 70});
+  SlidingWindowOptions plain, mirrored;
+  mirrored.mirror = true;
+  auto a = SlidingWindowLogits(image, info.patch_size, net, plain);
+  auto b = SlidingWindowLogits(image, info.patch_size, net, mirrored);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_LE((a.value() - b.value()).abs().max().item<double>(), 1e-3);
+}
+
 TEST(Prediction, StreamingKeepsOnlyOneTileDepthOfLogits) {
   // A long, narrow volume: the slab buffer must hold one tile's depth, not the whole length.
   CtVolume ct;
