@@ -294,7 +294,7 @@ int PredictCommand(const Args& a, std::ostream& out, std::ostream& err) {
       << (opt.window.mirror ? ", mirrored" : "") << ", " << torch::get_num_threads() << " threads)\n"
       << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
       << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
-  std::vector<int64_t> counts(p.value().label_table.size(), 0);
+  std::vector<int64_t> counts(256, 0);  // by label id
   for (uint8_t v : p.value().labels.voxels) ++counts[v];
   out << "  labels present:";
   for (const auto& [id, name] : p.value().label_table)

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <optional>
 #include <set>
 
 namespace tucker_seg {
@@ -425,12 +426,14 @@ torch::Tensor PlainConvUNet::Block(const ConvBlock& b, const torch::Tensor& x, O
   }
   return Timed(profile, "instance norm + leaky relu", 0, [&] {
     y = torch::instance_norm(y, b.norm.weight, b.norm.bias, {}, {}, /*use_input_stats=*/true, 0.0, b.norm.eps, false);
+    if (options_.autograd) return torch::leaky_relu(y, config_.negative_slope);
     return config_.negative_slope == 0.0 ? y.relu_() : torch::leaky_relu_(y, config_.negative_slope);
   });
 }
 
 torch::Tensor PlainConvUNet::Forward(const torch::Tensor& input, OpProfile* profile) const {
-  torch::NoGradGuard no_grad;
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!options_.autograd) no_grad.emplace();
   std::vector<torch::Tensor> skips;
   torch::Tensor x = input;
   for (const auto& stage : encoder_) {

@@ -67,6 +67,8 @@ struct LayerCost {
 // turning them off gives LibTorch's own ops (the baseline the benchmark compares against).
 struct ExecutionOptions {
   bool fast_paths = true;
+  // Record the graph for backpropagation (training); implies LibTorch's own ops throughout.
+  bool autograd = false;
 };
 
 // A Conv3d or ConvTranspose3d with nnU-Net's padding rule.
@@ -135,7 +137,10 @@ class PlainConvUNet {
   std::vector<ConvLayer*> MutableConvs();
   // The weights under their state_dict names (factorized layers as tucker_{in,core,out}).
   WeightMap Weights() const;
-  void set_execution_options(const ExecutionOptions& o) { options_ = o; }
+  void set_execution_options(const ExecutionOptions& o) {
+    options_ = o;
+    if (o.autograd) options_.fast_paths = false;  // the fused kernels have no backward
+  }
 
  private:
   torch::Tensor Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const;

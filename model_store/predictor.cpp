@@ -67,8 +67,9 @@ void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, 
 // transposed input grid as soon as the rows each output row interpolates from have arrived.
 class SlabExporter {
  public:
-  SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis, torch::Tensor* labels)
-      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), labels_(labels),
+  SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis,
+               std::vector<uint8_t> label_ids, torch::Tensor* labels)
+      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), labels_(labels),
         row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
   void Add(int64_t first_row, const torch::Tensor& rows) {
@@ -101,7 +102,9 @@ class SlabExporter {
       const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
       const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
       const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
-      ArgmaxOfBilinear(plane, out_[1], out_[2], row_.data_ptr<uint8_t>());
+      uint8_t* row = row_.data_ptr<uint8_t>();
+      ArgmaxOfBilinear(plane, out_[1], out_[2], row);
+      for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
       labels_->select(0, next_).copy_(row_);  // the target may be a strided view of the output
       ++next_;
       // Drop rows that no later output row needs.
@@ -115,6 +118,7 @@ class SlabExporter {
   Int3 n_;
   std::array<int64_t, 3> out_;
   bool nearest_z_;
+  std::vector<uint8_t> label_ids_;
   torch::Tensor* labels_;
   torch::Tensor row_;
   std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
@@ -190,6 +194,10 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
     return FailedPrecondition("the network has " + std::to_string(net.num_classes()) + " outputs, the model lists " +
                               std::to_string(info.labels.size()) + " labels");
   }
+  for (size_t i = 0; i < info.labels.size(); ++i) {
+    if (info.labels[i].first < 0 || info.labels[i].first > 255) return InvalidArgument("label ids must be 0..255 for a uint8 label map");
+    if (i == 0 && info.labels[i].first != 0) return InvalidArgument("output 0 must be the background, label id 0");
+  }
   torch::NoGradGuard no_grad;
   Prediction result;
   auto start = Clock::now();
@@ -211,7 +219,9 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
                             .narrow(0, p.crop_begin[0], p.crop_shape[0])
                             .narrow(1, p.crop_begin[1], p.crop_shape[1])
                             .narrow(2, p.crop_begin[2], p.crop_shape[2]);
-  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, &cropped_labels);
+  std::vector<uint8_t> label_ids;
+  for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, &cropped_labels);
   double export_seconds = 0;
   const Int3 n = result.network_shape;
   auto on_rows = [&](int64_t first, const torch::Tensor& rows) {

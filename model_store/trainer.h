@@ -1,0 +1,61 @@
+// Training, fine-tuning and label-free distillation of a PlainConvUNet (dense or Tucker variant)
+// in LibTorch: nnU-Net-style loss (soft Dice + cross-entropy), AdamW or SGD with Nesterov, poly or
+// constant learning rate, patch sampling with foreground oversampling, intensity augmentation,
+// fixed seeds, checkpoints and resume.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model_store/network.h"
+#include "vocabulary/status.h"
+
+namespace tucker_seg {
+
+// One preprocessed case: image (1, Z, Y, X) in the network's space; labels (Z, Y, X) int64
+// output indices, or undefined for an unlabeled case.
+struct TrainingCase {
+  torch::Tensor image;
+  torch::Tensor labels;
+};
+
+struct TrainerOptions {
+  int64_t steps = 1000;
+  int64_t batch = 2;
+  std::string optimizer = "adamw";  // "adamw" or "sgd" (Nesterov, momentum 0.99 as nnU-Net)
+  double learning_rate = 1e-3;
+  std::string schedule = "poly";    // "poly" (lr * (1 - step/steps)^0.9) or "constant"
+  double weight_decay = 3e-5;
+  double foreground_oversampling = 0.33;  // share of patches centred on a labelled voxel
+  bool augment = true;                    // intensity scaling, contrast, Gaussian noise
+  double temperature = 2.0;               // distillation: softening of both outputs
+  uint64_t seed = 12345;
+  std::string checkpoint;         // path of the checkpoint file; empty: none
+  int64_t checkpoint_every = 100;
+  bool resume = false;            // continue from `checkpoint` if it exists
+  std::ostream* progress = nullptr;
+};
+
+struct TrainingLog {
+  int64_t first_step = 0;  // > 0 when resumed
+  std::vector<double> losses;
+  double seconds = 0;
+};
+
+// Supervised training against labels (the cases must all be labeled).
+Result<TrainingLog> Train(PlainConvUNet& net, const Int3& patch, const std::vector<TrainingCase>& cases,
+                          const TrainerOptions& options);
+
+// Label-free distillation: the student matches the teacher's softened class probabilities
+// (KL divergence at `temperature`, scaled by T^2) on patches of the images; labels are not read.
+Result<TrainingLog> Distill(PlainConvUNet& student, const PlainConvUNet& teacher, const Int3& patch,
+                            const std::vector<TrainingCase>& images, const TrainerOptions& options);
+
+// Soft Dice (foreground classes, over the whole batch) + cross-entropy; logits (B, K, ...),
+// target (B, ...) int64.
+torch::Tensor DiceCrossEntropyLoss(const torch::Tensor& logits, const torch::Tensor& target);
+
+}  // namespace tucker_seg
