@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -16,6 +17,8 @@
 #include "model_store/network.h"
 #include "model_store/nnunet_import.h"
 #include "model_store/predictor.h"
+#include "model_store/trainer.h"
+#include "model_store/training_data.h"
 #include "model_store/raw_tensor.h"
 
 namespace tucker_seg {
@@ -40,6 +43,19 @@ commands:
           [--step 0.5] [--batch 1] [--mirror]
       Segment a whole CT in-process (nnU-Net preprocessing, sliding window, export on the
       input's grid); --step 0.8 reproduces TotalSegmentator.
+  train --architecture <arch.json> --images a.nii.gz[,...] --labels a_seg.nii.gz[,...]
+        --classes <id->name json> --class-ids 1,2,3 --spacing Z,Y,X --out <model folder>
+        [--steps 1000] [--batch 2] [--lr 1e-3] [--optimizer adamw|sgd] [--schedule poly|constant]
+        [--seed N] [--checkpoint-every 100] [--resume]
+      Train a PlainConvUNet from scratch on labeled CTs (Dice + cross-entropy).
+  finetune <variant folder> --images ... --labels ... [--steps 200] [--lr 1e-5] [--schedule constant]
+      Fine-tune a (compressed) model with labels; the paper's setting is AdamW, constant lr 1e-5.
+  distill <variant folder> --teacher <model folder> --images a.nii.gz[,...] [--steps 300]
+          [--lr 1e-4] [--temperature 2]
+      Label-free: the variant learns the teacher's softened outputs on unlabeled CTs.
+  evaluate <model folder> --images ... --labels ... [--reference <model folder>] [--step 0.5] [--tag name]
+      Per-class and mean Dice against the labels (and agreement Dice with the reference model's
+      predictions); written to <model folder>/<tag>.json and, for a variant, into its manifest.
   forward <model folder> --input <x.f32> --output <y.f32> [--patch Z,Y,X] [--reference <ref.f32>]
       Run the network on one raw float32 patch (1, C, Z, Y, X), write the logits; with
       --reference, print the maximum absolute difference to it.
@@ -303,6 +319,263 @@ int PredictCommand(const Args& a, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// Reads the CTs (and, when given, their label maps) into training cases in the model's space.
+Result<std::vector<TrainingCase>> LoadCases(const ModelInfo& info, const Args& a, bool with_labels) {
+  const auto images = SplitList(a.Get("images"));
+  const auto labels = SplitList(a.Get("labels"));
+  if (images.empty()) return InvalidArgument("--images needs at least one CT");
+  if (with_labels && labels.size() != images.size()) return InvalidArgument("--labels must name one label map per image");
+  std::vector<TrainingCase> cases;
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto ct = ReadCt(images[i]);
+    if (!ct.ok()) return ct.status();
+    Result<CtVolume> seg = ct;  // placeholder, replaced below when labels are used
+    if (with_labels) {
+      seg = ReadCt(labels[i]);
+      if (!seg.ok()) return seg.status();
+    }
+    auto c = MakeTrainingCase(info, ct.value(), with_labels ? &seg.value() : nullptr);
+    if (!c.ok()) return Status(c.status().code(), images[i] + ": " + c.status().message());
+    cases.push_back(c.value());
+  }
+  return cases;
+}
+
+TrainerOptions TrainerOptionsFrom(const Args& a, TrainerOptions o, std::ostream& out) {
+  o.steps = std::stoll(a.Get("steps", std::to_string(o.steps)));
+  o.batch = std::stoll(a.Get("batch", std::to_string(o.batch)));
+  if (a.Has("lr")) o.learning_rate = std::stod(a.Get("lr"));
+  o.optimizer = a.Get("optimizer", o.optimizer);
+  o.schedule = a.Get("schedule", o.schedule);
+  o.seed = std::stoull(a.Get("seed", std::to_string(o.seed)));
+  o.checkpoint_every = std::stoll(a.Get("checkpoint-every", std::to_string(o.checkpoint_every)));
+  o.resume = a.Has("resume");
+  if (a.Has("temperature")) o.temperature = std::stod(a.Get("temperature"));
+  o.progress = &out;
+  return o;
+}
+
+json OptionsJson(const TrainerOptions& o, const TrainingLog& log) {
+  return {{"steps", o.steps}, {"batch", o.batch}, {"optimizer", o.optimizer}, {"learning_rate", o.learning_rate},
+          {"schedule", o.schedule}, {"seed", o.seed}, {"seconds", log.seconds},
+          {"final_loss", log.losses.empty() ? 0.0 : log.losses.back()}};
+}
+
+// Records `key` in a variant's manifest (no-op for an original).
+void NoteInManifest(const std::string& dir, const std::string& key, const json& value) {
+  const fs::path path = fs::path(dir) / "manifest.json";
+  std::ifstream in(path);
+  if (!in) return;
+  json manifest = json::parse(in, nullptr, false);
+  in.close();
+  if (manifest.is_discarded()) return;
+  manifest[key] = value;
+  std::ofstream(path) << manifest.dump(2) << "\n";
+}
+
+int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  for (const char* k : {"architecture", "images", "labels", "classes", "class-ids", "spacing", "out"}) {
+    if (!a.Has(k)) {
+      err << "train needs --" << k << " (see --help)\n";
+      return 2;
+    }
+  }
+  SetThreads(a);
+  std::ifstream arch_in(a.Get("architecture"));
+  std::ifstream classes_in(a.Get("classes"));
+  if (!arch_in || !classes_in) {
+    err << "error: cannot read --architecture or --classes\n";
+    return 1;
+  }
+  const json arch = json::parse(arch_in, nullptr, false), classes = json::parse(classes_in, nullptr, false);
+  if (arch.is_discarded() || classes.is_discarded()) {
+    err << "error: --architecture and --classes must be JSON files\n";
+    return 2;
+  }
+  ModelInfo info;
+  const fs::path out_dir(a.Get("out"));
+  info.name = out_dir.filename().string();
+  info.labels = {{0, "background"}};
+  std::vector<int64_t> ids;
+  for (const auto& id : SplitList(a.Get("class-ids"))) {
+    ids.push_back(std::stoll(id));
+    if (!classes.contains(id)) {
+      err << "error: class id " << id << " is not in " << a.Get("classes") << "\n";
+      return 2;
+    }
+    info.labels.emplace_back(ids.back(), classes[id].get<std::string>());
+  }
+  json arch_json = arch["architecture"];
+  arch_json["num_classes"] = static_cast<int64_t>(info.labels.size());
+  auto config = UNetConfigFromJson(arch_json);
+  if (!config.ok()) return Fail(err, config.status());
+  info.network = config.value();
+  info.patch_size = ParseInt3(arch["patch_size"], "patch_size").value();
+  const auto spacing = SplitList(a.Get("spacing"));
+  if (spacing.size() != 3) {
+    err << "--spacing must be Z,Y,X\n";
+    return 2;
+  }
+  for (int i = 0; i < 3; ++i) info.spacing[i] = std::stod(spacing[i]);
+  // Normalisation statistics from the first training CT's labelled voxels, as nnU-Net's fingerprint.
+  auto first_ct = ReadCt(SplitList(a.Get("images"))[0]);
+  auto first_seg = ReadCt(SplitList(a.Get("labels"))[0]);
+  if (!first_ct.ok()) return Fail(err, first_ct.status());
+  if (!first_seg.ok()) return Fail(err, first_seg.status());
+  auto intensity = ForegroundIntensity(first_ct.value(), first_seg.value(), ids);
+  if (!intensity.ok()) return Fail(err, intensity.status());
+  info.channels = {{"CT", "CTNormalization", false, intensity.value()}};
+
+  auto cases = LoadCases(info, a, true);
+  if (!cases.ok()) return Fail(err, cases.status());
+  TrainerOptions defaults;
+  auto options = TrainerOptionsFrom(a, defaults, out);
+  options.checkpoint = (out_dir / "training-checkpoint.safetensors").string();
+  fs::create_directories(out_dir);
+  auto net = PlainConvUNet::Create(info.network, PlainConvUNet::RandomWeights(info.network, options.seed));
+  if (!net.ok()) return Fail(err, net.status());
+  auto log = Train(net.value(), info.patch_size, cases.value(), options);
+  if (!log.ok()) return Fail(err, log.status());
+  info.provenance = {{"source", "trained by tucker-seg-models train"}, {"images", SplitList(a.Get("images"))},
+                     {"training", OptionsJson(options, log.value())}};
+  Model model{info, net.value().Weights()};
+  const Status st = SaveModel(model, out_dir.string());
+  if (!st.ok()) return Fail(err, st);
+  out << "trained " << info.name << ": " << info.labels.size() - 1 << " classes, " << net.value().NumParameters()
+      << " parameters, " << options.steps << " steps in " << std::fixed << std::setprecision(0) << log.value().seconds
+      << " s, final loss " << std::setprecision(4) << log.value().losses.back() << " -> " << out_dir.string() << "\n";
+  return 0;
+}
+
+// finetune and distill: load, train in place, save, note in the manifest.
+int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, std::ostream& err) {
+  const bool distill = command == "distill";
+  if (a.positional.size() != 1 || !a.Has("images") || (distill ? !a.Has("teacher") : !a.Has("labels"))) {
+    err << command << (distill ? " needs <variant folder> --teacher <model folder> --images ...\n"
+                               : " needs <variant folder> --images ... --labels ...\n");
+    return 2;
+  }
+  SetThreads(a);
+  const std::string dir = a.positional[0];
+  auto model = LoadModel(dir);
+  if (!model.ok()) return Fail(err, model.status());
+  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
+  if (!net.ok()) return Fail(err, net.status());
+  auto cases = LoadCases(model.value().info, a, !distill);
+  if (!cases.ok()) return Fail(err, cases.status());
+  TrainerOptions defaults;
+  defaults.steps = distill ? 300 : 200;
+  defaults.learning_rate = distill ? 1e-4 : 1e-5;
+  defaults.schedule = "constant";
+  defaults.weight_decay = 1e-2;
+  auto options = TrainerOptionsFrom(a, defaults, out);
+  Result<TrainingLog> log = Status(StatusCode::kInternal, "not run");
+  if (distill) {
+    auto teacher_model = LoadModel(a.Get("teacher"));
+    if (!teacher_model.ok()) return Fail(err, teacher_model.status());
+    auto teacher = PlainConvUNet::Create(teacher_model.value().info.network, teacher_model.value().weights);
+    if (!teacher.ok()) return Fail(err, teacher.status());
+    log = Distill(net.value(), teacher.value(), model.value().info.patch_size, cases.value(), options);
+  } else {
+    log = Train(net.value(), model.value().info.patch_size, cases.value(), options);
+  }
+  if (!log.ok()) return Fail(err, log.status());
+  Model updated{model.value().info, net.value().Weights()};
+  json record = OptionsJson(options, log.value());
+  record["images"] = SplitList(a.Get("images"));
+  if (distill) record["teacher"] = a.Get("teacher"), record["temperature"] = options.temperature;
+  updated.info.provenance[distill ? "distilled" : "finetuned"] = record;
+  const Status st = SaveModel(updated, dir);
+  if (!st.ok()) return Fail(err, st);
+  NoteInManifest(dir, distill ? "distilled" : "finetuned", record);
+  out << command << " " << model.value().info.name << ": " << options.steps << " steps in " << std::fixed << std::setprecision(0)
+      << log.value().seconds << " s, loss " << std::setprecision(4) << log.value().losses.front() << " -> "
+      << log.value().losses.back() << "\n";
+  return 0;
+}
+
+int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.positional.size() != 1 || !a.Has("images") || !a.Has("labels")) {
+    err << "evaluate needs <model folder> --images ... --labels ...\n";
+    return 2;
+  }
+  SetThreads(a);
+  auto load = [&](const std::string& dir) -> Result<std::pair<Model, PlainConvUNet>> {
+    auto m = LoadModel(dir);
+    if (!m.ok()) return m.status();
+    auto n = PlainConvUNet::Create(m.value().info.network, m.value().weights);
+    if (!n.ok()) return n.status();
+    return std::make_pair(std::move(m).value(), std::move(n).value());
+  };
+  auto subject = load(a.positional[0]);
+  if (!subject.ok()) return Fail(err, subject.status());
+  std::optional<std::pair<Model, PlainConvUNet>> reference;
+  if (a.Has("reference")) {
+    auto r = load(a.Get("reference"));
+    if (!r.ok()) return Fail(err, r.status());
+    reference.emplace(std::move(r).value());
+  }
+  const ModelInfo& info = subject.value().first.info;
+  std::vector<int64_t> ids;
+  for (size_t i = 1; i < info.labels.size(); ++i) ids.push_back(info.labels[i].first);
+  PredictionOptions popt;
+  popt.window.step = std::stod(a.Get("step", "0.5"));
+  const auto images = SplitList(a.Get("images")), labels = SplitList(a.Get("labels"));
+  if (images.size() != labels.size()) {
+    err << "--labels must name one label map per image\n";
+    return 2;
+  }
+  json results = json::array();
+  for (size_t i = 0; i < images.size(); ++i) {
+    auto ct = ReadCt(images[i]);
+    auto seg = ReadCt(labels[i]);
+    if (!ct.ok()) return Fail(err, ct.status());
+    if (!seg.ok()) return Fail(err, seg.status());
+    UNetPatchNetwork net(subject.value().second);
+    auto pred = Predict(info, net, ct.value(), popt);
+    if (!pred.ok()) return Fail(err, pred.status());
+    const auto dice = DicePerLabel(pred.value().labels, seg.value(), ids);
+    json per_class = json::object();
+    double mean = 0;
+    for (const auto& [id, d] : dice) per_class[std::to_string(id)] = d, mean += d;
+    mean /= std::max<size_t>(1, dice.size());
+    json entry = {{"image", images[i]}, {"labels", labels[i]}, {"dice", per_class}, {"mean_dice", mean}};
+    out << images[i] << ": mean Dice " << std::fixed << std::setprecision(3) << mean << " over " << dice.size() << " classes";
+    if (reference) {
+      UNetPatchNetwork ref_net(reference->second);
+      auto ref = Predict(reference->first.info, ref_net, ct.value(), popt);
+      if (!ref.ok()) return Fail(err, ref.status());
+      LabelValues ref_values{ref.value().labels.geometry, {ref.value().labels.voxels.begin(), ref.value().labels.voxels.end()}};
+      const auto agreement = DicePerLabel(pred.value().labels, ref_values, ids);
+      double agree = 0;
+      for (const auto& [id, d] : agreement) agree += d;
+      agree /= std::max<size_t>(1, agreement.size());
+      entry["agreement_dice"] = agree;
+      out << ", agreement Dice with " << reference->first.info.name << " " << agree;
+    }
+    out << "\n";
+    for (const auto& [id, name] : info.labels) {
+      if (id == 0 || !dice.count(id)) continue;
+      out << "  " << std::left << std::setw(28) << name << std::right << std::setw(8) << dice.at(id) << "\n";
+    }
+    results.push_back(entry);
+  }
+  const json evaluation = {{"step", popt.window.step}, {"cases", results}};
+  const std::string tag = a.Get("tag", "evaluation");
+  std::ofstream(fs::path(a.positional[0]) / (tag + ".json")) << evaluation.dump(2) << "\n";
+  NoteInManifest(a.positional[0], tag, evaluation);
+  return 0;
+}
+
 int ForwardCommand(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.positional.size() != 1 || !a.Has("input") || !a.Has("output")) {
     err << "forward needs <model folder> --input <x.f32> --output <y.f32>\n";
@@ -348,7 +621,7 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     return argv.empty() ? 2 : 0;
   }
   const std::string command = argv[0];
-  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json", "factorize-all", "mirror"});
+  const Args a = Parse({argv.begin() + 1, argv.end()}, {"json", "factorize-all", "mirror", "resume"});
   if (!a.error.empty()) {
     err << "error: " << a.error << "\n";
     return 2;
@@ -359,6 +632,9 @@ int RunModelsCli(const std::vector<std::string>& argv, std::ostream& out, std::o
     if (command == "forward") return ForwardCommand(a, out, err);
     if (command == "compress") return CompressCommand(a, out, err);
     if (command == "predict") return PredictCommand(a, out, err);
+    if (command == "train") return TrainCommand(a, out, err);
+    if (command == "finetune" || command == "distill") return AdaptCommand(command, a, out, err);
+    if (command == "evaluate") return EvaluateCommand(a, out, err);
   } catch (const std::exception& e) {  // last line of defence: nothing escapes main as a crash
     err << "error: " << command << ": " << std::string(e.what()).substr(0, std::string(e.what()).find('\n')) << "\n";
     return 1;

@@ -102,6 +102,64 @@ TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
   EXPECT_THAT(r.err, HasSubstr("step must be in (0, 1]"));
 }
 
+// train -> compress -> distill -> finetune -> evaluate on a small synthetic CT written as NIfTI.
+TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
+  const auto dir = testing::TempDir("cli-train");
+  CtVolume ct;
+  ct.geometry.size = {48, 40, 20};
+  ct.geometry.spacing = {3, 3, 3};
+  CtVolume seg = ct;
+  for (int64_t z = 0; z < 20; ++z)
+    for (int64_t y = 0; y < 40; ++y)
+      for (int64_t x = 0; x < 48; ++x) {
+        const bool organ = (x - 16) * (x - 16) + (y - 20) * (y - 20) + (z - 10) * (z - 10) < 64;
+        const bool bone = x > 30 && x < 40 && y > 10 && y < 30;
+        // The background lies inside the labelled intensity range, which CTNormalization clips to.
+        const auto wobble = static_cast<float>((x * 7 + y * 3 + z) % 11);
+        ct.voxels.push_back(organ ? 60.0f + wobble : bone ? 700.0f - wobble : 250.0f + wobble);
+        seg.voxels.push_back(organ ? 5.0f : bone ? 32.0f : 0.0f);
+      }
+  ASSERT_TRUE(WriteCt((dir / "ct.nii.gz").string(), ct).ok());
+  ASSERT_TRUE(WriteCt((dir / "seg.nii.gz").string(), seg).ok());
+  std::ofstream(dir / "classes.json") << R"({"5": "liver", "32": "vertebrae_T12"})";
+  std::ofstream(dir / "arch.json") << R"({"architecture": {"network": "PlainConvUNet", "input_channels": 1, "num_classes": 2,
+    "features_per_stage": [8, 16], "kernel_sizes": [[3,3,3],[3,3,3]], "strides": [[1,1,1],[2,2,2]],
+    "n_conv_per_stage": [1, 1], "n_conv_per_stage_decoder": [1], "conv_bias": true,
+    "norm": {"op": "InstanceNorm3d", "eps": 1e-5, "affine": true}, "nonlin": {"op": "LeakyReLU", "negative_slope": 0.01}},
+    "patch_size": [16, 32, 32]})";
+  const std::string model = (dir / "model").string(), images = (dir / "ct.nii.gz").string(), labels = (dir / "seg.nii.gz").string();
+  CliRun r = Cli({"train", "--architecture", (dir / "arch.json").string(), "--images", images, "--labels", labels, "--classes",
+                  (dir / "classes.json").string(), "--class-ids", "5,32", "--spacing", "3,3,3", "--out", model, "--steps", "120",
+                  "--lr", "3e-3", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("trained model: 2 classes"));
+  r = Cli({"evaluate", model, "--images", images, "--labels", labels});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(dir / "model/evaluation.json");
+  const auto evaluation = nlohmann::json::parse(in);
+  EXPECT_GT(evaluation["cases"][0]["mean_dice"].get<double>(), 0.9);
+  EXPECT_THAT(r.out, HasSubstr("liver"));
+
+  ASSERT_EQ(Cli({"compress", model, "--df", "0.5", "--rank-min", "2"}).code, 0);
+  const std::string variant = model + "/variants/df0.5-rmin2";
+  r = Cli({"distill", variant, "--teacher", model, "--images", images, "--steps", "20", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Cli({"finetune", variant, "--images", images, "--labels", labels, "--steps", "10", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Cli({"evaluate", variant, "--images", images, "--labels", labels, "--reference", model, "--tag", "after"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("agreement Dice with model"));
+  std::ifstream manifest_in(dir / "model/variants/df0.5-rmin2/manifest.json");
+  const auto manifest = nlohmann::json::parse(manifest_in);
+  EXPECT_TRUE(manifest.contains("distilled"));
+  EXPECT_TRUE(manifest.contains("finetuned"));
+  EXPECT_TRUE(manifest["after"]["cases"][0].contains("agreement_dice"));
+  // Distillation reads no labels: it must not need --labels.
+  r = Cli({"distill", variant, "--images", images});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--teacher"));
+}
+
 TEST(ModelsCli, BadArgumentsGiveUsageErrors) {
   EXPECT_EQ(Cli({}).code, 2);
   CliRun r = Cli({"inspect", "/nonexistent"});

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Retrains the bundled default model models/tucker-abdomen-3mm and its variants from the real
+# TotalSegmentator example CTs in ../shared (measured duration: docs/accuracy.md).
+#   1. train the original on example_ct_sm with TotalSegmentator's labels (15 classes)
+#   2. compress it at DF 0.5, 0.3, 0.1
+#   3. distill every variant from the original on unlabeled CTs (no labels read)
+#   4. fine-tune every variant with the labels (the paper's AdamW, constant lr)
+#   5. evaluate original and variants on the training CT and the held-out DICOM series
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${DATA:-../shared/data/totalsegmentator-examples}
+models=build/tucker-seg-models
+out=models/tucker-abdomen-3mm
+threads=${THREADS:-$(nproc)}
+steps=${STEPS:-1200}
+classes=1,2,3,5,6,20,30,31,32,52,63,79,86,87,117
+
+rm -rf "$out"
+"$models" train --architecture model_store/architectures/default_abdomen_3mm.json \
+  --images "$data/example_ct_sm.nii.gz" --labels "$data/example_seg.nii.gz" \
+  --classes models/totalsegmentator_classes.json --class-ids "$classes" --spacing 3,3,3 \
+  --out "$out" --steps "$steps" --batch 2 --lr 1e-3 --optimizer adamw --schedule poly --seed 1 --threads "$threads"
+rm -f "$out"/training-checkpoint.safetensors*
+"$models" compress "$out" --df 0.5,0.3,0.1 --rank-min 4
+
+train_images="$data/example_ct_sm.nii.gz"
+train_labels="$data/example_seg.nii.gz"
+# Held out: a different patient (the DICOM series, JPEG 2000) with TotalSegmentator's labels.
+eval_images="$data/example_ct_sm.nii.gz,$data/example_ct_dicom"
+eval_labels="$data/example_seg.nii.gz,$data/example_seg_dicom.nii.gz"
+# Unlabeled CTs for distillation (the held-out series is not among them).
+unlabeled="$data/example_ct.nii.gz,$data/unlabeled_ct_1p5mm.nii.gz"
+
+"$models" evaluate "$out" --images "$eval_images" --labels "$eval_labels" --tag evaluation --threads "$threads"
+for variant in df0.5 df0.3 df0.1; do
+  v="$out/variants/$variant"
+  "$models" evaluate "$v" --images "$eval_images" --labels "$eval_labels" --reference "$out" --tag evaluation-compressed --threads "$threads"
+  "$models" distill "$v" --teacher "$out" --images "$unlabeled" --steps "${DISTILL_STEPS:-300}" --lr 1e-3 --schedule poly --seed 2 --threads "$threads"
+  "$models" evaluate "$v" --images "$eval_images" --labels "$eval_labels" --reference "$out" --tag evaluation-distilled --threads "$threads"
+  "$models" finetune "$v" --images "$train_images" --labels "$train_labels" --steps "${FINETUNE_STEPS:-200}" --lr 1e-4 --seed 3 --threads "$threads"
+  "$models" evaluate "$v" --images "$eval_images" --labels "$eval_labels" --reference "$out" --tag evaluation --threads "$threads"
+done
+python3 scripts/accuracy-table.py "$out" > docs/accuracy-table.md
