@@ -31,7 +31,7 @@ constexpr const char* kUsage = R"(usage: tucker-seg-models <command> [options]
 
 commands:
   import-nnunet --results <trainer folder> --out <store>/<model-name>
-                [--fold 0|..|all] [--checkpoint final|best] [--configuration <name>]
+                [--fold 0|..|all] [--checkpoint final|best] [--configuration <name>] [--orientation as-is|RAS|LPS]
       Import a trained nnU-Net v2 model (plans.json, dataset.json, fold_N/checkpoint_*.pth).
   inspect <model folder | architecture.json> [--patch Z,Y,X] [--json]
       Parameters and multiply-accumulates (MACs) per layer and in total for one patch.
@@ -46,7 +46,7 @@ commands:
   train --architecture <arch.json> --images a.nii.gz[,...] --labels a_seg.nii.gz[,...]
         --classes <id->name json> --class-ids 1,2,3 --spacing Z,Y,X --out <model folder>
         [--steps 1000] [--batch 2] [--lr 1e-3] [--optimizer adamw|sgd] [--schedule poly|constant]
-        [--seed N] [--checkpoint-every 100] [--resume]
+        [--seed N] [--checkpoint-every 100] [--resume] [--orientation RAS|LPS|as-is]
       Train a PlainConvUNet from scratch on labeled CTs (Dice + cross-entropy).
   finetune <variant folder> --images ... --labels ... [--steps 200] [--lr 1e-5] [--schedule constant]
       Fine-tune a (compressed) model with labels; the paper's setting is AdamW, constant lr 1e-5.
@@ -132,6 +132,7 @@ int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
   opt.name = dest.filename().empty() ? dest.parent_path().filename().string() : dest.filename().string();
   auto model = ImportNnUNet(opt);
   if (!model.ok()) return Fail(err, model.status());
+  model.value().info.orientation = a.Get("orientation", "as-is");  // TotalSegmentator's models: RAS
   const Status st = SaveModel(model.value(), dest.string());
   if (!st.ok()) return Fail(err, st);
   const auto& p = model.value().info.provenance;
@@ -404,6 +405,7 @@ int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
   ModelInfo info;
   const fs::path out_dir(a.Get("out"));
   info.name = out_dir.filename().string();
+  info.orientation = a.Get("orientation", "RAS");
   info.labels = {{0, "background"}};
   std::vector<int64_t> ids;
   for (const auto& id : SplitList(a.Get("class-ids"))) {
@@ -543,6 +545,7 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     UNetPatchNetwork net(subject.value().second);
     auto pred = Predict(info, net, ct.value(), popt);
     if (!pred.ok()) return Fail(err, pred.status());
+    if (!(seg.value().geometry == ct.value().geometry)) seg = ResampleLabelsNearest(seg.value(), ct.value().geometry);
     const auto dice = DicePerLabel(pred.value().labels, seg.value(), ids);
     json per_class = json::object();
     double mean = 0;

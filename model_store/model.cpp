@@ -36,6 +36,7 @@ json ToJson(const ModelInfo& info) {
           {"spacing", info.spacing},
           {"transpose_forward", info.transpose_forward},
           {"transpose_backward", info.transpose_backward},
+          {"orientation", info.orientation},
           {"channels", channels},
           {"labels", labels},
           {"resampling", info.resampling},
@@ -63,6 +64,10 @@ Result<ModelInfo> ModelInfoFromJson(const json& j) {
     info.spacing = j.at("spacing").get<std::array<double, 3>>();
     info.transpose_forward = j.at("transpose_forward").get<std::array<int, 3>>();
     info.transpose_backward = j.at("transpose_backward").get<std::array<int, 3>>();
+    info.orientation = j.value("orientation", std::string("as-is"));
+    if (info.orientation != "as-is" && info.orientation != "RAS" && info.orientation != "LPS") {
+      return InvalidArgument("model.json: orientation '" + info.orientation + "' must be as-is, RAS or LPS");
+    }
     for (const auto& c : j.at("channels")) {
       ChannelNormalization ch;
       ch.name = c.at("name").get<std::string>();

@@ -36,6 +36,10 @@ struct ModelInfo {
   std::array<double, 3> spacing{1, 1, 1};         // mm, in the network's (transposed) axis order
   std::array<int, 3> transpose_forward{0, 1, 2};
   std::array<int, 3> transpose_backward{0, 1, 2};
+  // How the voxel array is oriented before nnU-Net's transpose: "as-is" (nnU-Net: the file's own
+  // order), or "RAS"/"LPS": axes permuted and flipped to the closest canonical orientation, as
+  // TotalSegmentator does (RAS, nibabel's as_closest_canonical) before calling nnU-Net.
+  std::string orientation = "as-is";
   std::vector<ChannelNormalization> channels;
   std::vector<std::pair<int64_t, std::string>> labels;  // output index -> name, background included
   nlohmann::json resampling = nlohmann::json::object();  // nnU-Net's resampling kwargs, kept verbatim

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <deque>
 
 #include <ATen/Parallel.h>
@@ -68,8 +69,8 @@ void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, 
 class SlabExporter {
  public:
   SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis,
-               std::vector<uint8_t> label_ids, torch::Tensor* labels)
-      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), labels_(labels),
+               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels)
+      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
         row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
   void Add(int64_t first_row, const torch::Tensor& rows) {
@@ -105,7 +106,12 @@ class SlabExporter {
       uint8_t* row = row_.data_ptr<uint8_t>();
       ArgmaxOfBilinear(plane, out_[1], out_[2], row);
       for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
-      labels_->select(0, next_).copy_(row_);  // the target may be a strided view of the output
+      // Rows and planes come in the network's (possibly flipped) orientation; the target is a
+      // strided view of the output in the input's own orientation.
+      std::vector<int64_t> dims;
+      if (flip_[1]) dims.push_back(0);
+      if (flip_[2]) dims.push_back(1);
+      labels_->select(0, flip_[0] ? out_[0] - 1 - next_ : next_).copy_(dims.empty() ? row_ : row_.flip(dims));
       ++next_;
       // Drop rows that no later output row needs.
       if (next_ < out_[0]) {
@@ -119,6 +125,7 @@ class SlabExporter {
   std::array<int64_t, 3> out_;
   bool nearest_z_;
   std::vector<uint8_t> label_ids_;
+  std::array<bool, 3> flip_;
   torch::Tensor* labels_;
   torch::Tensor row_;
   std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
@@ -129,6 +136,27 @@ class SlabExporter {
 
 }  // namespace
 
+void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip) {
+  *axes = {0, 1, 2};
+  *flip = {false, false, false};
+  if (orientation != "RAS" && orientation != "LPS") return;
+  // World (LPS) direction each canonical index axis x, y, z should point to.
+  const std::array<double, 3> sign = orientation == "RAS" ? std::array<double, 3>{-1, -1, 1} : std::array<double, 3>{1, 1, 1};
+  // Assign each world axis the index axis most aligned with it (best of the 6 permutations).
+  std::array<int, 3> best{0, 1, 2}, perm{0, 1, 2};
+  double best_score = -1;
+  do {
+    double score = 1;
+    for (int w = 0; w < 3; ++w) score *= std::abs(g.direction[w * 3 + perm[w]]);
+    if (score > best_score) best_score = score, best = perm;
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  // In (z, y, x) tensor order, canonical dim 2 - w comes from input dim 2 - best[w].
+  for (int w = 0; w < 3; ++w) {
+    (*axes)[2 - w] = 2 - best[w];
+    (*flip)[2 - w] = g.direction[w * 3 + best[w]] * sign[w] < 0;
+  }
+}
+
 Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
   const auto& channel = info.channels[0];
@@ -137,13 +165,18 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   }
   Preprocessed p;
   const auto& t = info.transpose_forward;
+  std::array<int64_t, 3> canonical{};
+  std::array<bool, 3> canonical_flip{};
+  CanonicalAxes(ct.geometry, info.orientation, &canonical, &canonical_flip);
   const std::array<double, 3> zyx_spacing{ct.geometry.spacing[2], ct.geometry.spacing[1], ct.geometry.spacing[0]};
-  torch::Tensor x = AsZyx(ct).permute({t[0], t[1], t[2]});
   std::array<double, 3> spacing{};
   for (int a = 0; a < 3; ++a) {
-    spacing[a] = zyx_spacing[t[a]];
-    p.transposed_shape[a] = x.size(a);
+    p.axes[a] = canonical[t[a]];
+    p.flip[a] = canonical_flip[t[a]];
+    spacing[a] = zyx_spacing[p.axes[a]];
   }
+  torch::Tensor x = AsZyx(ct).permute({p.axes[0], p.axes[1], p.axes[2]});
+  for (int a = 0; a < 3; ++a) p.transposed_shape[a] = x.size(a);
   // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
   // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
   constexpr int64_t kSlab = 16;
@@ -183,7 +216,13 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
     slab.sub_(in.mean).mul_(inv_std);
     slabs.push_back(ResampleCubic(slab, {n, shape[1], shape[2]}, p.separate_z_axis));
   }
-  p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis).unsqueeze(0);
+  p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis);
+  // Flipping commutes with the grid-mode resampling, so it is done here on the small image.
+  std::vector<int64_t> flip_dims;
+  for (int a = 0; a < 3; ++a)
+    if (p.flip[a]) flip_dims.push_back(a);
+  if (!flip_dims.empty()) p.image = p.image.flip(flip_dims);
+  p.image = p.image.unsqueeze(0);
   return p;
 }
 
@@ -213,15 +252,14 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
   result.labels.geometry = ct.geometry;
   result.labels.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 0);
   const auto& s = ct.geometry.size;
-  const auto& tf = info.transpose_forward;
   auto cropped_labels = torch::from_blob(result.labels.voxels.data(), {s[2], s[1], s[0]}, torch::kUInt8)
-                            .permute({tf[0], tf[1], tf[2]})
+                            .permute({p.axes[0], p.axes[1], p.axes[2]})
                             .narrow(0, p.crop_begin[0], p.crop_shape[0])
                             .narrow(1, p.crop_begin[1], p.crop_shape[1])
                             .narrow(2, p.crop_begin[2], p.crop_shape[2]);
   std::vector<uint8_t> label_ids;
   for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
-  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, &cropped_labels);
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels);
   double export_seconds = 0;
   const Int3 n = result.network_shape;
   auto on_rows = [&](int64_t first, const torch::Tensor& rows) {

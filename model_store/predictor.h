@@ -52,12 +52,20 @@ class UNetPatchNetwork : public PatchNetwork {
 // The model's image in network space: transposed, cropped, normalised, resampled (1, N0, N1, N2).
 struct Preprocessed {
   torch::Tensor image;
+  // The (z, y, x) voxel array as the model sees it = array.permute(axes) (then transposed);
+  // `flip` (in the transposed order) is applied to the network-resolution image, never to the input.
+  std::array<int64_t, 3> axes{0, 1, 2};
+  std::array<bool, 3> flip{false, false, false};
   std::array<int64_t, 3> transposed_shape{};  // the input after transpose, before crop
   std::array<int64_t, 3> crop_begin{};
   std::array<int64_t, 3> crop_shape{};
   int separate_z_axis = -1;
 };
 Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct);
+
+// The permutation of the (z, y, x) array axes and the flips (in permuted order) that bring a
+// volume with this geometry to the canonical orientation ("RAS" or "LPS"); identity for "as-is".
+void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip);
 
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
 

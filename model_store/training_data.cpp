@@ -41,16 +41,19 @@ Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct,
   TrainingCase c;
   c.image = pre.value().image;
   if (!labels) return c;
-  if (!(labels->geometry.size == ct.geometry.size)) return InvalidArgument("labels and image have different sizes");
+  LabelValues aligned;
+  if (!(labels->geometry == ct.geometry)) {  // e.g. a label map stored with flipped axes
+    aligned = ResampleLabelsNearest(*labels, ct.geometry);
+    labels = &aligned;
+  }
   std::vector<float> lut(256, 0.0f);  // label id -> output index
   for (size_t i = 0; i < info.labels.size(); ++i) lut[static_cast<size_t>(info.labels[i].first)] = static_cast<float>(i);
   const auto& s = ct.geometry.size;
   auto ids = torch::from_blob(const_cast<float*>(labels->voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32)
                  .round().clamp(0, 255).to(torch::kInt64);
   auto index = torch::from_blob(lut.data(), {256}, torch::kFloat32).index({ids});
-  const auto& t = info.transpose_forward;
   const auto& p = pre.value();
-  index = index.permute({t[0], t[1], t[2]});
+  index = index.permute({p.axes[0], p.axes[1], p.axes[2]});
   for (int a = 0; a < 3; ++a) index = index.narrow(a, p.crop_begin[a], p.crop_shape[a]);
   namespace F = torch::nn::functional;
   const std::vector<int64_t> shape{p.image.size(1), p.image.size(2), p.image.size(3)};
@@ -60,7 +63,39 @@ Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct,
                  .squeeze(0)
                  .round()
                  .to(torch::kInt64);
+  std::vector<int64_t> flip_dims;
+  for (int a = 0; a < 3; ++a)
+    if (p.flip[a]) flip_dims.push_back(a);
+  if (!flip_dims.empty()) c.labels = c.labels.flip(flip_dims);
   return c;
+}
+
+LabelValues ResampleLabelsNearest(const LabelValues& labels, const Geometry& target) {
+  const Geometry& g = labels.geometry;
+  LabelValues out;
+  out.geometry = target;
+  out.voxels.assign(static_cast<size_t>(target.NumVoxels()), 0.0f);
+  size_t i = 0;
+  for (int64_t z = 0; z < target.size[2]; ++z)
+    for (int64_t y = 0; y < target.size[1]; ++y)
+      for (int64_t x = 0; x < target.size[0]; ++x, ++i) {
+        const double idx[3] = {static_cast<double>(x), static_cast<double>(y), static_cast<double>(z)};
+        double point[3];
+        for (int w = 0; w < 3; ++w) {
+          point[w] = target.origin[w];
+          for (int a = 0; a < 3; ++a) point[w] += target.direction[w * 3 + a] * target.spacing[a] * idx[a];
+        }
+        int64_t src[3];
+        bool inside = true;
+        for (int a = 0; a < 3; ++a) {
+          double c = 0;  // direction is orthonormal: its transpose is its inverse
+          for (int w = 0; w < 3; ++w) c += g.direction[w * 3 + a] * (point[w] - g.origin[w]);
+          src[a] = std::llround(c / g.spacing[a]);
+          inside = inside && src[a] >= 0 && src[a] < g.size[a];
+        }
+        if (inside) out.voxels[i] = labels.voxels[static_cast<size_t>(src[0] + g.size[0] * (src[1] + g.size[1] * src[2]))];
+      }
+  return out;
 }
 
 std::map<int64_t, double> DicePerLabel(const LabelMap& prediction, const LabelValues& reference, const std::vector<int64_t>& ids) {

@@ -23,6 +23,9 @@ Result<IntensityProperties> ForegroundIntensity(const CtVolume& ct, const LabelV
 // and resampled (nearest) onto the same grid.
 Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct, const LabelValues* labels);
 
+// `labels` on the grid of `target` by nearest neighbour in physical (LPS) space; outside is 0.
+LabelValues ResampleLabelsNearest(const LabelValues& labels, const Geometry& target);
+
 // Dice per label id (ids absent from both maps are left out); `reference` holds label ids.
 std::map<int64_t, double> DicePerLabel(const LabelMap& prediction, const LabelValues& reference, const std::vector<int64_t>& ids);
 

@@ -9,11 +9,21 @@ bash scripts/install-deps.sh
 bash scripts/build.sh
 
 models=build/tucker-seg-models
+default_model=models/tucker-abdomen-3mm
+ct=tests/data/totalsegmentator/example_ct_sm.nii.gz
 example=tests/data/nnunet-v2-iso4
 store=out/models
 mkdir -p "$store"
 
-echo "== import the nnU-Net v2 model"
+echo "== segment a real CT with the bundled default model, and with its DF 0.3 Tucker variant"
+"$models" predict "$default_model" -i "$ct" -o out/example_ct_sm-labels.nii.gz --threads "$(nproc)"
+"$models" predict "$default_model/variants/df0.3" -i "$ct" -o out/example_ct_sm-labels-df0.3.nii.gz --threads "$(nproc)"
+echo "== the default model and its variants: cost per patch"
+for m in "$default_model" "$default_model"/variants/*; do
+  printf '%-40s ' "$m"; "$models" inspect "$m" | tail -n 1
+done
+
+echo "== import an nnU-Net v2 model (the bundled conformance model)"
 "$models" import-nnunet --results "$example/Dataset999_Golden/nnUNetTrainer__nnUNetPlans__3d_fullres" --out "$store/golden-iso4"
 echo "== its cost per patch"
 "$models" inspect "$store/golden-iso4" | tail -n 1
@@ -28,9 +38,3 @@ for variant in df1-all df0.5-all df0.3-all; do
   "$models" forward "$store/golden-iso4/variants/$variant" --input "$example/input.f32" \
     --output "out/golden-iso4-$variant-logits.f32" --reference "$example/logits.f32" --threads "$(nproc)"
 done
-echo "== segment a whole CT (a real TotalSegmentator example) with the imported model and its DF 0.5 variant"
-echo "   (the bundled nnU-Net model has random weights: this shows the pipeline, not anatomy)"
-"$models" predict "$store/golden-iso4" -i tests/data/totalsegmentator/example_ct_sm.nii.gz \
-  -o out/example_ct_sm-labels.nii.gz --threads "$(nproc)"
-"$models" predict "$store/golden-iso4/variants/df0.5-all" -i tests/data/totalsegmentator/example_ct_sm.nii.gz \
-  -o out/example_ct_sm-labels-df0.5.nii.gz --step 0.8 --threads "$(nproc)"

@@ -212,6 +212,45 @@ TEST(SlidingWindow, MirroringFlipsBack) {
   EXPECT_LE((a.value() - b.value()).abs().max().item<double>(), 1e-3);
 }
 
+// A canonical-orientation model sees the same array whichever way the file stores the voxels.
+TEST(Prediction, CanonicalOrientationUndoesStorageFlipsAndPermutations) {
+  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());  // stored RAS: direction (-1, -1, 1)
+  ASSERT_TRUE(ct.ok());
+  const CtVolume& a = ct.value();
+  // The same patient stored as LPS with x and y swapped: voxel (x, y, z) of b is voxel (X-1-y', ...) of a.
+  CtVolume b;
+  const auto& s = a.geometry.size;
+  b.geometry.size = {s[1], s[0], s[2]};
+  b.geometry.spacing = {a.geometry.spacing[1], a.geometry.spacing[0], a.geometry.spacing[2]};
+  b.geometry.direction = {0, 1, 0, 1, 0, 0, 0, 0, 1};  // index x -> world +Y, index y -> world +X
+  b.geometry.origin = a.geometry.origin;  // the physical placement is irrelevant to the array view
+  b.voxels.resize(a.voxels.size());
+  for (int64_t z = 0; z < s[2]; ++z)
+    for (int64_t y = 0; y < s[1]; ++y)
+      for (int64_t x = 0; x < s[0]; ++x) {
+        // a's index x runs towards world -X (right), so world +X (left) is x' = s0-1-x; same for y.
+        const int64_t bx = s[1] - 1 - y, by = s[0] - 1 - x;
+        b.voxels[static_cast<size_t>(bx + s[1] * (by + s[0] * z))] = a.voxels[static_cast<size_t>(x + s[0] * (y + s[1] * z))];
+      }
+  ModelInfo info = ThresholdModel();
+  info.orientation = "RAS";
+  auto pa = Preprocess(info, a), pb = Preprocess(info, b);
+  ASSERT_TRUE(pa.ok() && pb.ok());
+  ASSERT_EQ(pa.value().image.sizes(), pb.value().image.sizes());
+  EXPECT_LE((pa.value().image - pb.value().image).abs().max().item<double>(), 1e-4);
+  // And the labels come back in each file's own storage order.
+  HuBands net(info.channels[0].intensity);
+  auto la = Predict(info, net, a, {}), lb = Predict(info, net, b, {});
+  ASSERT_TRUE(la.ok() && lb.ok());
+  int64_t differ = 0;
+  for (int64_t z = 0; z < s[2]; ++z)
+    for (int64_t y = 0; y < s[1]; ++y)
+      for (int64_t x = 0; x < s[0]; ++x)
+        differ += la.value().labels.voxels[static_cast<size_t>(x + s[0] * (y + s[1] * z))] !=
+                  lb.value().labels.voxels[static_cast<size_t>((s[1] - 1 - y) + s[1] * ((s[0] - 1 - x) + s[0] * z))];
+  EXPECT_EQ(differ, 0);
+}
+
 TEST(Prediction, StreamingKeepsOnlyOneTileDepthOfLogits) {
   // A long, narrow volume: the slab buffer must hold one tile's depth, not the whole length.
   CtVolume ct;
