@@ -118,6 +118,12 @@ void SetThreads(const Args& a) {
   torch::set_num_threads(std::max(1, threads));
 }
 
+bool ValidOrientation(const std::string& o, std::ostream& err) {
+  if (o == "as-is" || o == "RAS" || o == "LPS") return true;
+  err << "--orientation must be as-is, RAS or LPS (got '" << o << "')\n";
+  return false;
+}
+
 int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
   if (!a.Has("results") || !a.Has("out")) {
     err << "import-nnunet needs --results <trainer folder> and --out <store>/<model-name>\n";
@@ -133,6 +139,7 @@ int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
   auto model = ImportNnUNet(opt);
   if (!model.ok()) return Fail(err, model.status());
   model.value().info.orientation = a.Get("orientation", "as-is");  // TotalSegmentator's models: RAS
+  if (!ValidOrientation(model.value().info.orientation, err)) return 2;
   const Status st = SaveModel(model.value(), dest.string());
   if (!st.ok()) return Fail(err, st);
   const auto& p = model.value().info.provenance;
@@ -406,6 +413,7 @@ int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
   const fs::path out_dir(a.Get("out"));
   info.name = out_dir.filename().string();
   info.orientation = a.Get("orientation", "RAS");
+  if (!ValidOrientation(info.orientation, err)) return 2;
   info.labels = {{0, "background"}};
   std::vector<int64_t> ids;
   for (const auto& id : SplitList(a.Get("class-ids"))) {
