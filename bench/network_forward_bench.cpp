@@ -6,13 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "model_store/model.h"
 #include "model_store/network.h"
 
 using namespace tucker_seg;
@@ -59,16 +58,15 @@ int main(int argc, char** argv) {
   }
   torch::set_num_threads(threads);
 
-  std::ifstream in(arch_path);
-  const auto j = nlohmann::json::parse(in);
-  auto config = UNetConfigFromJson(j["architecture"]);
-  if (!config.ok()) {
-    std::fprintf(stderr, "%s\n", config.status().message().c_str());
+  auto arch = ReadArchitectureFile(arch_path);
+  if (!arch.ok()) {
+    std::fprintf(stderr, "%s\n", arch.status().message().c_str());
     return 1;
   }
-  Int3 patch = ParseInt3(j["patch_size"], "patch_size").value();
+  const UNetConfig& config = arch.value().network;
+  Int3 patch = arch.value().patch_size;
   if (!patch_arg.empty()) std::sscanf(patch_arg.c_str(), "%ld,%ld,%ld", &patch[0], &patch[1], &patch[2]);
-  auto net = PlainConvUNet::Create(config.value(), PlainConvUNet::RandomWeights(config.value(), 0));
+  auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 0));
   if (!net.ok()) return 1;
   int64_t macs = 0;
   for (const auto& l : net.value().Cost(patch)) macs += l.macs;
@@ -80,7 +78,7 @@ int main(int argc, char** argv) {
   const double roofline = RooflineGflops(repeats);
 
   torch::manual_seed(1);
-  const auto x = torch::randn({1, config.value().input_channels, patch[0], patch[1], patch[2]});
+  const auto x = torch::randn({1, config.input_channels, patch[0], patch[1], patch[2]});
   struct Row {
     const char* name;
     bool fast;

@@ -8,11 +8,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <random>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "model_store/predictor.h"
@@ -63,12 +61,11 @@ int main(int argc, char** argv) {
     else if (k == "--step") step = std::stod(v);
   }
   torch::set_num_threads(threads);
-  std::ifstream in(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json");
-  const auto j = nlohmann::json::parse(in);
+  const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value();
   ModelInfo info;
   info.name = "totalseg_3mm_shaped";
-  info.network = UNetConfigFromJson(j["architecture"]).value();
-  info.patch_size = ParseInt3(j["patch_size"], "patch_size").value();
+  info.network = arch.network;
+  info.patch_size = arch.patch_size;
   info.spacing = {3.0, 3.0, 3.0};
   ChannelNormalization ch;
   ch.name = "CT";

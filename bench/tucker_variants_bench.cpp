@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -43,12 +42,11 @@ int main(int argc, char** argv) {
     else if (k == "--patch") patch_arg = v;
   }
   torch::set_num_threads(threads);
-  std::ifstream in(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json");
-  const auto j = nlohmann::json::parse(in);
+  const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value();
   Model original;
   original.info.name = "totalseg_3mm_shaped";
-  original.info.network = UNetConfigFromJson(j["architecture"]).value();
-  original.info.patch_size = ParseInt3(j["patch_size"], "patch_size").value();
+  original.info.network = arch.network;
+  original.info.patch_size = arch.patch_size;
   if (!patch_arg.empty()) {
     std::sscanf(patch_arg.c_str(), "%ld,%ld,%ld", &original.info.patch_size[0], &original.info.patch_size[1], &original.info.patch_size[2]);
   }

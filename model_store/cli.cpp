@@ -155,26 +155,16 @@ int ImportCommand(const Args& a, std::ostream& out, std::ostream& err) {
 Result<std::pair<PlainConvUNet, Int3>> NetworkOf(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    auto model = LoadModel(path);
-    if (!model.ok()) return model.status();
-    auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
-    if (!net.ok()) return net.status();
-    return std::make_pair(std::move(net).value(), model.value().info.patch_size);
+    auto loaded = LoadNetwork(path);
+    if (!loaded.ok()) return loaded.status();
+    return std::make_pair(std::move(loaded.value().network), loaded.value().info.patch_size);
   }
-  std::ifstream in(path);
-  if (!in) return NotFound("'" + path + "' is neither a model folder nor a readable architecture file");
-  try {
-    const json j = json::parse(in);
-    auto cfg = UNetConfigFromJson(j.at("architecture"));
-    if (!cfg.ok()) return cfg.status();
-    auto patch = ParseInt3(j.at("patch_size"), "patch_size");
-    if (!patch.ok()) return patch.status();
-    auto net = PlainConvUNet::Create(cfg.value(), PlainConvUNet::RandomWeights(cfg.value(), 0));
-    if (!net.ok()) return net.status();
-    return std::make_pair(std::move(net).value(), patch.value());
-  } catch (const json::exception& e) {
-    return InvalidArgument("'" + path + "': " + e.what());
-  }
+  if (!fs::is_regular_file(path, ec)) return NotFound("'" + path + "' is neither a model folder nor a readable architecture file");
+  auto arch = ReadArchitectureFile(path);
+  if (!arch.ok()) return arch.status();
+  auto net = PlainConvUNet::Create(arch.value().network, PlainConvUNet::RandomWeights(arch.value().network, 0));
+  if (!net.ok()) return net.status();
+  return std::make_pair(std::move(net).value(), arch.value().patch_size);
 }
 
 int InspectCommand(const Args& a, std::ostream& out, std::ostream& err) {
@@ -297,13 +287,11 @@ int PredictCommand(const Args& a, std::ostream& out, std::ostream& err) {
     return 2;
   }
   opt.window.mirror = a.Has("mirror");
-  auto model = LoadModel(a.positional[0]);
+  auto model = LoadNetwork(a.positional[0]);
   if (!model.ok()) return Fail(err, model.status());
-  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
-  if (!net.ok()) return Fail(err, net.status());
   auto ct = ReadCt(a.Get("input"));
   if (!ct.ok()) return Fail(err, ct.status());
-  UNetPatchNetwork patch_net(net.value());
+  UNetPatchNetwork patch_net(model.value().network);
   auto p = Predict(model.value().info, patch_net, ct.value(), opt);
   if (!p.ok()) return Fail(err, p.status());
   const Status written = WriteLabelMap(a.Get("output"), p.value().labels);
@@ -346,12 +334,13 @@ Result<std::vector<TrainingCase>> LoadCases(const ModelInfo& info, const Args& a
   for (size_t i = 0; i < images.size(); ++i) {
     auto ct = ReadCt(images[i]);
     if (!ct.ok()) return ct.status();
-    Result<CtVolume> seg = ct;  // placeholder, replaced below when labels are used
+    std::optional<LabelValues> seg;
     if (with_labels) {
-      seg = ReadCt(labels[i]);
-      if (!seg.ok()) return seg.status();
+      auto read = ReadCt(labels[i]);
+      if (!read.ok()) return read.status();
+      seg = std::move(read).value();
     }
-    auto c = MakeTrainingCase(info, ct.value(), with_labels ? &seg.value() : nullptr);
+    auto c = MakeTrainingCase(info, ct.value(), seg ? &*seg : nullptr);
     if (!c.ok()) return Status(c.status().code(), images[i] + ": " + c.status().message());
     cases.push_back(c.value());
   }
@@ -398,15 +387,16 @@ int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
     }
   }
   SetThreads(a);
-  std::ifstream arch_in(a.Get("architecture"));
+  auto arch = ReadArchitectureFile(a.Get("architecture"));
+  if (!arch.ok()) return Fail(err, arch.status());
   std::ifstream classes_in(a.Get("classes"));
-  if (!arch_in || !classes_in) {
-    err << "error: cannot read --architecture or --classes\n";
+  if (!classes_in) {
+    err << "error: cannot read --classes\n";
     return 1;
   }
-  const json arch = json::parse(arch_in, nullptr, false), classes = json::parse(classes_in, nullptr, false);
-  if (arch.is_discarded() || classes.is_discarded()) {
-    err << "error: --architecture and --classes must be JSON files\n";
+  const json classes = json::parse(classes_in, nullptr, false);
+  if (classes.is_discarded()) {
+    err << "error: --classes must be a JSON file\n";
     return 2;
   }
   ModelInfo info;
@@ -424,12 +414,11 @@ int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
     }
     info.labels.emplace_back(ids.back(), classes[id].get<std::string>());
   }
-  json arch_json = arch["architecture"];
-  arch_json["num_classes"] = static_cast<int64_t>(info.labels.size());
-  auto config = UNetConfigFromJson(arch_json);
-  if (!config.ok()) return Fail(err, config.status());
-  info.network = config.value();
-  info.patch_size = ParseInt3(arch["patch_size"], "patch_size").value();
+  info.network = arch.value().network;
+  info.network.num_classes = static_cast<int64_t>(info.labels.size());
+  const Status network_ok = info.network.Validate();
+  if (!network_ok.ok()) return Fail(err, network_ok);
+  info.patch_size = arch.value().patch_size;
   const auto spacing = SplitList(a.Get("spacing"));
   if (spacing.size() != 3) {
     err << "--spacing must be Z,Y,X\n";
@@ -476,10 +465,9 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
   }
   SetThreads(a);
   const std::string dir = a.positional[0];
-  auto model = LoadModel(dir);
+  auto model = LoadNetwork(dir);
   if (!model.ok()) return Fail(err, model.status());
-  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
-  if (!net.ok()) return Fail(err, net.status());
+  PlainConvUNet& net = model.value().network;
   auto cases = LoadCases(model.value().info, a, !distill);
   if (!cases.ok()) return Fail(err, cases.status());
   TrainerOptions defaults;
@@ -490,16 +478,14 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
   auto options = TrainerOptionsFrom(a, defaults, out);
   Result<TrainingLog> log = Status(StatusCode::kInternal, "not run");
   if (distill) {
-    auto teacher_model = LoadModel(a.Get("teacher"));
-    if (!teacher_model.ok()) return Fail(err, teacher_model.status());
-    auto teacher = PlainConvUNet::Create(teacher_model.value().info.network, teacher_model.value().weights);
+    auto teacher = LoadNetwork(a.Get("teacher"));
     if (!teacher.ok()) return Fail(err, teacher.status());
-    log = Distill(net.value(), teacher.value(), model.value().info.patch_size, cases.value(), options);
+    log = Distill(net, teacher.value().network, model.value().info.patch_size, cases.value(), options);
   } else {
-    log = Train(net.value(), model.value().info.patch_size, cases.value(), options);
+    log = Train(net, model.value().info.patch_size, cases.value(), options);
   }
   if (!log.ok()) return Fail(err, log.status());
-  Model updated{model.value().info, net.value().Weights()};
+  Model updated{model.value().info, net.Weights()};
   json record = OptionsJson(options, log.value());
   record["images"] = SplitList(a.Get("images"));
   if (distill) record["teacher"] = a.Get("teacher"), record["temperature"] = options.temperature;
@@ -519,22 +505,15 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     return 2;
   }
   SetThreads(a);
-  auto load = [&](const std::string& dir) -> Result<std::pair<Model, PlainConvUNet>> {
-    auto m = LoadModel(dir);
-    if (!m.ok()) return m.status();
-    auto n = PlainConvUNet::Create(m.value().info.network, m.value().weights);
-    if (!n.ok()) return n.status();
-    return std::make_pair(std::move(m).value(), std::move(n).value());
-  };
-  auto subject = load(a.positional[0]);
+  auto subject = LoadNetwork(a.positional[0]);
   if (!subject.ok()) return Fail(err, subject.status());
-  std::optional<std::pair<Model, PlainConvUNet>> reference;
+  std::optional<LoadedModel> reference;
   if (a.Has("reference")) {
-    auto r = load(a.Get("reference"));
+    auto r = LoadNetwork(a.Get("reference"));
     if (!r.ok()) return Fail(err, r.status());
     reference.emplace(std::move(r).value());
   }
-  const ModelInfo& info = subject.value().first.info;
+  const ModelInfo& info = subject.value().info;
   std::vector<int64_t> ids;
   for (size_t i = 1; i < info.labels.size(); ++i) ids.push_back(info.labels[i].first);
   PredictionOptions popt;
@@ -550,7 +529,7 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     auto seg = ReadCt(labels[i]);
     if (!ct.ok()) return Fail(err, ct.status());
     if (!seg.ok()) return Fail(err, seg.status());
-    UNetPatchNetwork net(subject.value().second);
+    UNetPatchNetwork net(subject.value().network);
     auto pred = Predict(info, net, ct.value(), popt);
     if (!pred.ok()) return Fail(err, pred.status());
     if (!(seg.value().geometry == ct.value().geometry)) seg = ResampleLabelsNearest(seg.value(), ct.value().geometry);
@@ -562,8 +541,8 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     json entry = {{"image", images[i]}, {"labels", labels[i]}, {"dice", per_class}, {"mean_dice", mean}};
     out << images[i] << ": mean Dice " << std::fixed << std::setprecision(3) << mean << " over " << dice.size() << " classes";
     if (reference) {
-      UNetPatchNetwork ref_net(reference->second);
-      auto ref = Predict(reference->first.info, ref_net, ct.value(), popt);
+      UNetPatchNetwork ref_net(reference->network);
+      auto ref = Predict(reference->info, ref_net, ct.value(), popt);
       if (!ref.ok()) return Fail(err, ref.status());
       LabelValues ref_values{ref.value().labels.geometry, {ref.value().labels.voxels.begin(), ref.value().labels.voxels.end()}};
       const auto agreement = DicePerLabel(pred.value().labels, ref_values, ids);
@@ -571,7 +550,7 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
       for (const auto& [id, d] : agreement) agree += d;
       agree /= std::max<size_t>(1, agreement.size());
       entry["agreement_dice"] = agree;
-      out << ", agreement Dice with " << reference->first.info.name << " " << agree;
+      out << ", agreement Dice with " << reference->info.name << " " << agree;
     }
     out << "\n";
     for (const auto& [id, name] : info.labels) {
@@ -593,23 +572,22 @@ int ForwardCommand(const Args& a, std::ostream& out, std::ostream& err) {
     return 2;
   }
   SetThreads(a);
-  auto model = LoadModel(a.positional[0]);
+  auto model = LoadNetwork(a.positional[0]);
   if (!model.ok()) return Fail(err, model.status());
   const ModelInfo& info = model.value().info;
+  const PlainConvUNet& net = model.value().network;
   Int3 patch = info.patch_size;
   if (a.Has("patch") && !ParsePatch(a.Get("patch"), &patch)) {
     err << "--patch must be Z,Y,X\n";
     return 2;
   }
-  auto net = PlainConvUNet::Create(info.network, model.value().weights);
-  if (!net.ok()) return Fail(err, net.status());
   const std::vector<int64_t> shape{1, info.network.input_channels, patch[0], patch[1], patch[2]};
   auto x = ReadRawFloat32(a.Get("input"), shape);
   if (!x.ok()) return Fail(err, x.status());
-  const Status input_ok = net.value().CheckInput(x.value());
+  const Status input_ok = net.CheckInput(x.value());
   if (!input_ok.ok()) return Fail(err, input_ok);
   const auto start = std::chrono::steady_clock::now();
-  torch::Tensor y = net.value().Forward(x.value());
+  torch::Tensor y = net.Forward(x.value());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const Status written = WriteRawFloat32(a.Get("output"), y);
   if (!written.ok()) return Fail(err, written);

@@ -124,4 +124,27 @@ Result<Model> LoadModel(const std::string& dir) {
   return Model{std::move(info).value(), std::move(weights).value()};
 }
 
+Result<LoadedModel> LoadNetwork(const std::string& dir) {
+  auto model = LoadModel(dir);
+  if (!model.ok()) return model.status();
+  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
+  if (!net.ok()) return net.status();
+  return LoadedModel{std::move(model.value().info), std::move(net).value()};
+}
+
+Result<ArchitectureFile> ReadArchitectureFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("architecture file '" + path + "' cannot be read");
+  try {
+    const json j = json::parse(in);
+    auto network = UNetConfigFromJson(j.at("architecture"));
+    if (!network.ok()) return Status(network.status().code(), "'" + path + "': " + network.status().message());
+    auto patch = ParseInt3(j.at("patch_size"), "'" + path + "': patch_size");
+    if (!patch.ok()) return patch.status();
+    return ArchitectureFile{network.value(), patch.value()};
+  } catch (const json::exception& e) {
+    return InvalidArgument("'" + path + "': " + e.what());
+  }
+}
+
 }  // namespace tucker_seg

@@ -56,6 +56,21 @@ Result<Model> LoadModel(const std::string& dir);
 // Reads model.json alone (no weights): cheap, for listings and cost reports.
 Result<ModelInfo> LoadModelInfo(const std::string& dir);
 
+// A model folder built into its network (the network holds the weights).
+struct LoadedModel {
+  ModelInfo info;
+  PlainConvUNet network;
+};
+Result<LoadedModel> LoadNetwork(const std::string& dir);
+
+// An architecture-only file (model_store/architectures/*.json):
+// {"architecture": {...as in model.json...}, "patch_size": [z, y, x]}.
+struct ArchitectureFile {
+  UNetConfig network;
+  Int3 patch_size{0, 0, 0};
+};
+Result<ArchitectureFile> ReadArchitectureFile(const std::string& path);
+
 nlohmann::json ToJson(const ModelInfo& info);
 Result<ModelInfo> ModelInfoFromJson(const nlohmann::json& j);
 

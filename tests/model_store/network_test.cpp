@@ -1,5 +1,7 @@
 #include "model_store/network.h"
 
+#include "model_store/model.h"
+
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -14,10 +16,9 @@ namespace {
 using ::testing::HasSubstr;
 
 UNetConfig ArchitectureFile(const std::string& name) {
-  std::ifstream in(testing::SourceDir() / "model_store/architectures" / name);
-  auto cfg = UNetConfigFromJson(nlohmann::json::parse(in)["architecture"]);
-  EXPECT_TRUE(cfg.ok()) << cfg.status().message();
-  return cfg.value();
+  auto arch = ReadArchitectureFile((testing::SourceDir() / "model_store/architectures" / name).string());
+  EXPECT_TRUE(arch.ok()) << arch.status().message();
+  return arch.value().network;
 }
 
 UNetConfig Small() {

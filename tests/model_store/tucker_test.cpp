@@ -141,12 +141,12 @@ TEST(Tucker, DefaultSkipsLayersThatWouldCostMoreAndSaysWhy) {
 }
 
 TEST(Tucker, TotalSegmentatorShapedDf03LeavesThePapersParameterCount) {
-  std::ifstream in(testing::SourceDir() / "model_store/architectures/totalseg_3mm_shaped.json");
-  const auto j = nlohmann::json::parse(in);
+  auto arch = ReadArchitectureFile((testing::SourceDir() / "model_store/architectures/totalseg_3mm_shaped.json").string());
+  ASSERT_TRUE(arch.ok()) << arch.status().message();
   Model m;
   m.info.name = "ts3mm";
-  m.info.network = UNetConfigFromJson(j["architecture"]).value();
-  m.info.patch_size = ParseInt3(j["patch_size"], "patch_size").value();
+  m.info.network = arch.value().network;
+  m.info.patch_size = arch.value().patch_size;
   m.weights = PlainConvUNet::RandomWeights(m.info.network, 0);
   CompressionOptions o = Df(0.3, true);
   o.tucker.max_iterations = 0;  // parameter counts depend on ranks only; HOSVD keeps the test fast
