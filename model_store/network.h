@@ -137,6 +137,7 @@ class PlainConvUNet {
   std::vector<ConvLayer*> MutableConvs();
   // The weights under their state_dict names (factorized layers as tucker_{in,core,out}).
   WeightMap Weights() const;
+  const ExecutionOptions& execution_options() const { return options_; }
   void set_execution_options(const ExecutionOptions& o) {
     options_ = o;
     if (o.autograd) options_.fast_paths = false;  // the fused kernels have no backward

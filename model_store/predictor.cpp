@@ -35,8 +35,7 @@ void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, 
   auto taps = [](int64_t in, int64_t out) {
     std::vector<Tap> t(static_cast<size_t>(out));
     for (int64_t i = 0; i < out; ++i) {
-      const double c = std::clamp((static_cast<double>(i) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5, 0.0,
-                                  static_cast<double>(in - 1));
+      const double c = GridSourceCoordinate(i, in, out);
       const auto i0 = static_cast<int64_t>(std::floor(c));
       t[static_cast<size_t>(i)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(c - static_cast<double>(i0))};
     }
@@ -82,8 +81,7 @@ class SlabExporter {
  private:
   // Source rows and weight of the next row for output row o.
   void Source(int64_t o, int64_t* r0, int64_t* r1, double* w) const {
-    double c = (static_cast<double>(o) + 0.5) * static_cast<double>(n_[0]) / static_cast<double>(out_[0]) - 0.5;
-    c = std::clamp(c, 0.0, static_cast<double>(n_[0] - 1));
+    const double c = GridSourceCoordinate(o, n_[0], out_[0]);
     if (nearest_z_) {
       *r0 = *r1 = static_cast<int64_t>(std::floor(c + 0.5));
       *w = 0;
@@ -176,7 +174,6 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
     spacing[a] = zyx_spacing[p.axes[a]];
   }
   torch::Tensor x = AsZyx(ct).permute({p.axes[0], p.axes[1], p.axes[2]});
-  for (int a = 0; a < 3; ++a) p.transposed_shape[a] = x.size(a);
   // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
   // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
   constexpr int64_t kSlab = 16;

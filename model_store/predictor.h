@@ -56,7 +56,6 @@ struct Preprocessed {
   // `flip` (in the transposed order) is applied to the network-resolution image, never to the input.
   std::array<int64_t, 3> axes{0, 1, 2};
   std::array<bool, 3> flip{false, false, false};
-  std::array<int64_t, 3> transposed_shape{};  // the input after transpose, before crop
   std::array<int64_t, 3> crop_begin{};
   std::array<int64_t, 3> crop_shape{};
   int separate_z_axis = -1;

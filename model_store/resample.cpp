@@ -32,11 +32,6 @@ void Prefilter(std::vector<double>& c) {
   for (int64_t k = n - 2; k >= 0; --k) c[k] = z * (c[k + 1] - c[k]);
 }
 
-double SourceCoordinate(int64_t i, int64_t in, int64_t out) {
-  const double c = (static_cast<double>(i) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
-  return std::clamp(c, 0.0, static_cast<double>(in - 1));
-}
-
 // Resamples along the last dimension of a contiguous (lines, in) tensor to (lines, out).
 torch::Tensor ResampleLines(const torch::Tensor& lines, int64_t out, bool nearest) {
   const int64_t count = lines.size(0), in = lines.size(1);
@@ -49,13 +44,13 @@ torch::Tensor ResampleLines(const torch::Tensor& lines, int64_t out, bool neares
       const float* s = src + l * in;
       float* d = dst + l * out;
       if (nearest) {
-        for (int64_t i = 0; i < out; ++i) d[i] = s[static_cast<int64_t>(std::floor(SourceCoordinate(i, in, out) + 0.5))];
+        for (int64_t i = 0; i < out; ++i) d[i] = s[static_cast<int64_t>(std::floor(GridSourceCoordinate(i, in, out) + 0.5))];
         continue;
       }
       for (int64_t k = 0; k < in; ++k) c[k] = s[k];
       Prefilter(c);
       for (int64_t i = 0; i < out; ++i) {
-        const double x = SourceCoordinate(i, in, out);
+        const double x = GridSourceCoordinate(i, in, out);
         const auto j = static_cast<int64_t>(std::floor(x));
         const double t = x - static_cast<double>(j);
         const double w[4] = {(1 - t) * (1 - t) * (1 - t) / 6.0, (3 * t * t * t - 6 * t * t + 4) / 6.0,
@@ -70,6 +65,11 @@ torch::Tensor ResampleLines(const torch::Tensor& lines, int64_t out, bool neares
 }
 
 }  // namespace
+
+double GridSourceCoordinate(int64_t i, int64_t in, int64_t out) {
+  const double c = (static_cast<double>(i) + 0.5) * static_cast<double>(in) / static_cast<double>(out) - 0.5;
+  return std::clamp(c, 0.0, static_cast<double>(in - 1));
+}
 
 int SeparateZAxis(const std::array<double, 3>& current, const std::array<double, 3>& target) {
   for (const auto* s : {&current, &target}) {

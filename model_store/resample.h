@@ -12,6 +12,10 @@ namespace tucker_seg {
 
 // Axis whose spacing calls for nnU-Net's "separate z" treatment (max/min spacing > 3, one
 // coarsest axis), checked on the current spacing first, then on the target; -1 when none.
+// The grid-mode source coordinate of output voxel i when `in` voxels become `out`:
+// (i + 0.5) * in / out - 0.5, clamped to [0, in - 1] (edge mode).
+double GridSourceCoordinate(int64_t i, int64_t in, int64_t out);
+
 int SeparateZAxis(const std::array<double, 3>& current, const std::array<double, 3>& target);
 
 // Cubic B-spline interpolation (order 3, mirror-boundary prefilter) of a (D0, D1, D2) float

@@ -58,7 +58,8 @@ Status WriteSafetensors(const std::string& path, const std::map<std::string, tor
   return Status::Ok();
 }
 
-Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path) {
+Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path,
+                                                             std::map<std::string, std::string>* metadata) {
   std::error_code ec;
   const auto file_size = std::filesystem::file_size(path, ec);
   if (ec) return NotFound("weights file '" + path + "' cannot be read: " + ec.message());
@@ -77,7 +78,10 @@ Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& 
     const json header = json::parse(text);
     if (!header.is_object()) return DataLoss("'" + path + "': header is not a JSON object");
     for (const auto& [name, entry] : header.items()) {
-      if (name == "__metadata__") continue;
+      if (name == "__metadata__") {
+        if (metadata) *metadata = entry.get<std::map<std::string, std::string>>();
+        continue;
+      }
       const std::string where = "'" + path + "': tensor '" + name + "'";
       auto dt = Dtypes().find(entry.at("dtype").get<std::string>());
       if (dt == Dtypes().end()) return DataLoss(where + " has unsupported dtype " + entry.at("dtype").dump());

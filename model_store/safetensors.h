@@ -16,7 +16,9 @@ namespace tucker_seg {
 Status WriteSafetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                         const std::map<std::string, std::string>& metadata = {});
 
-// Every size is checked against the file before anything is allocated.
-Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path);
+// Every size is checked against the file before anything is allocated. The header's
+// "__metadata__" (string -> string) goes to `metadata` when given.
+Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path,
+                                                             std::map<std::string, std::string>* metadata = nullptr);
 
 }  // namespace tucker_seg

@@ -3,11 +3,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <random>
 
 #include "model_store/safetensors.h"
+#include "model_store/sliding_window.h"
 
 namespace tucker_seg {
 namespace {
@@ -30,16 +30,11 @@ class PatchSampler {
   PatchSampler(const std::vector<TrainingCase>& cases, const Int3& patch, const TrainerOptions& o)
       : patch_(patch), options_(o), rng_(o.seed) {
     for (const auto& c : cases) {
-      std::vector<int64_t> spec;
-      for (int a = 2; a >= 0; --a) {
-        const int64_t diff = std::max<int64_t>(0, patch[a] - c.image.size(a + 1));
-        spec.push_back(diff / 2);
-        spec.push_back(diff - diff / 2);
-      }
+      Int3 pad{};
       Case p;
-      p.image = torch::constant_pad_nd(c.image, spec, 0.0);
+      p.image = PadToTile(c.image, patch, &pad);  // as at inference: zeros, lower pad = difference / 2
       if (c.labels.defined()) {
-        p.labels = torch::constant_pad_nd(c.labels, spec, 0);
+        p.labels = PadToTile(c.labels.unsqueeze(0), patch, &pad).squeeze(0);
         p.foreground = p.labels.nonzero();  // (n, 3)
       }
       padded_.push_back(p);
@@ -130,7 +125,8 @@ Status SaveCheckpoint(const PlainConvUNet& net, const torch::optim::Optimizer& o
 
 // Loads a checkpoint into the network's tensors and the optimizer; returns the step it reached.
 Result<int64_t> LoadCheckpoint(PlainConvUNet& net, torch::optim::Optimizer& opt, const std::string& path) {
-  auto saved = ReadSafetensors(path);
+  std::map<std::string, std::string> metadata;
+  auto saved = ReadSafetensors(path, &metadata);
   if (!saved.ok()) return saved.status();
   torch::NoGradGuard no_grad;
   auto current = net.Weights();
@@ -146,13 +142,13 @@ Result<int64_t> LoadCheckpoint(PlainConvUNet& net, torch::optim::Optimizer& opt,
   } catch (const std::exception& e) {
     return DataLoss("cannot read optimizer state '" + path + ".optimizer': " + std::string(e.what()).substr(0, 200));
   }
-  std::ifstream in(path, std::ios::binary);
-  uint64_t len = 0;
-  in.read(reinterpret_cast<char*>(&len), 8);
-  std::string header(len, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(len));
-  const auto pos = header.find("\"step\":\"");
-  return pos == std::string::npos ? int64_t{0} : std::stoll(header.substr(pos + 8));
+  const auto step = metadata.find("step");
+  if (step == metadata.end()) return int64_t{0};
+  try {
+    return std::stoll(step->second);
+  } catch (const std::exception&) {
+    return DataLoss("checkpoint '" + path + "' has a step that is not a number");
+  }
 }
 
 void Progress(std::ostream* out, int64_t step, int64_t steps, double loss, double elapsed, int64_t first) {
@@ -174,7 +170,7 @@ Result<TrainingLog> Loop(PlainConvUNet& net, PatchSampler& sampler, const Traine
   if (o.optimizer != "adamw" && o.optimizer != "sgd") return InvalidArgument("optimizer must be 'adamw' or 'sgd', got '" + o.optimizer + "'");
   if (o.schedule != "poly" && o.schedule != "constant") return InvalidArgument("schedule must be 'poly' or 'constant', got '" + o.schedule + "'");
   torch::manual_seed(o.seed);
-  const ExecutionOptions saved_options{};
+  const ExecutionOptions saved_options = net.execution_options();
   net.set_execution_options({false, true});
   auto params = Parameters(net);
   auto opt = MakeOptimizer(params, o);
