@@ -215,10 +215,7 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   }
   p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis);
   // Flipping commutes with the grid-mode resampling, so it is done here on the small image.
-  std::vector<int64_t> flip_dims;
-  for (int a = 0; a < 3; ++a)
-    if (p.flip[a]) flip_dims.push_back(a);
-  if (!flip_dims.empty()) p.image = p.image.flip(flip_dims);
+  if (!p.FlipDims().empty()) p.image = p.image.flip(p.FlipDims());
   p.image = p.image.unsqueeze(0);
   return p;
 }

@@ -56,6 +56,12 @@ struct Preprocessed {
   // `flip` (in the transposed order) is applied to the network-resolution image, never to the input.
   std::array<int64_t, 3> axes{0, 1, 2};
   std::array<bool, 3> flip{false, false, false};
+  std::vector<int64_t> FlipDims() const {
+    std::vector<int64_t> dims;
+    for (int64_t a = 0; a < 3; ++a)
+      if (flip[a]) dims.push_back(a);
+    return dims;
+  }
   std::array<int64_t, 3> crop_begin{};
   std::array<int64_t, 3> crop_shape{};
   int separate_z_axis = -1;

@@ -35,7 +35,7 @@ Result<IntensityProperties> ForegroundIntensity(const CtVolume& ct, const LabelV
 }
 
 Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct, const LabelValues* labels) {
-  TS_RETURN_IF_ERROR(ValidateCt(ct, 1024LL * 1024 * 1024));
+  TS_RETURN_IF_ERROR(ValidateCt(ct, PredictionOptions{}.max_voxels));
   auto pre = Preprocess(info, ct);
   if (!pre.ok()) return pre.status();
   TrainingCase c;
@@ -63,10 +63,7 @@ Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct,
                  .squeeze(0)
                  .round()
                  .to(torch::kInt64);
-  std::vector<int64_t> flip_dims;
-  for (int a = 0; a < 3; ++a)
-    if (p.flip[a]) flip_dims.push_back(a);
-  if (!flip_dims.empty()) c.labels = c.labels.flip(flip_dims);
+  if (!p.FlipDims().empty()) c.labels = c.labels.flip(p.FlipDims());
   return c;
 }
 
