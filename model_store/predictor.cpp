@@ -155,6 +155,23 @@ void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array
   }
 }
 
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
+  std::array<int64_t, 3> canonical{};
+  std::array<bool, 3> flip{};
+  CanonicalAxes(geometry, info.orientation, &canonical, &flip);
+  const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
+  const std::array<double, 3> zyx_spacing{geometry.spacing[2], geometry.spacing[1], geometry.spacing[0]};
+  Int3 padded{};
+  for (int a = 0; a < 3; ++a) {
+    const int64_t axis = canonical[info.transpose_forward[a]];
+    const double extent_mm = zyx_spacing[axis] * static_cast<double>(zyx_size[axis]);
+    padded[a] = std::max<int64_t>(info.patch_size[a], static_cast<int64_t>(std::nearbyint(extent_mm / info.spacing[a])));
+  }
+  int64_t tiles = 1;
+  for (const auto& steps : ComputeSteps(padded, info.patch_size, step)) tiles *= static_cast<int64_t>(steps.size());
+  return tiles;
+}
+
 Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
   const auto& channel = info.channels[0];

@@ -72,6 +72,10 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct);
 // volume with this geometry to the canonical orientation ("RAS" or "LPS"); identity for "as-is".
 void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip);
 
+// Sliding-window tiles a volume with this geometry needs at most (before nnU-Net's crop to the
+// non-zero box): what the server's selector multiplies calibrated seconds per tile by.
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step = 0.5);
+
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
 
 }  // namespace tucker_seg

@@ -108,6 +108,7 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
       for (int64_t x : steps[2]) tiles.emplace_back(y, x);
     for (size_t first = 0; first < tiles.size(); first += static_cast<size_t>(o.batch)) {
       const size_t last = std::min(tiles.size(), first + static_cast<size_t>(o.batch));
+      if (o.should_continue) TS_RETURN_IF_ERROR(o.should_continue());
       std::vector<torch::Tensor> inputs;
       for (size_t t = first; t < last; ++t) {
         inputs.push_back(image.slice(1, z, z + tile[0]).slice(2, tiles[t].first, tiles[t].first + tile[1])

@@ -36,6 +36,9 @@ struct SlidingWindowOptions {
   int64_t batch = 1;         // tiles per network call
   bool mirror = false;       // test-time augmentation over the mirror axes
   std::vector<int64_t> mirror_axes{0, 1, 2};
+  // Asked before every network call; a non-OK status stops the window and is returned
+  // (the server stops work for a client that is gone or past its deadline).
+  std::function<Status()> should_continue;
 };
 
 struct SlidingWindowStats {

@@ -10,7 +10,7 @@ Status ValidateGeometry(const Geometry& g, int64_t max_voxels) {
   for (int a = 0; a < 3; ++a) {
     if (g.size[a] < 1) return InvalidArgument(std::string("size.") + kAxis[a] + " is " + std::to_string(g.size[a]) + ", must be >= 1");
     if (g.size[a] > max_voxels / total) {
-      return InvalidArgument("volume has more than " + std::to_string(max_voxels) + " voxels (the limit)");
+      return InvalidArgument("size declares more voxels than the limit max_voxels = " + std::to_string(max_voxels));
     }
     total *= g.size[a];
     if (!std::isfinite(g.spacing[a]) || g.spacing[a] <= 0) {

@@ -1,0 +1,44 @@
+// Volumes on the wire (tuckerseg.v1.VolumeGeometry + raw voxel bytes) <-> vocabulary types.
+// Shared by the server and the client library; no LibTorch, no gRPC calls.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "tuckerseg/v1/segmentation.pb.h"
+#include "vocabulary/status.h"
+#include "vocabulary/volume.h"
+
+namespace tucker_seg::wire {
+
+struct VolumeLimits {
+  int64_t max_voxels = 0;
+  int64_t max_bytes = 0;
+};
+
+// A header that passed every check: its geometry and how many voxel bytes must follow.
+struct VolumeHeader {
+  Geometry geometry;
+  tuckerseg::v1::VoxelType voxel_type = tuckerseg::v1::VOXEL_TYPE_UNSPECIFIED;
+  int64_t voxels = 0;
+  int64_t bytes = 0;
+};
+
+int64_t VoxelBytes(tuckerseg::v1::VoxelType type);  // 0 for unknown types
+
+// Checks everything before any allocation: voxel type, size (overflow-safe against max_voxels),
+// byte count against max_bytes, finite positive spacing, finite origin, orthonormal direction.
+// Messages name the field as `<field_prefix>.<name>` and the limit.
+Result<VolumeHeader> ParseVolumeHeader(const tuckerseg::v1::VolumeGeometry& wire, const VolumeLimits& limits,
+                                       const std::string& field_prefix);
+
+void ToWire(const Geometry& geometry, tuckerseg::v1::VoxelType type, tuckerseg::v1::VolumeGeometry* wire);
+
+// Raw little-endian voxels (bytes.size() == header.bytes) -> a CT in Hounsfield units; float
+// voxels must be finite.
+Result<CtVolume> DecodeCt(const VolumeHeader& header, const std::string& bytes);
+
+// A CT -> raw voxels of `type` (int16 rounds and clamps; float32 as is).
+std::string EncodeCt(const CtVolume& ct, tuckerseg::v1::VoxelType type);
+
+}  // namespace tucker_seg::wire

@@ -1,0 +1,70 @@
+// ListModels and DescribeModel: what the server hosts, what each variant costs and how accurate
+// it is, and which variants auto selection may pick on this device.
+#include "server/grpc_status.h"
+#include "server/segmentation_service.h"
+
+namespace tucker_seg::server {
+
+Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string& name) {
+  std::string names;
+  for (const auto& m : state.models) {
+    if (m.name == name || (name.empty() && state.models.size() == 1)) return &m;
+    names += (names.empty() ? "" : ", ") + m.name;
+  }
+  if (name.empty()) return InvalidArgument("model is empty and this server hosts several models: " + names);
+  return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
+}
+
+grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
+                                             tuckerseg::v1::ListModelsResponse* response) {
+  for (const auto& m : state_.models) {
+    auto* summary = response->add_models();
+    summary->set_name(m.name);
+    for (const auto& v : m.variants) summary->add_variants(v.name);
+    for (const auto& [id, name] : m.variants[0].info.labels) {
+      auto* label = summary->add_labels();
+      label->set_id(id);
+      label->set_name(name);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
+                                                tuckerseg::v1::DescribeModelResponse* response) {
+  const auto model = FindModel(state_, request->model());
+  if (!model.ok()) return ToGrpc(model.status());
+  const ModelEntry& m = *model.value();
+  const auto& info = m.variants[0].info;
+  response->set_name(m.name);
+  for (auto p : info.patch_size) response->add_patch_size(p);
+  for (auto s : info.spacing) response->add_spacing(s);
+  for (const auto& [id, name] : info.labels) {
+    auto* label = response->add_labels();
+    label->set_id(id);
+    label->set_name(name);
+  }
+  const bool calibrated = state_.ready.load();
+  for (const auto& v : m.variants) {
+    auto* out = response->add_variants();
+    out->set_name(v.name);
+    out->set_parameters(v.parameters);
+    out->set_macs_per_tile(v.macs_per_tile);
+    out->set_quality_known(v.quality.has_value());
+    out->set_quality(v.quality.value_or(0));
+    out->set_calibrated_seconds_per_tile(calibrated ? v.seconds_per_tile : 0);
+    out->set_selectable(calibrated && v.selectable);
+    out->set_not_selectable_reason(calibrated ? v.not_selectable_reason : "calibration is still running");
+  }
+  auto* d = response->mutable_device();
+  d->set_kind(state_.device.kind);
+  d->set_name(state_.device.name);
+  d->set_cores(state_.device.cores);
+  for (const auto& isa : state_.device.isa) d->add_isa(isa);
+  d->set_memory_bytes(state_.device.memory_bytes);
+  d->set_cuda_devices(state_.device.cuda_devices);
+  d->set_nvml(state_.device.nvml);
+  return grpc::Status::OK;
+}
+
+}  // namespace tucker_seg::server

@@ -1,0 +1,55 @@
+// The server's Prometheus metrics (prometheus-cpp registry), served on their own port at /metrics.
+// Names follow Prometheus conventions: base units, counters end in _total; every family carries
+// the `device` label of the device the server probed.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include "model_store/predictor.h"
+#include "server/device_probe.h"
+#include "server/metrics_endpoint.h"
+#include "vocabulary/status.h"
+
+namespace tucker_seg::server {
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(const DeviceProfile& device);
+  ~ServerMetrics();
+
+  // Starts the HTTP endpoint ("host:port"; port 0 picks a free one).
+  Status Serve(const std::string& listen);
+  int port() const;
+
+  void RequestFinished(const std::string& model, const std::string& variant, const std::string& status, double seconds);
+  void Served(const std::string& model, const std::string& variant, int64_t voxels, double queue_wait_seconds,
+              const PredictionTimings& timings);
+  void Selected(const std::string& model, const std::string& variant, const std::string& reason);
+  void Calibrated(const std::string& model, const std::string& variant, double seconds_per_tile, bool selectable);
+  void SetQueueDepth(int depth) { queue_depth_.Set(depth); }
+  prometheus::Gauge& in_flight() { return in_flight_; }
+
+ private:
+  class GpuCollector;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<GpuCollector> gpu_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_seconds_;
+  prometheus::Family<prometheus::Histogram>& queue_wait_seconds_;
+  prometheus::Family<prometheus::Counter>& voxels_;
+  prometheus::Family<prometheus::Histogram>& stage_seconds_;
+  prometheus::Family<prometheus::Counter>& selections_;
+  prometheus::Family<prometheus::Gauge>& variant_seconds_per_tile_;
+  prometheus::Family<prometheus::Gauge>& variant_selectable_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& in_flight_;
+};
+
+}  // namespace tucker_seg::server

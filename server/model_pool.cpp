@@ -1,0 +1,157 @@
+#include "server/model_pool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace tucker_seg::server {
+namespace fs = std::filesystem;
+namespace {
+
+std::string Format(const char* fmt, double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, fmt, value);
+  return buffer;
+}
+
+// Mean agreement Dice over the cases of the manifest's "evaluation" (written by `evaluate`).
+std::optional<double> ManifestQuality(const nlohmann::json& manifest) {
+  if (!manifest.contains("evaluation") || !manifest["evaluation"].contains("cases")) return std::nullopt;
+  double sum = 0;
+  int n = 0;
+  for (const auto& c : manifest["evaluation"]["cases"]) {
+    if (c.contains("agreement_dice") && c["agreement_dice"].is_number()) sum += c["agreement_dice"].get<double>(), ++n;
+  }
+  if (n == 0) return std::nullopt;
+  return sum / n;
+}
+
+Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
+  auto loaded = LoadNetwork(dir.string());
+  if (!loaded.ok()) return Status(loaded.status().code(), dir.string() + ": " + loaded.status().message());
+  VariantEntry v;
+  v.name = name;
+  v.dir = dir.string();
+  v.info = loaded.value().info;
+  auto net = std::make_shared<PlainConvUNet>(std::move(loaded.value().network));
+  v.parameters = net->NumParameters();
+  for (const auto& layer : net->Cost(v.info.patch_size)) v.macs_per_tile += layer.macs;
+  v.network = std::move(net);
+  if (name == "original") {
+    v.quality = 1.0;
+  } else if (fs::exists(dir / "manifest.json")) {
+    try {
+      std::ifstream in(dir / "manifest.json");
+      v.quality = ManifestQuality(nlohmann::json::parse(in));
+    } catch (const std::exception& e) {
+      return InvalidArgument((dir / "manifest.json").string() + ": " + e.what());
+    }
+  }
+  return v;
+}
+
+Result<ModelEntry> LoadModelFolder(const fs::path& dir) {
+  ModelEntry model;
+  auto original = LoadVariant("original", dir);
+  if (!original.ok()) return original.status();
+  model.name = original.value().info.name.empty() ? dir.filename().string() : original.value().info.name;
+  model.variants.push_back(std::move(original.value()));
+  std::vector<fs::path> variant_dirs;
+  if (fs::is_directory(dir / "variants")) {
+    for (const auto& e : fs::directory_iterator(dir / "variants"))
+      if (fs::exists(e.path() / "model.json")) variant_dirs.push_back(e.path());
+  }
+  std::sort(variant_dirs.begin(), variant_dirs.end());
+  for (const auto& vdir : variant_dirs) {
+    auto v = LoadVariant(vdir.filename().string(), vdir);
+    if (!v.ok()) return v.status();
+    if (v.value().info.labels != model.variants[0].info.labels) {
+      return InvalidArgument(vdir.string() + ": its labels differ from the original's");
+    }
+    model.variants.push_back(std::move(v.value()));
+  }
+  return model;
+}
+
+}  // namespace
+
+const VariantEntry* ModelEntry::Find(const std::string& variant) const {
+  for (const auto& v : variants)
+    if (v.name == variant) return &v;
+  return nullptr;
+}
+
+Result<std::vector<ModelEntry>> LoadModelPool(const std::string& store) {
+  const fs::path root(store);
+  if (!fs::is_directory(root)) return NotFound("model store '" + store + "' is not a directory");
+  std::vector<fs::path> model_dirs;
+  if (fs::exists(root / "model.json")) {
+    model_dirs.push_back(root);
+  } else {
+    for (const auto& e : fs::directory_iterator(root))
+      if (e.is_directory() && fs::exists(e.path() / "model.json")) model_dirs.push_back(e.path());
+  }
+  std::sort(model_dirs.begin(), model_dirs.end());
+  if (model_dirs.empty()) return NotFound("model store '" + store + "' holds no model folder (model.json)");
+  std::vector<ModelEntry> models;
+  for (const auto& dir : model_dirs) {
+    auto m = LoadModelFolder(dir);
+    if (!m.ok()) return m.status();
+    for (const auto& other : models)
+      if (other.name == m.value().name) return InvalidArgument("two models are named '" + other.name + "' in " + store);
+    models.push_back(std::move(m.value()));
+  }
+  return models;
+}
+
+Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  torch::NoGradGuard no_grad;
+  for (auto& v : model->variants) {
+    const auto& p = v.info.patch_size;
+    const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]});
+    std::vector<double> times;
+    try {
+      for (int i = 0; i < options.warmup + std::max(1, options.repeats); ++i) {
+        const auto start = Clock::now();
+        const auto y = v.network->Forward(x);
+        if (i >= options.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      }
+    } catch (const std::exception& e) {
+      return Internal("calibrating " + model->name + "/" + v.name + ": " + e.what());
+    }
+    std::sort(times.begin(), times.end());
+    v.seconds_per_tile = times[times.size() / 2];
+  }
+  MarkDominatedVariants(model);
+  return Status::Ok();
+}
+
+void MarkDominatedVariants(ModelEntry* model) {
+  for (auto& v : model->variants) {
+    v.selectable = true;
+    v.not_selectable_reason.clear();
+    if (!v.quality) {
+      v.selectable = false;
+      v.not_selectable_reason = "no agreement Dice in its manifest (run `tucker-seg-models evaluate`)";
+      continue;
+    }
+    for (const auto& other : model->variants) {
+      if (&other == &v || !other.quality) continue;
+      if (other.seconds_per_tile < v.seconds_per_tile && *other.quality > *v.quality) {
+        v.selectable = false;
+        v.not_selectable_reason = "slower (" + Format("%.4f", v.seconds_per_tile) + " s/tile) and less accurate (" +
+                                  Format("%.3f", *v.quality) + ") than " + other.name + " (" +
+                                  Format("%.4f", other.seconds_per_tile) + " s/tile, " + Format("%.3f", *other.quality) + ")";
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace tucker_seg::server

@@ -1,0 +1,266 @@
+// Segment: header -> validate (before any allocation) -> voxels -> select a variant -> queue ->
+// predict on a worker -> result header -> label chunks. One log line per request, no patient data.
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <optional>
+#include <random>
+
+#include "server/grpc_status.h"
+#include "server/segmentation_service.h"
+#include "wire/volume_wire.h"
+
+namespace tucker_seg::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Stream = grpc::ServerReaderWriter<tuckerseg::v1::SegmentResponse, tuckerseg::v1::SegmentRequest>;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// What the log line and the metrics report about one request.
+struct RequestRecord {
+  std::string id;
+  std::string model = "-";
+  std::string variant = "-";
+  std::string reason = "-";
+  int64_t voxels = 0;
+  int64_t tiles = 0;
+  double queue_wait_seconds = 0;
+};
+
+// Holds one of the server's stream slots for the lifetime of a Segment call.
+class StreamSlot {
+ public:
+  StreamSlot(std::atomic<int>& open, int limit) : open_(open), acquired_(open.fetch_add(1) < limit) {}
+  ~StreamSlot() { open_.fetch_sub(1); }
+  bool acquired() const { return acquired_; }
+
+ private:
+  std::atomic<int>& open_;
+  const bool acquired_;
+};
+
+std::string NewRequestId() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t prefix = std::random_device{}();
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%08llx-%llu", static_cast<unsigned long long>(prefix & 0xffffffffu),
+                static_cast<unsigned long long>(++counter));
+  return buffer;
+}
+
+// Why work for this call should stop: the client is gone or its deadline has passed.
+Status CallStillWanted(grpc::ServerContext* context) {
+  if (std::chrono::system_clock::now() >= context->deadline()) return DeadlineExceeded("the request's deadline passed");
+  if (context->IsCancelled()) return Cancelled("the client cancelled the request");
+  return Status::Ok();
+}
+
+// The worker's side of one request; the handler thread waits on it.
+struct Job {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool started = false;  // guarded by mutex
+  bool done = false;     // guarded by mutex
+  std::optional<Result<Prediction>> result;
+  double queue_wait_seconds = 0;
+  double run_seconds = 0;
+};
+
+void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const std::string& variant, double wait) {
+  tuckerseg::v1::SegmentResponse r;
+  r.mutable_progress()->set_stage(stage);
+  r.mutable_progress()->set_variant(variant);
+  r.mutable_progress()->set_estimated_wait_seconds(wait);
+  stream->Write(r);
+}
+
+Status ReceiveHeader(grpc::ServerContext* context, Stream* stream, tuckerseg::v1::SegmentHeader* header) {
+  tuckerseg::v1::SegmentRequest first;
+  if (!stream->Read(&first)) {
+    TS_RETURN_IF_ERROR(CallStillWanted(context));
+    return InvalidArgument("header: the stream ended before the header");
+  }
+  if (!first.has_header()) return InvalidArgument("header: the first message must be a header, not voxels");
+  *header = std::move(*first.mutable_header());
+  return Status::Ok();
+}
+
+Status ReceiveVoxels(grpc::ServerContext* context, Stream* stream, int64_t expected, std::string* bytes) {
+  bytes->reserve(static_cast<size_t>(expected));  // expected passed ParseVolumeHeader's limits
+  tuckerseg::v1::SegmentRequest message;
+  while (stream->Read(&message)) {
+    if (!message.has_voxels() || message.has_header()) return InvalidArgument("voxels: a second header arrived after the first");
+    const auto& chunk = message.voxels();
+    if (static_cast<int64_t>(bytes->size() + chunk.size()) > expected) {
+      return InvalidArgument("voxels: more than the " + std::to_string(expected) + " bytes the header declares (size x voxel_type)");
+    }
+    bytes->append(chunk);
+  }
+  if (static_cast<int64_t>(bytes->size()) < expected) {
+    TS_RETURN_IF_ERROR(CallStillWanted(context));
+    return InvalidArgument("voxels: the stream ended after " + std::to_string(bytes->size()) + " of the " + std::to_string(expected) +
+                           " bytes the header declares (size x voxel_type)");
+  }
+  return Status::Ok();
+}
+
+Status SendResult(Stream* stream, const tuckerseg::v1::ResultHeader& header, const LabelMap& labels, int64_t chunk_bytes) {
+  tuckerseg::v1::SegmentResponse r;
+  *r.mutable_header() = header;
+  if (!stream->Write(r)) return Cancelled("the client went away before the result");
+  const auto* data = reinterpret_cast<const char*>(labels.voxels.data());
+  const auto total = static_cast<int64_t>(labels.voxels.size());
+  for (int64_t offset = 0; offset < total; offset += chunk_bytes) {
+    tuckerseg::v1::SegmentResponse chunk;
+    chunk.set_labels(data + offset, static_cast<size_t>(std::min(chunk_bytes, total - offset)));
+    if (!stream->Write(chunk)) return Cancelled("the client went away while labels were sent");
+  }
+  return Status::Ok();
+}
+
+// Runs on a worker; stops early when the call is no longer wanted.
+Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, grpc::ServerContext* context) {
+  TS_RETURN_IF_ERROR(CallStillWanted(context));
+  PredictionOptions options;
+  options.window.step = step;
+  options.window.should_continue = [context] { return CallStillWanted(context); };
+  try {
+    UNetPatchNetwork net(*variant.network);
+    return Predict(variant.info, net, ct, options);
+  } catch (const std::exception& e) {
+    return Internal(std::string("inference failed: ") + e.what());
+  }
+}
+
+}  // namespace
+
+grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* stream) {
+  const auto start = Clock::now();
+  StreamSlot slot(state_.open_streams, state_.limits.max_streams);
+  state_.metrics->in_flight().Increment();
+  RequestRecord record;
+  Status status;
+  if (!slot.acquired()) {
+    status = ResourceExhausted("max_streams: " + std::to_string(state_.limits.max_streams) + " Segment streams are open already; retry later");
+  } else if (!state_.ready.load()) {
+    status = Unavailable("the server is not serving (calibrating its variants, or shutting down); retry when health is SERVING");
+  } else {
+    status = [&]() -> Status {
+      tuckerseg::v1::SegmentHeader header;
+      TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
+      record.id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
+      auto model = FindModel(state_, header.model());
+      if (!model.ok()) return model.status();
+      const ModelEntry& m = *model.value();
+      record.model = m.name;
+      auto volume = wire::ParseVolumeHeader(header.volume(), {state_.limits.max_voxels, state_.limits.max_bytes}, "header.volume");
+      if (!volume.ok()) return volume.status();
+      if (volume.value().voxel_type == tuckerseg::v1::VOXEL_TYPE_UINT8) {
+        return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
+      }
+      if (!header.variant().empty() && header.variant() != "auto" && !m.Find(header.variant())) {
+        std::string names;
+        for (const auto& v : m.variants) names += (names.empty() ? "" : ", ") + v.name;
+        return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + names + ", auto)");
+      }
+      record.voxels = volume.value().voxels;
+      WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED, "", 0);
+
+      std::string bytes;
+      TS_RETURN_IF_ERROR(ReceiveVoxels(context, stream, volume.value().bytes, &bytes));
+      const double receive_seconds = Since(start);
+      auto ct = wire::DecodeCt(volume.value(), bytes);
+      if (!ct.ok()) return ct.status();
+      bytes = std::string();
+
+      SelectionRequest wanted;
+      wanted.variant = header.variant();
+      wanted.min_quality = header.min_quality();
+      wanted.tiles = EstimateTiles(m.variants[0].info, ct.value().geometry, state_.window_step);
+      if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+        wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
+      }
+      const double wait = state_.scheduler->EstimatedWaitSeconds();
+      auto selection = state_.selector->Select(m, wanted, wait);
+      if (!selection.ok()) return selection.status();
+      const VariantEntry& variant = *selection.value().variant;
+      record.variant = variant.name;
+      record.reason = selection.value().reason;
+      record.tiles = wanted.tiles;
+      state_.metrics->Selected(m.name, variant.name, record.reason);
+
+      auto job = std::make_shared<Job>();
+      const auto enqueued = Clock::now();
+      auto work = [job, enqueued, context, &variant, ct = std::move(ct.value()), step = state_.window_step]() {
+        {
+          std::lock_guard<std::mutex> lock(job->mutex);
+          job->started = true;
+          job->queue_wait_seconds = Since(enqueued);
+        }
+        job->changed.notify_all();
+        const auto run_start = Clock::now();
+        Result<Prediction> result = RunPrediction(variant, ct, step, context);
+        std::lock_guard<std::mutex> lock(job->mutex);
+        job->run_seconds = Since(run_start);
+        job->result = std::move(result);
+        job->done = true;
+        job->changed.notify_all();
+      };
+      WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
+      TS_RETURN_IF_ERROR(state_.scheduler->Submit(std::move(work), selection.value().run_seconds));
+      state_.metrics->SetQueueDepth(state_.scheduler->queued());
+      {
+        std::unique_lock<std::mutex> lock(job->mutex);
+        job->changed.wait(lock, [&] { return job->started || job->done; });
+      }
+      state_.metrics->SetQueueDepth(state_.scheduler->queued());
+      WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
+      std::unique_lock<std::mutex> lock(job->mutex);
+      job->changed.wait(lock, [&] { return job->done; });
+      record.queue_wait_seconds = job->queue_wait_seconds;
+      if (!job->result->ok()) return job->result->status();
+      const Prediction& p = job->result->value();
+      state_.selector->Observe(m, variant, job->run_seconds, p.tiles);
+      state_.metrics->Served(m.name, variant.name, record.voxels, job->queue_wait_seconds, p.timings);
+
+      tuckerseg::v1::ResultHeader result;
+      result.set_request_id(record.id);
+      result.set_model(m.name);
+      result.set_variant(variant.name);
+      result.set_selection_reason(record.reason);
+      result.set_selection_detail(selection.value().detail);
+      result.set_device(state_.device.Label());
+      for (const auto& [id, name] : p.label_table) {
+        auto* label = result.add_labels();
+        label->set_id(id);
+        label->set_name(name);
+      }
+      auto* t = result.mutable_timings();
+      t->set_receive_seconds(receive_seconds);
+      t->set_queue_wait_seconds(job->queue_wait_seconds);
+      t->set_preprocess_seconds(p.timings.preprocess_seconds);
+      t->set_network_seconds(p.timings.network_seconds);
+      t->set_aggregation_seconds(p.timings.aggregation_seconds);
+      t->set_export_seconds(p.timings.export_seconds);
+      t->set_total_seconds(Since(start));
+      t->set_tiles(p.tiles);
+      wire::ToWire(p.labels.geometry, tuckerseg::v1::VOXEL_TYPE_UINT8, result.mutable_volume());
+      result.set_label_bytes(static_cast<int64_t>(p.labels.voxels.size()));
+      return SendResult(stream, result, p.labels, state_.limits.chunk_bytes);
+    }();
+  }
+  const double seconds = Since(start);
+  const std::string code = StatusName(status.code());
+  state_.metrics->RequestFinished(record.model, record.variant, code, seconds);
+  state_.metrics->in_flight().Decrement();
+  std::fprintf(stderr, "request id=%s model=%s variant=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s\n",
+               record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.reason.c_str(),
+               static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds,
+               code.c_str(), status.ok() ? "" : " message=", status.ok() ? "" : status.message().c_str());
+  return ToGrpc(status);
+}
+
+}  // namespace tucker_seg::server

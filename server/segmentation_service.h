@@ -1,0 +1,56 @@
+// The tuckerseg.v1.Segmentation service (gRPC sync API): one handler thread per open stream,
+// inference on the scheduler's workers. Segment is in segment_rpc.cpp, the catalogue RPCs in
+// catalog_rpc.cpp.
+#pragma once
+
+#include <atomic>
+#include <vector>
+
+#include "server/device_probe.h"
+#include "server/metrics.h"
+#include "server/model_pool.h"
+#include "server/scheduler.h"
+#include "server/selector.h"
+#include "tuckerseg/v1/segmentation.grpc.pb.h"
+
+namespace tucker_seg::server {
+
+struct ServiceLimits {
+  int64_t max_voxels = 512LL * 512 * 1000;
+  int64_t max_bytes = 1LL << 30;
+  int max_streams = 16;                   // Segment streams open at once
+  int64_t chunk_bytes = 1 << 20;          // label chunks sent back
+};
+
+// What the handlers share. `models` is read-only after calibration; `ready` flips once.
+struct ServiceState {
+  std::vector<ModelEntry> models;
+  DeviceProfile device;
+  ServiceLimits limits;
+  double window_step = 0.5;
+  VariantSelector* selector = nullptr;
+  Scheduler* scheduler = nullptr;
+  ServerMetrics* metrics = nullptr;
+  std::atomic<bool> ready{false};
+  std::atomic<int> open_streams{0};
+};
+
+class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
+ public:
+  explicit SegmentationService(ServiceState* state) : state_(*state) {}
+
+  grpc::Status Segment(grpc::ServerContext* context,
+                       grpc::ServerReaderWriter<tuckerseg::v1::SegmentResponse, tuckerseg::v1::SegmentRequest>* stream) override;
+  grpc::Status ListModels(grpc::ServerContext* context, const tuckerseg::v1::ListModelsRequest* request,
+                          tuckerseg::v1::ListModelsResponse* response) override;
+  grpc::Status DescribeModel(grpc::ServerContext* context, const tuckerseg::v1::DescribeModelRequest* request,
+                             tuckerseg::v1::DescribeModelResponse* response) override;
+
+ private:
+  ServiceState& state_;
+};
+
+// The model a request names; an empty name means the only model.
+Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string& name);
+
+}  // namespace tucker_seg::server

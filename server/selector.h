@@ -1,0 +1,58 @@
+// Picks the variant for one request. `auto`: the most accurate selectable variant whose predicted
+// finish (queue wait + seconds per tile x tiles) fits the budget (the request's deadline or the
+// server's latency target, whichever is sooner); as load rises it moves to cheaper variants, and
+// moves back up only with headroom (hysteresis), so choices do not flap. No gRPC here.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "server/model_pool.h"
+
+namespace tucker_seg::server {
+
+struct SelectorOptions {
+  double latency_target_seconds = 0;  // 0: no target, only request deadlines bound the choice
+  // Moving to a more accurate variant than the last choice needs predicted <= budget x (1 - this).
+  double hysteresis = 0.2;
+  double cost_smoothing = 0.3;  // weight of the newest observation in the seconds-per-tile average
+};
+
+struct SelectionRequest {
+  std::string variant;        // "auto" or empty: the selector decides; otherwise a variant name
+  double min_quality = 0;     // auto only
+  std::optional<double> deadline_seconds;  // time left until the client's deadline
+  int64_t tiles = 1;          // EstimateTiles for the request's geometry
+};
+
+struct Selection {
+  const VariantEntry* variant = nullptr;
+  std::string reason;   // pinned | most_accurate | downgraded_for_load | held_by_hysteresis | fastest_over_budget
+  std::string detail;   // the numbers behind the choice
+  double predicted_seconds = 0;  // queue wait + run time estimate
+  double run_seconds = 0;        // run time estimate alone (what the queue adds for later requests)
+};
+
+class VariantSelector {
+ public:
+  explicit VariantSelector(SelectorOptions options) : options_(options) {}
+
+  Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds);
+
+  // Seconds per tile of a variant as served: the calibration, then a running average of what
+  // whole requests took (preprocessing and export included).
+  double SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const;
+  void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles);
+
+ private:
+  using Key = std::pair<std::string, std::string>;
+  double SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const;  // mutex_ held
+  const SelectorOptions options_;
+  mutable std::mutex mutex_;
+  std::map<Key, double> observed_seconds_per_tile_;  // guarded by mutex_
+  std::map<std::string, std::string> last_choice_;    // model -> variant; guarded by mutex_
+};
+
+}  // namespace tucker_seg::server

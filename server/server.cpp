@@ -1,0 +1,109 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+
+namespace tucker_seg::server {
+
+constexpr char kServiceName[] = "tuckerseg.v1.Segmentation";
+
+Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const ServerOptions& options) {
+  if (options.workers < 1 || options.workers > 64) return InvalidArgument("workers must be 1..64, got " + std::to_string(options.workers));
+  if (options.threads < 0) return InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
+  if (options.max_queue < 0) return InvalidArgument("max_queue must be >= 0");
+  if (options.limits.max_streams < 1) return InvalidArgument("max_streams must be >= 1");
+  if (!(options.hysteresis >= 0 && options.hysteresis < 1)) return InvalidArgument("hysteresis must be in [0, 1)");
+  if (!(options.latency_target_seconds >= 0)) return InvalidArgument("latency_target must be >= 0 seconds");
+  // Debian's LibTorch starts with one intra-op thread; 0 means every core.
+  at::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+
+  std::unique_ptr<SegmentationServer> s(new SegmentationServer());
+  auto models = LoadModelPool(options.model_store);
+  if (!models.ok()) return models.status();
+  s->state_.models = std::move(models.value());
+  s->state_.device = ProbeDevice(at::get_num_threads());
+  s->state_.limits = options.limits;
+  s->drain_seconds_ = options.drain_seconds;
+  s->selector_ = std::make_unique<VariantSelector>(SelectorOptions{options.latency_target_seconds, options.hysteresis});
+  s->scheduler_ = std::make_unique<Scheduler>(SchedulerOptions{options.workers, options.max_queue});
+  s->metrics_ = std::make_unique<ServerMetrics>(s->state_.device);
+  TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen));
+  s->state_.selector = s->selector_.get();
+  s->state_.scheduler = s->scheduler_.get();
+  s->state_.metrics = s->metrics_.get();
+  s->service_ = std::make_unique<SegmentationService>(&s->state_);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.RegisterService(s->service_.get());
+  // Chunks are a few MiB; anything far larger is a misbehaving client.
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  s->server_ = builder.BuildAndStart();
+  if (!s->server_ || s->port_ == 0) return Unavailable("cannot listen on " + options.listen);
+  auto* health = s->server_->GetHealthCheckService();
+  health->SetServingStatus("", false);
+  health->SetServingStatus(kServiceName, false);
+  s->calibration_ = std::thread(&SegmentationServer::CalibrateAll, s.get(), options.calibration);
+  return s;
+}
+
+void SegmentationServer::CalibrateAll(CalibrationOptions options) {
+  Status status;
+  for (auto& model : state_.models) {
+    status = Calibrate(&model, options);
+    if (!status.ok()) break;
+    for (const auto& v : model.variants) {
+      metrics_->Calibrated(model.name, v.name, v.seconds_per_tile, v.selectable);
+      std::fprintf(stderr, "calibrated %s/%s: %.4f s/tile, quality %s, %s\n", model.name.c_str(), v.name.c_str(), v.seconds_per_tile,
+                   v.quality ? std::to_string(*v.quality).c_str() : "unknown",
+                   v.selectable ? "selectable" : ("not selectable: " + v.not_selectable_reason).c_str());
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    calibration_done_ = true;
+    calibration_status_ = status;
+    if (status.ok() && !shut_down_) {
+      state_.ready.store(true);
+      server_->GetHealthCheckService()->SetServingStatus("", true);
+      server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
+    }
+  }
+  if (!status.ok()) std::fprintf(stderr, "calibration failed, staying NOT_SERVING: %s\n", status.message().c_str());
+  calibrated_.notify_all();
+}
+
+Status SegmentationServer::WaitUntilCalibrated() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  calibrated_.wait(lock, [&] { return calibration_done_; });
+  return calibration_status_;
+}
+
+void SegmentationServer::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    state_.ready.store(false);
+  }
+  if (calibration_.joinable()) calibration_.join();
+  if (!server_) return;  // Start failed before listening
+  server_->GetHealthCheckService()->SetServingStatus("", false);
+  server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
+  // Open calls finish (their queued work still runs); new calls are refused. Calls still open
+  // after the drain time are cancelled.
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(drain_seconds_ * 1000)));
+  scheduler_->Shutdown();
+}
+
+SegmentationServer::~SegmentationServer() { Shutdown(); }
+
+}  // namespace tucker_seg::server

@@ -1,0 +1,64 @@
+// tucker-seg-server as a library: load the model store, listen (gRPC + metrics), calibrate in
+// the background (health NOT_SERVING until done), serve, drain on shutdown.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <grpcpp/server.h>
+
+#include "server/segmentation_service.h"
+
+namespace tucker_seg::server {
+
+struct ServerOptions {
+  std::string model_store = "models";
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9090";
+  int workers = 1;                 // requests running at once
+  int threads = 0;                 // LibTorch intra-op threads; 0 = all cores
+  int max_queue = 8;
+  double latency_target_seconds = 0;  // 0: none (auto picks the most accurate variant)
+  double hysteresis = 0.2;
+  double drain_seconds = 30;  // on shutdown, how long open calls may take to finish
+  ServiceLimits limits;
+  CalibrationOptions calibration;
+};
+
+class SegmentationServer {
+ public:
+  static Result<std::unique_ptr<SegmentationServer>> Start(const ServerOptions& options);
+  ~SegmentationServer();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_->port(); }
+  const ServiceState& state() const { return state_; }
+  // Blocks until calibration has finished; its status (health turns SERVING only on success).
+  Status WaitUntilCalibrated();
+  // Health NOT_SERVING, refuse new calls, let queued and running requests finish, stop.
+  void Shutdown();
+
+ private:
+  SegmentationServer() = default;
+  void CalibrateAll(CalibrationOptions options);
+
+  ServiceState state_;
+  std::unique_ptr<VariantSelector> selector_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<SegmentationService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  double drain_seconds_ = 30;
+  std::thread calibration_;
+  std::mutex mutex_;
+  std::condition_variable calibrated_;
+  bool calibration_done_ = false;  // guarded by mutex_
+  Status calibration_status_;      // guarded by mutex_
+  bool shut_down_ = false;         // guarded by mutex_
+};
+
+}  // namespace tucker_seg::server

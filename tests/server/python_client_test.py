@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""An independent client: Python grpcio (Debian) with stubs generated from proto/ at build time.
+
+Starts the real tucker-seg-server binary on loopback, waits for grpc.health.v1 to report SERVING
+(a Watch stream, no polling), lists models and describes one without server reflection, and
+segments a small volume. Exits non-zero with a message on any mismatch.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--stubs", required=True)
+    parser.add_argument("--model-store", required=True)
+    args = parser.parse_args()
+    sys.path.insert(0, args.stubs)
+    import grpc
+    from grpc_health_stubs import health_pb2, health_pb2_grpc
+    from tuckerseg.v1 import segmentation_pb2 as pb, segmentation_pb2_grpc as pb_grpc
+
+    log = tempfile.NamedTemporaryFile(prefix="tucker-seg-python-client-", suffix=".log", delete=False)
+    server = subprocess.Popen(
+        [args.server, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--threads", "2",
+         "--calibration-repeats", "1"],
+        env=dict(os.environ, TUCKER_SEG_MODEL_STORE=args.model_store),
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        first_line = server.stdout.readline()
+        match = re.search(r"listening on port (\d+)", first_line)
+        if not match:
+            sys.exit(f"server did not report its port: {first_line!r} (log: {log.name})")
+        channel = grpc.insecure_channel(f"127.0.0.1:{match.group(1)}")
+
+        health = health_pb2_grpc.HealthStub(channel)
+        for update in health.Watch(health_pb2.HealthCheckRequest(service="tuckerseg.v1.Segmentation"), timeout=300):
+            if update.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+        check = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING, check
+
+        stub = pb_grpc.SegmentationStub(channel)
+        models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
+        assert [m.name for m in models] == ["tucker-abdomen-3mm"], models
+        assert "original" in models[0].variants and len(models[0].variants) == 4, models[0].variants
+        assert models[0].labels[1].name == "spleen", models[0].labels[1]
+
+        described = stub.DescribeModel(pb.DescribeModelRequest(model="tucker-abdomen-3mm"), timeout=10)
+        assert described.device.kind == "cpu", described.device
+        assert all(v.calibrated_seconds_per_tile > 0 for v in described.variants), described.variants
+
+        try:
+            stub.DescribeModel(pb.DescribeModelRequest(model="nope"), timeout=10)
+            sys.exit("DescribeModel(nope) succeeded")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e
+
+        size = (20, 20, 12)
+        header = pb.SegmentHeader(request_id="python", variant="auto", volume=pb.VolumeGeometry(
+            size=size, spacing=[3, 3, 3], origin=[0, 0, 0], direction=[1, 0, 0, 0, 1, 0, 0, 0, 1],
+            voxel_type=pb.VOXEL_TYPE_INT16))
+        voxels = (40).to_bytes(2, "little", signed=True) * (size[0] * size[1] * size[2])
+        requests = [pb.SegmentRequest(header=header), pb.SegmentRequest(voxels=voxels)]
+        result, labels = None, b""
+        for response in stub.Segment(iter(requests), timeout=120):
+            if response.HasField("header"):
+                result = response.header
+            elif response.HasField("labels"):
+                labels += response.labels
+        assert result is not None and result.request_id == "python", result
+        assert len(labels) == size[0] * size[1] * size[2] == result.label_bytes, (len(labels), result.label_bytes)
+        print(f"ok: health SERVING, {len(models)} model(s), variant {result.variant} ({result.selection_reason}), "
+              f"{len(labels)} labels")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+// Admission control and draining of the scheduler; jobs block on promises the test controls.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+
+#include "server/scheduler.h"
+
+namespace tucker_seg::server {
+namespace {
+
+TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/2});
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> first_started;
+  std::atomic<int> finished{0};
+  ASSERT_TRUE(scheduler.Submit([&] { first_started.set_value(); released.wait(); ++finished; }, 4.0).ok());
+  first_started.get_future().wait();  // the worker holds the first job
+  EXPECT_EQ(scheduler.running(), 1);
+  ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
+  ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
+  EXPECT_EQ(scheduler.queued(), 2);
+  // Ahead of new work: up to 4 s left of the running job + 6 s queued, one worker.
+  EXPECT_GT(scheduler.EstimatedWaitSeconds(), 6.0);
+  EXPECT_LE(scheduler.EstimatedWaitSeconds(), 10.0);
+
+  const Status full = scheduler.Submit([&] { ++finished; }, 1.0);
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("max_queue 2"), std::string::npos) << full.message();
+
+  release.set_value();
+  scheduler.Shutdown();  // queued work still runs
+  EXPECT_EQ(finished.load(), 3);
+  EXPECT_EQ(scheduler.Submit([] {}, 1.0).code(), StatusCode::kUnavailable);
+}
+
+TEST(Scheduler, IdleWorkersMeanNoWait) {
+  Scheduler scheduler({/*workers=*/2, /*max_queue=*/4});
+  EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  ASSERT_TRUE(scheduler.Submit([&] { started.set_value(); released.wait(); }, 5.0).ok());
+  started.get_future().wait();
+  EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);  // one of two workers is free
+  release.set_value();
+}
+
+}  // namespace
+}  // namespace tucker_seg::server

@@ -1,0 +1,152 @@
+// The variant selector and the dominance rule, on synthetic variants (no networks needed).
+#include <gtest/gtest.h>
+
+#include "server/selector.h"
+
+namespace tucker_seg::server {
+namespace {
+
+VariantEntry MakeVariant(const std::string& name, std::optional<double> quality, double seconds_per_tile) {
+  VariantEntry v;
+  v.name = name;
+  v.quality = quality;
+  v.seconds_per_tile = seconds_per_tile;
+  return v;
+}
+
+// original: 1.0 s/tile; df0.5: 0.5 s/tile, quality 0.95; df0.3: 0.25 s/tile, quality 0.8.
+ModelEntry ThreeVariants() {
+  ModelEntry m;
+  m.name = "m";
+  m.variants = {MakeVariant("original", 1.0, 1.0), MakeVariant("df0.5", 0.95, 0.5), MakeVariant("df0.3", 0.8, 0.25)};
+  return m;
+}
+
+SelectionRequest Auto(int64_t tiles = 10) {
+  SelectionRequest r;
+  r.variant = "auto";
+  r.tiles = tiles;
+  return r;
+}
+
+TEST(Selector, PinnedVariantIsUsedAndUnknownNamesAreNotFound) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({});
+  SelectionRequest r = Auto();
+  r.variant = "df0.3";
+  auto s = selector.Select(m, r, 0);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "df0.3");
+  EXPECT_EQ(s.value().reason, "pinned");
+  EXPECT_DOUBLE_EQ(s.value().predicted_seconds, 2.5);
+  r.variant = "df0.9";
+  auto missing = selector.Select(m, r, 0);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("df0.9"), std::string::npos);
+}
+
+TEST(Selector, WithoutBudgetPicksTheMostAccurate) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({});
+  auto s = selector.Select(m, Auto(), 100);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "original");
+  EXPECT_EQ(s.value().reason, "most_accurate");
+}
+
+TEST(Selector, MovesToCheaperVariantsAsLoadRisesAndBackWithHysteresis) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0.2});
+  // 10 tiles: original 10 s, df0.5 5 s, df0.3 2.5 s; budget 12 s.
+  auto idle = selector.Select(m, Auto(), 0);
+  ASSERT_TRUE(idle.ok());
+  EXPECT_EQ(idle.value().variant->name, "original");
+  EXPECT_EQ(idle.value().reason, "most_accurate");
+
+  auto busy = selector.Select(m, Auto(), 5);  // original 15 s > 12; df0.5 10 s fits
+  ASSERT_TRUE(busy.ok());
+  EXPECT_EQ(busy.value().variant->name, "df0.5");
+  EXPECT_EQ(busy.value().reason, "downgraded_for_load");
+
+  auto busier = selector.Select(m, Auto(), 9);  // df0.5 14 s > 12; df0.3 11.5 s fits
+  ASSERT_TRUE(busier.ok());
+  EXPECT_EQ(busier.value().variant->name, "df0.3");
+
+  // Load falls a little: df0.5 would take 11 s (fits 12) but not 12 x 0.8 = 9.6: stay.
+  auto easing = selector.Select(m, Auto(), 6);
+  ASSERT_TRUE(easing.ok());
+  EXPECT_EQ(easing.value().variant->name, "df0.3");
+  EXPECT_EQ(easing.value().reason, "held_by_hysteresis");
+
+  // Load falls a lot: the original takes 10 s <= 9.6? no; df0.5 takes 5 s <= 9.6: move up one.
+  auto calmer = selector.Select(m, Auto(), 0);
+  ASSERT_TRUE(calmer.ok());
+  EXPECT_EQ(calmer.value().variant->name, "df0.5");
+  // Last choice is df0.5 now; the original needs 9.6 s or less: 10 s is not enough headroom.
+  auto still = selector.Select(m, Auto(), 0);
+  EXPECT_EQ(still.value().variant->name, "df0.5");
+  // A shorter volume (8 tiles: 8 s) clears the headroom.
+  auto back = selector.Select(m, Auto(8), 0);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back.value().variant->name, "original");
+  EXPECT_EQ(back.value().reason, "most_accurate");
+}
+
+TEST(Selector, OverBudgetTakesTheFastestAndDeadlinesTightenTheBudget) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({/*latency_target_seconds=*/100, 0.2});
+  SelectionRequest r = Auto();
+  r.deadline_seconds = 1;  // nothing finishes 10 tiles in 1 s
+  auto s = selector.Select(m, r, 0);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "df0.3");
+  EXPECT_EQ(s.value().reason, "fastest_over_budget");
+}
+
+TEST(Selector, MinQualityFiltersAndIsValidated) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({/*latency_target_seconds=*/3, 0.2});
+  SelectionRequest r = Auto();
+  r.min_quality = 0.9;  // df0.3 (0.8) excluded; nothing fits 3 s, so the fastest allowed: df0.5
+  auto s = selector.Select(m, r, 0);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "df0.5");
+  r.min_quality = 1.5;
+  auto bad = selector.Select(m, r, 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("min_quality"), std::string::npos);
+}
+
+TEST(Selector, ObservedRequestTimesReplaceTheCalibration) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({0, 0.2, /*cost_smoothing=*/0.5});
+  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 0.5);
+  selector.Observe(m, m.variants[1], 20, 10);  // 2 s/tile
+  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 2.0);
+  selector.Observe(m, m.variants[1], 10, 10);  // 1 s/tile, half weight
+  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 1.5);
+}
+
+TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
+  ModelEntry m;
+  m.name = "m";
+  m.variants = {MakeVariant("original", 1.0, 1.0), MakeVariant("df0.5", 0.9, 1.2), MakeVariant("df0.3", 0.8, 0.3),
+                MakeVariant("unevaluated", std::nullopt, 0.1)};
+  MarkDominatedVariants(&m);
+  EXPECT_TRUE(m.variants[0].selectable);
+  EXPECT_FALSE(m.variants[1].selectable);
+  EXPECT_NE(m.variants[1].not_selectable_reason.find("than original"), std::string::npos) << m.variants[1].not_selectable_reason;
+  EXPECT_TRUE(m.variants[2].selectable);
+  EXPECT_FALSE(m.variants[3].selectable);
+  EXPECT_NE(m.variants[3].not_selectable_reason.find("agreement"), std::string::npos);
+  // Auto never picks a variant that is not selectable, even under load.
+  VariantSelector selector({/*latency_target_seconds=*/1, 0.2});
+  auto s = selector.Select(m, Auto(), 50);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "df0.3");
+}
+
+}  // namespace
+}  // namespace tucker_seg::server

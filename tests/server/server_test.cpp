@@ -1,0 +1,239 @@
+// The real server on loopback with the bundled model store: results equal in-process prediction,
+// the catalogue RPCs, and the bad-input matrix (the server keeps serving after every case).
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "client/image_io.h"
+#include "model_store/predictor.h"
+#include "server/grpc_test_client.h"
+#include "server/server.h"
+#include "test_paths.h"
+
+namespace tucker_seg::server {
+namespace {
+
+using testing::Connect;
+using testing::Segment;
+using testing::SegmentCallOptions;
+
+std::string ModelStore() { return (tucker_seg::testing::SourceDir() / "models").string(); }
+
+ServerOptions LoopbackOptions() {
+  ServerOptions o;
+  o.model_store = ModelStore();
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "127.0.0.1:0";
+  o.threads = 2;
+  o.calibration.repeats = 1;
+  return o;
+}
+
+// A small synthetic CT (a bright box in air) that the default model segments in about a second.
+CtVolume SmallCt() {
+  CtVolume ct;
+  ct.geometry.size = {40, 36, 24};
+  ct.geometry.spacing = {3, 3, 3};
+  ct.voxels.assign(40 * 36 * 24, -1000.0f);
+  for (int z = 6; z < 18; ++z)
+    for (int y = 8; y < 28; ++y)
+      for (int x = 10; x < 30; ++x) ct.voxels[(z * 36 + y) * 40 + x] = 60.0f;
+  return ct;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto s = SegmentationServer::Start(LoopbackOptions());
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    server_ = s.value().release();
+    ASSERT_TRUE(server_->WaitUntilCalibrated().ok());
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  // Every bad-input case ends with this: a valid request still succeeds.
+  static void ExpectStillServing() {
+    auto stub = Connect(server_->port());
+    SegmentCallOptions o;
+    o.variant = "original";
+    const auto call = Segment(*stub, SmallCt(), o);
+    ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+    EXPECT_EQ(call.labels.size(), 40u * 36 * 24);
+  }
+  static void ExpectRejected(const testing::SegmentCall& call, grpc::StatusCode code, const std::string& needle) {
+    EXPECT_EQ(call.status.error_code(), code) << call.status.error_message();
+    EXPECT_NE(call.status.error_message().find(needle), std::string::npos) << call.status.error_message();
+  }
+  static SegmentationServer* server_;
+};
+SegmentationServer* ServerTest::server_ = nullptr;
+
+TEST_F(ServerTest, SegmentingARealCtGivesTheInProcessLabels) {
+  auto ct = ReadCt((tucker_seg::testing::SourceDir() / "tests/data/totalsegmentator/example_ct_sm.nii.gz").string());
+  ASSERT_TRUE(ct.ok()) << ct.status().message();
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.chunk_bytes = 3 << 20;
+  o.voxel_type = tuckerseg::v1::VOXEL_TYPE_FLOAT32;  // exact HU values, as the in-process run sees them
+  const auto call = Segment(*stub, ct.value(), o);
+  ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+  EXPECT_EQ(call.progress_messages, 3);  // header accepted, queued, running
+  const auto& h = call.header;
+  EXPECT_EQ(h.model(), "tucker-abdomen-3mm");
+  EXPECT_FALSE(h.selection_reason().empty());
+  EXPECT_EQ(h.label_bytes(), static_cast<int64_t>(ct.value().voxels.size()));
+  EXPECT_GT(h.timings().tiles(), 0);
+  for (int a = 0; a < 3; ++a) {
+    EXPECT_EQ(h.volume().size(a), ct.value().geometry.size[a]);
+    EXPECT_DOUBLE_EQ(h.volume().spacing(a), ct.value().geometry.spacing[a]);
+    EXPECT_DOUBLE_EQ(h.volume().origin(a), ct.value().geometry.origin[a]);
+  }
+
+  const VariantEntry* variant = server_->state().models[0].Find(h.variant());
+  ASSERT_NE(variant, nullptr);
+  UNetPatchNetwork net(*variant->network);
+  auto local = Predict(variant->info, net, ct.value(), {});
+  ASSERT_TRUE(local.ok()) << local.status().message();
+  ASSERT_EQ(call.labels.size(), local.value().labels.voxels.size());
+  EXPECT_TRUE(std::equal(call.labels.begin(), call.labels.end(), local.value().labels.voxels.begin(),
+                         [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; }));
+  ASSERT_EQ(h.labels_size(), static_cast<int>(local.value().label_table.size()));
+  EXPECT_EQ(h.labels(1).name(), local.value().label_table[1].second);
+}
+
+TEST_F(ServerTest, CatalogueDescribesVariantsAndTheDevice) {
+  auto stub = Connect(server_->port());
+  grpc::ClientContext list_context;
+  tuckerseg::v1::ListModelsResponse list;
+  ASSERT_TRUE(stub->ListModels(&list_context, {}, &list).ok());
+  ASSERT_EQ(list.models_size(), 1);
+  EXPECT_EQ(list.models(0).name(), "tucker-abdomen-3mm");
+  EXPECT_EQ(list.models(0).variants_size(), 4);
+  EXPECT_EQ(list.models(0).labels_size(), 16);
+
+  grpc::ClientContext describe_context;
+  tuckerseg::v1::DescribeModelRequest request;
+  request.set_model("tucker-abdomen-3mm");
+  tuckerseg::v1::DescribeModelResponse model;
+  ASSERT_TRUE(stub->DescribeModel(&describe_context, request, &model).ok());
+  EXPECT_EQ(model.device().kind(), "cpu");
+  EXPECT_EQ(model.device().cores(), 2);
+  ASSERT_EQ(model.variants_size(), 4);
+  for (const auto& v : model.variants()) {
+    EXPECT_GT(v.calibrated_seconds_per_tile(), 0) << v.name();
+    EXPECT_GT(v.parameters(), 0);
+    EXPECT_TRUE(v.quality_known());
+    EXPECT_EQ(v.selectable(), v.not_selectable_reason().empty()) << v.name();
+  }
+  EXPECT_TRUE(model.variants(0).selectable());  // the original is never dominated (quality 1)
+
+  grpc::ClientContext missing_context;
+  request.set_model("no-such-model");
+  const auto missing = stub->DescribeModel(&missing_context, request, &model);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServerTest, WrongByteCountIsInvalidArgument) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions more;
+  more.edit_bytes = [](std::string* b) { b->append("xx"); };
+  ExpectRejected(Segment(*stub, SmallCt(), more), grpc::StatusCode::INVALID_ARGUMENT, "more than the 69120 bytes");
+  SegmentCallOptions fewer;
+  fewer.edit_bytes = [](std::string* b) { b->resize(b->size() / 2); };
+  ExpectRejected(Segment(*stub, SmallCt(), fewer), grpc::StatusCode::INVALID_ARGUMENT, "ended after 34560 of the 69120 bytes");
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, HugeDeclaredDimsAreRejectedBeforeAllocating) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.edit_header = [](tuckerseg::v1::SegmentHeader* h) {
+    for (int a = 0; a < 3; ++a) h->mutable_volume()->set_size(a, int64_t{1} << 40);
+  };
+  o.edit_bytes = [](std::string* b) { b->clear(); };
+  ExpectRejected(Segment(*stub, SmallCt(), o), grpc::StatusCode::INVALID_ARGUMENT, "max_voxels");
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, NanSpacingIsInvalidArgument) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->mutable_volume()->set_spacing(2, std::nan("")); };
+  ExpectRejected(Segment(*stub, SmallCt(), o), grpc::StatusCode::INVALID_ARGUMENT, "header.volume.spacing.z");
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, UnknownModelOrVariantIsNotFound) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions model;
+  model.model = "no-such-model";
+  ExpectRejected(Segment(*stub, SmallCt(), model), grpc::StatusCode::NOT_FOUND, "no-such-model");
+  SegmentCallOptions variant;
+  variant.variant = "df0.9";
+  ExpectRejected(Segment(*stub, SmallCt(), variant), grpc::StatusCode::NOT_FOUND, "header.variant 'df0.9'");
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, StreamCutMidVolumeIsCancelled) {
+  auto stub = Connect(server_->port());
+  grpc::ClientContext context;
+  auto stream = stub->Segment(&context);
+  const auto ct = SmallCt();
+  tuckerseg::v1::SegmentRequest header;
+  header.mutable_header()->set_variant("original");
+  wire::ToWire(ct.geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
+  ASSERT_TRUE(stream->Write(header));
+  tuckerseg::v1::SegmentResponse accepted;
+  ASSERT_TRUE(stream->Read(&accepted));  // the server holds the header: now cut the stream
+  EXPECT_EQ(accepted.progress().stage(), tuckerseg::v1::Progress::HEADER_ACCEPTED);
+  tuckerseg::v1::SegmentRequest half;
+  half.set_voxels(std::string(ct.voxels.size(), '\0'));
+  ASSERT_TRUE(stream->Write(half));
+  context.TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, DeadlineExceeded) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.variant = "original";
+  o.edit_context = [](grpc::ClientContext* c) { c->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1)); };
+  const auto call = Segment(*stub, SmallCt(), o);
+  EXPECT_EQ(call.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << call.status.error_message();
+  ExpectStillServing();
+}
+
+TEST_F(ServerTest, MoreStreamsThanAllowedIsResourceExhausted) {
+  auto options = LoopbackOptions();
+  options.limits.max_streams = 1;
+  auto small = SegmentationServer::Start(options);
+  ASSERT_TRUE(small.ok()) << small.status().message();
+  ASSERT_TRUE(small.value()->WaitUntilCalibrated().ok());
+  auto stub = Connect(small.value()->port());
+
+  grpc::ClientContext holder_context;  // holds the only slot: header sent, voxels pending
+  auto holder = stub->Segment(&holder_context);
+  tuckerseg::v1::SegmentRequest header;
+  wire::ToWire(SmallCt().geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
+  ASSERT_TRUE(holder->Write(header));
+  tuckerseg::v1::SegmentResponse accepted;
+  ASSERT_TRUE(holder->Read(&accepted));
+
+  const auto refused = Segment(*stub, SmallCt());
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.status.error_message().find("max_streams: 1"), std::string::npos) << refused.status.error_message();
+
+  holder_context.TryCancel();
+  holder->Finish();
+  // The slot is free again once the holder's handler has returned (it sees the cancellation).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (small.value()->state().open_streams.load() > 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  const auto status = Segment(*stub, SmallCt()).status;
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+}  // namespace
+}  // namespace tucker_seg::server
