@@ -8,12 +8,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <string>
 
 #include <torch/torch.h>
 
 #include "model_store/predictor.h"
+#include "synthetic_ct.h"
 
 using namespace tucker_seg;
 
@@ -23,29 +23,6 @@ double PeakRssMiB() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
-
-// Air around an elliptic body of soft tissue with a spine and ribs-like rings of bone.
-CtVolume SyntheticCt(int64_t slices) {
-  CtVolume ct;
-  ct.geometry.size = {512, 512, slices};
-  ct.geometry.spacing = {0.8, 0.8, 1.5};
-  ct.voxels.resize(static_cast<size_t>(ct.geometry.NumVoxels()));
-  std::mt19937 rng(7);
-  std::normal_distribution<float> noise(0.0f, 20.0f);
-  size_t i = 0;
-  for (int64_t z = 0; z < slices; ++z)
-    for (int64_t y = 0; y < 512; ++y)
-      for (int64_t x = 0; x < 512; ++x, ++i) {
-        const double ex = (x - 256.0) / 220.0, ey = (y - 256.0) / 160.0;
-        const double r = std::sqrt(ex * ex + ey * ey);
-        const double spine = std::hypot(x - 256.0, y - 350.0);
-        float hu = -1000.0f;
-        if (r < 1.0) hu = 40.0f + noise(rng);
-        if (spine < 25.0 || (r > 0.85 && r < 0.9 && (z / 20) % 2 == 0)) hu = 700.0f + noise(rng);
-        ct.voxels[i] = hu;
-      }
-  return ct;
 }
 
 }  // namespace
@@ -76,7 +53,7 @@ int main(int argc, char** argv) {
   auto net = PlainConvUNet::Create(info.network, PlainConvUNet::RandomWeights(info.network, 0)).value();
   const double rss_model = PeakRssMiB();
 
-  const CtVolume ct = SyntheticCt(slices);
+  const CtVolume ct = bench::SyntheticCt(slices);
   const double rss_input = PeakRssMiB();
   PredictionOptions options;
   options.window.step = step;

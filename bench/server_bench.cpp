@@ -1,0 +1,260 @@
+// The gRPC server under measurement, in one process on loopback (server + clients):
+//
+//   server_bench overhead [--slices 300] [--repeats 2]
+//     A 512 x 512 x N int16 CT through Segment vs Predict in-process, same variant (the bundled
+//     model's original): end-to-end overhead of streaming, validation and queueing.
+//
+//   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1]
+//     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
+//     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
+//     agreement Dice with the original) behind one worker; closed-loop clients ramp up and down.
+//     Per level: variant mix, p50/p95 latency, share within the latency target; the same ramp is
+//     then run with every request pinned to the original.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "client/segmentation_client.h"
+#include "model_store/compress.h"
+#include "model_store/predictor.h"
+#include "model_store/training_data.h"
+#include "server/server.h"
+#include "synthetic_ct.h"
+#include "wire/volume_wire.h"
+
+using namespace tucker_seg;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(std::min<double>(v.size() - 1, std::ceil(p * v.size()) - 1))];
+}
+
+std::unique_ptr<server::SegmentationServer> StartServer(const std::string& store, double latency_target) {
+  server::ServerOptions o;
+  o.model_store = store;
+  o.listen = "127.0.0.1:0";
+  o.metrics_listen = "127.0.0.1:0";
+  o.threads = 2;
+  o.max_queue = 32;
+  o.latency_target_seconds = latency_target;
+  auto s = server::SegmentationServer::Start(o);
+  if (!s.ok() || !s.value()->WaitUntilCalibrated().ok()) {
+    std::fprintf(stderr, "server: %s\n", s.ok() ? "calibration failed" : s.status().message().c_str());
+    std::exit(1);
+  }
+  return std::move(s.value());
+}
+
+std::unique_ptr<client::SegmentationClient> ConnectTo(int port) {
+  client::ConnectionOptions o;
+  o.target = "127.0.0.1:" + std::to_string(port);
+  return std::move(client::SegmentationClient::Connect(o).value());
+}
+
+int Overhead(int64_t slices, int repeats) {
+  const std::string store = std::string(TUCKER_SEG_SOURCE_DIR) + "/models";
+  auto server = StartServer(store, 0);
+  const auto& model = server->state().models[0];
+  const auto* original = model.Find("original");
+  // The in-process run sees exactly what the server decodes: int16 voxels.
+  const auto wire_ct = bench::SyntheticCt(slices);
+  wire::VolumeHeader header;
+  header.geometry = wire_ct.geometry;
+  header.voxel_type = tuckerseg::v1::VOXEL_TYPE_INT16;
+  header.voxels = wire_ct.geometry.NumVoxels();
+  header.bytes = header.voxels * 2;
+  const CtVolume ct = wire::DecodeCt(header, wire::EncodeCt(wire_ct, tuckerseg::v1::VOXEL_TYPE_INT16)).value();
+  auto client = ConnectTo(server->port());
+  client::SegmentOptions so;
+  so.variant = "original";
+
+  std::vector<double> local, remote;
+  tuckerseg::v1::Timings last;
+  for (int r = 0; r < repeats; ++r) {
+    auto start = Clock::now();
+    UNetPatchNetwork net(*original->network);
+    auto p = Predict(original->info, net, ct, {});
+    local.push_back(Since(start));
+    start = Clock::now();
+    auto g = client->Segment(ct, so);
+    remote.push_back(Since(start));
+    if (!p.ok() || !g.ok() || g.value().labels.voxels != p.value().labels.voxels) {
+      std::fprintf(stderr, "mismatch or failure\n");
+      return 1;
+    }
+    last = g.value().timings;
+  }
+  const double l = Percentile(local, 0.5), g = Percentile(remote, 0.5);
+  std::printf("512 x 512 x %ld int16 CT (%.0f MiB on the wire), model %s, variant original, 2 threads, median of %d\n\n",
+              static_cast<long>(slices), header.bytes / 1048576.0, model.name.c_str(), repeats);
+  std::printf("%-28s %10s\n", "path", "seconds");
+  std::printf("%-28s %10.2f\n", "in-process Predict", l);
+  std::printf("%-28s %10.2f\n", "gRPC Segment (end to end)", g);
+  std::printf("%-28s %9.1f%%\n", "overhead", 100.0 * (g - l) / l);
+  std::printf("\nserver-side stages of the last gRPC run: receive %.2f s, queue %.3f s, preprocess %.2f s, network %.2f s, "
+              "aggregation %.2f s, export %.2f s, total %.2f s (labels back to the client: the rest)\n",
+              last.receive_seconds(), last.queue_wait_seconds(), last.preprocess_seconds(), last.network_seconds(),
+              last.aggregation_seconds(), last.export_seconds(), last.total_seconds());
+  return 0;
+}
+
+// The ramp's model store: TotalSegmentator-shaped network with random weights and its variants.
+std::string BuildRampStore(const CtVolume& probe_ct) {
+  const fs::path root = fs::temp_directory_path() / "tucker-seg-ramp-store";
+  const fs::path dir = root / "totalseg-shaped-random";
+  if (fs::exists(dir / "variants/df0.1/manifest.json")) return root.string();
+  fs::remove_all(root);
+  Model original;
+  original.info = LoadModelInfo(std::string(TUCKER_SEG_SOURCE_DIR) + "/models/tucker-abdomen-3mm").value();
+  original.info.name = "totalseg-shaped-random";
+  original.info.network = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value().network;
+  original.info.patch_size = {64, 64, 64};
+  original.info.labels.clear();
+  for (int64_t i = 0; i < original.info.network.num_classes; ++i) original.info.labels.emplace_back(i, "class_" + std::to_string(i));
+  original.weights = PlainConvUNet::RandomWeights(original.info.network, 3);
+  if (Status s = SaveModel(original, dir.string()); !s.ok()) std::exit((std::fprintf(stderr, "%s\n", s.message().c_str()), 1));
+  const auto reference = PlainConvUNet::Create(original.info.network, original.weights).value();
+  const auto ref_labels = Predict(original.info, UNetPatchNetwork(reference), probe_ct, {}).value().labels;
+  LabelValues ref_values;
+  ref_values.geometry = ref_labels.geometry;
+  ref_values.voxels.assign(ref_labels.voxels.begin(), ref_labels.voxels.end());
+  std::vector<int64_t> ids;
+  for (const auto& [id, name] : original.info.labels)
+    if (id != 0) ids.push_back(id);
+  for (double df : {0.5, 0.3, 0.1}) {
+    CompressionOptions o;
+    o.df = df;
+    o.tucker.max_iterations = 0;
+    auto v = CompressModel(original, o).value();
+    const auto net = PlainConvUNet::Create(v.model.info.network, v.model.weights).value();
+    const auto labels = Predict(v.model.info, UNetPatchNetwork(net), probe_ct, {}).value().labels;
+    double agreement = 0;
+    const auto dice = DicePerLabel(labels, ref_values, ids);
+    for (const auto& [id, d] : dice) agreement += d;
+    agreement /= std::max<size_t>(1, dice.size());
+    v.manifest["evaluation"] = {{"cases", {{{"image", "synthetic probe CT"}, {"agreement_dice", agreement}}}}};
+    auto name = o.VariantName();
+    v.manifest["variant"] = name;
+    if (!SaveVariant(v, dir.string()).ok()) std::exit(1);
+    std::printf("built %s: agreement Dice with the original %.3f\n", name.c_str(), agreement);
+  }
+  return root.string();
+}
+
+struct Outcome {
+  double seconds;
+  std::string variant;
+  bool ok;
+};
+
+int Ramp(double target, int requests, const std::vector<int>& levels) {
+  // A 192 mm cube at 1.5 x 1.5 x 3 mm: one 64^3 tile at 3 mm, little resampling around it.
+  const auto ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
+  const std::string store = BuildRampStore(ct);
+  auto probe_server = StartServer(store, 0);
+  for (const auto& v : probe_server->state().models[0].variants) {
+    std::printf("calibrated %-8s %.3f s/tile, quality %.3f, %s\n", v.name.c_str(), v.seconds_per_tile, v.quality.value_or(0),
+                v.selectable ? "selectable" : v.not_selectable_reason.c_str());
+  }
+  if (target <= 0) {
+    auto client = ConnectTo(probe_server->port());
+    client::SegmentOptions so;
+    so.variant = "original";
+    (void)client->Segment(ct, so);
+    const auto start = Clock::now();
+    (void)client->Segment(ct, so);
+    target = 3 * Since(start);
+  }
+  probe_server.reset();
+  std::printf("\nlatency target %.2f s (3x one idle request with the original), 1 worker, 2 threads, %d requests per client per level\n",
+              target, requests);
+
+  for (const std::string policy : {"auto", "original"}) {
+    auto server = StartServer(store, target);
+    std::printf("\nvariant: %s\n%-8s %-34s %8s %8s %10s %8s %7s\n", policy.c_str(), "clients", "variant mix", "p50 s", "p95 s",
+                "in target", "req/s", "errors");
+    for (int clients : levels) {
+      std::mutex mutex;
+      std::vector<Outcome> outcomes;
+      std::vector<std::thread> threads;
+      const auto level_start = Clock::now();
+      for (int c = 0; c < clients; ++c) {
+        threads.emplace_back([&] {
+          auto client = ConnectTo(server->port());
+          client::SegmentOptions so;
+          so.variant = policy;
+          for (int r = 0; r < requests; ++r) {
+            const auto start = Clock::now();
+            auto result = client->Segment(ct, so);
+            std::lock_guard<std::mutex> lock(mutex);
+            outcomes.push_back({Since(start), result.ok() ? result.value().variant : "", result.ok()});
+          }
+        });
+      }
+      for (auto& t : threads) t.join();
+      const double level_seconds = Since(level_start);
+      std::map<std::string, int> mix;
+      std::vector<double> seconds;
+      int errors = 0, within = 0;
+      for (const auto& o : outcomes) {
+        if (!o.ok) {
+          ++errors;
+          continue;
+        }
+        ++mix[o.variant];
+        seconds.push_back(o.seconds);
+        within += o.seconds <= target;
+      }
+      std::ostringstream m;
+      for (const auto& [v, n] : mix) m << v << ":" << n << " ";
+      std::printf("%-8d %-34s %8.2f %8.2f %9.0f%% %8.2f %7d\n", clients, m.str().c_str(), Percentile(seconds, 0.5),
+                  Percentile(seconds, 0.95), 100.0 * within / std::max<size_t>(1, outcomes.size()), outcomes.size() / level_seconds, errors);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: server_bench overhead|ramp [options]\n");
+    return 2;
+  }
+  const std::string mode = argv[1];
+  int64_t slices = 300;
+  int repeats = 2, requests = 3;
+  double target = 0;
+  std::vector<int> levels{1, 2, 4, 8, 4, 1};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--slices") slices = std::stoll(v);
+    else if (k == "--repeats") repeats = std::stoi(v);
+    else if (k == "--requests") requests = std::stoi(v);
+    else if (k == "--target") target = std::stod(v);
+    else if (k == "--levels") {
+      levels.clear();
+      std::stringstream ss(v);
+      for (std::string n; std::getline(ss, n, ',');) levels.push_back(std::stoi(n));
+    }
+  }
+  return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels) : 2;
+}

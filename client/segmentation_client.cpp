@@ -1,0 +1,177 @@
+#include "client/segmentation_client.h"
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "tuckerseg/v1/segmentation.grpc.pb.h"
+#include "wire/volume_wire.h"
+
+namespace tucker_seg::client {
+namespace {
+
+Status FromGrpc(const grpc::Status& s, const std::string& target) {
+  if (s.ok()) return Status::Ok();
+  std::string message = s.error_message();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) message = "server " + target + " is unavailable: " + message;
+  return Status(static_cast<StatusCode>(s.error_code()), message);
+}
+
+void SetDeadline(grpc::ClientContext* context, double seconds) {
+  if (seconds > 0) {
+    context->set_deadline(std::chrono::system_clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)));
+  }
+}
+
+}  // namespace
+
+struct SegmentationClient::Impl {
+  ConnectionOptions options;
+  std::unique_ptr<tuckerseg::v1::Segmentation::Stub> stub;
+};
+
+SegmentationClient::SegmentationClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SegmentationClient::~SegmentationClient() = default;
+
+Result<std::unique_ptr<SegmentationClient>> SegmentationClient::Connect(const ConnectionOptions& options) {
+  if (options.target.empty()) return InvalidArgument("server: the target (host:port) is empty");
+  if (options.max_attempts < 1 || options.max_attempts > 20) return InvalidArgument("max_attempts must be 1..20");
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_certificates;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);
+  if (!options.load_balancing.empty()) args.SetLoadBalancingPolicyName(options.load_balancing);
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->stub = tuckerseg::v1::Segmentation::NewStub(grpc::CreateCustomChannel(options.target, credentials, args));
+  return std::unique_ptr<SegmentationClient>(new SegmentationClient(std::move(impl)));
+}
+
+Result<SegmentResult> SegmentationClient::Segment(const CtVolume& ct, const SegmentOptions& options) const {
+  if (ct.voxels.size() != static_cast<size_t>(ct.geometry.NumVoxels())) return InvalidArgument("ct: voxel count does not match its size");
+  if (options.chunk_bytes < 1024 || options.chunk_bytes > (8 << 20)) return InvalidArgument("chunk_bytes must be 1 KiB..8 MiB");
+  const std::string voxels = wire::EncodeCt(ct, options.voxel_type);
+  double backoff = impl_->options.initial_backoff_seconds;
+  for (int attempt = 1;; ++attempt) {
+    auto result = SegmentOnce(ct, voxels, options);
+    if (result.ok()) {
+      result.value().attempts = attempt;
+      return result;
+    }
+    if (result.status().code() != StatusCode::kUnavailable || attempt >= impl_->options.max_attempts) return result.status();
+    std::this_thread::sleep_for(std::chrono::duration<double>(backoff));  // backoff before the retry
+    backoff *= 2;
+  }
+}
+
+Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& o) const {
+  grpc::ClientContext context;
+  SetDeadline(&context, o.timeout_seconds);
+  auto stream = impl_->stub->Segment(&context);
+  SegmentProgress progress;
+  progress.bytes_to_send = static_cast<int64_t>(voxels.size());
+  const auto report = [&](SegmentProgress::Stage stage) {
+    progress.stage = stage;
+    if (o.on_progress) o.on_progress(progress);
+  };
+
+  tuckerseg::v1::SegmentRequest request;
+  auto* header = request.mutable_header();
+  header->set_request_id(o.request_id);
+  header->set_model(o.model);
+  header->set_variant(o.variant);
+  header->set_min_quality(o.min_quality);
+  wire::ToWire(ct.geometry, o.voxel_type, header->mutable_volume());
+  bool open = stream->Write(request);
+  report(SegmentProgress::Stage::kSending);
+  for (size_t offset = 0; open && offset < voxels.size(); offset += static_cast<size_t>(o.chunk_bytes)) {
+    tuckerseg::v1::SegmentRequest chunk;
+    chunk.set_voxels(voxels.data() + offset, std::min(voxels.size() - offset, static_cast<size_t>(o.chunk_bytes)));
+    open = stream->Write(chunk);
+    progress.bytes_sent += static_cast<int64_t>(chunk.voxels().size());
+    report(SegmentProgress::Stage::kSending);
+  }
+  stream->WritesDone();
+
+  SegmentResult result;
+  std::string labels;
+  bool have_header = false;
+  tuckerseg::v1::SegmentResponse response;
+  while (stream->Read(&response)) {
+    if (response.has_progress()) {
+      progress.variant = response.progress().variant();
+      switch (response.progress().stage()) {
+        case tuckerseg::v1::Progress::HEADER_ACCEPTED: report(SegmentProgress::Stage::kHeaderAccepted); break;
+        case tuckerseg::v1::Progress::QUEUED: report(SegmentProgress::Stage::kQueued); break;
+        case tuckerseg::v1::Progress::RUNNING: report(SegmentProgress::Stage::kRunning); break;
+        default: break;
+      }
+    } else if (response.has_header()) {
+      const auto& h = response.header();
+      // The server must answer on the input's grid; anything else is refused, not resized.
+      if (h.label_bytes() != ct.geometry.NumVoxels()) {
+        context.TryCancel();
+        stream->Finish();
+        return DataLoss("server answered " + std::to_string(h.label_bytes()) + " label bytes for " +
+                        std::to_string(ct.geometry.NumVoxels()) + " voxels");
+      }
+      have_header = true;
+      labels.reserve(static_cast<size_t>(h.label_bytes()));
+      result.model = h.model();
+      result.variant = h.variant();
+      result.selection_reason = h.selection_reason();
+      result.selection_detail = h.selection_detail();
+      result.device = h.device();
+      result.request_id = h.request_id();
+      result.timings = h.timings();
+      for (const auto& l : h.labels()) result.label_table.emplace_back(l.id(), l.name());
+      progress.variant = h.variant();
+      progress.bytes_to_receive = h.label_bytes();
+      report(SegmentProgress::Stage::kReceiving);
+    } else if (response.has_labels()) {
+      if (!have_header || labels.size() + response.labels().size() > static_cast<size_t>(progress.bytes_to_receive)) {
+        context.TryCancel();
+        stream->Finish();
+        return DataLoss("server sent more label bytes than its header announced");
+      }
+      labels += response.labels();
+      progress.bytes_received = static_cast<int64_t>(labels.size());
+      report(SegmentProgress::Stage::kReceiving);
+    }
+  }
+  TS_RETURN_IF_ERROR(FromGrpc(stream->Finish(), impl_->options.target));
+  if (!have_header || static_cast<int64_t>(labels.size()) != ct.geometry.NumVoxels()) {
+    return DataLoss("server ended the stream after " + std::to_string(labels.size()) + " of " +
+                    std::to_string(ct.geometry.NumVoxels()) + " label bytes");
+  }
+  result.labels.geometry = ct.geometry;
+  result.labels.voxels.assign(labels.begin(), labels.end());
+  report(SegmentProgress::Stage::kDone);
+  return result;
+}
+
+Result<tuckerseg::v1::ListModelsResponse> SegmentationClient::ListModels(double timeout_seconds) const {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  tuckerseg::v1::ListModelsResponse response;
+  TS_RETURN_IF_ERROR(FromGrpc(impl_->stub->ListModels(&context, {}, &response), impl_->options.target));
+  return response;
+}
+
+Result<tuckerseg::v1::DescribeModelResponse> SegmentationClient::DescribeModel(const std::string& model, double timeout_seconds) const {
+  grpc::ClientContext context;
+  SetDeadline(&context, timeout_seconds);
+  tuckerseg::v1::DescribeModelRequest request;
+  request.set_model(model);
+  tuckerseg::v1::DescribeModelResponse response;
+  TS_RETURN_IF_ERROR(FromGrpc(impl_->stub->DescribeModel(&context, request, &response), impl_->options.target));
+  return response;
+}
+
+}  // namespace tucker_seg::client

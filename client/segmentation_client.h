@@ -1,0 +1,70 @@
+// The client library a PACS integration links: segment a CT over tuckerseg.v1's streaming RPC
+// and get the label map back on the CT's own grid. No LibTorch.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tuckerseg/v1/segmentation.pb.h"
+#include "vocabulary/status.h"
+#include "vocabulary/volume.h"
+
+namespace tucker_seg::client {
+
+struct ConnectionOptions {
+  std::string target = "localhost:50051";  // host:port, or any gRPC target ("dns:///svc:50051")
+  bool tls = false;
+  std::string tls_root_certificates;        // PEM text; empty = the system's roots
+  std::string load_balancing;               // e.g. "round_robin" over every address of a headless service
+  int max_attempts = 3;                     // per call, retried on UNAVAILABLE only
+  double initial_backoff_seconds = 0.5;     // doubles per retry
+};
+
+struct SegmentProgress {
+  enum class Stage { kSending, kHeaderAccepted, kQueued, kRunning, kReceiving, kDone };
+  Stage stage = Stage::kSending;
+  int64_t bytes_sent = 0, bytes_to_send = 0;
+  int64_t bytes_received = 0, bytes_to_receive = 0;
+  std::string variant;  // once the server has chosen
+};
+
+struct SegmentOptions {
+  std::string model;            // empty: the server's only model
+  std::string variant = "auto";
+  double min_quality = 0;
+  double timeout_seconds = 0;   // per attempt; 0 = no deadline
+  std::string request_id;
+  int64_t chunk_bytes = 2 << 20;
+  // INT16 halves the bytes for integer-valued CTs (the usual case); FLOAT32 keeps any value.
+  tuckerseg::v1::VoxelType voxel_type = tuckerseg::v1::VOXEL_TYPE_INT16;
+  std::function<void(const SegmentProgress&)> on_progress;
+};
+
+struct SegmentResult {
+  LabelMap labels;  // the input's geometry
+  std::vector<std::pair<int64_t, std::string>> label_table;
+  std::string model, variant, selection_reason, selection_detail, device, request_id;
+  tuckerseg::v1::Timings timings;
+  int attempts = 0;
+};
+
+class SegmentationClient {
+ public:
+  static Result<std::unique_ptr<SegmentationClient>> Connect(const ConnectionOptions& options);
+  ~SegmentationClient();
+
+  Result<SegmentResult> Segment(const CtVolume& ct, const SegmentOptions& options) const;
+  Result<tuckerseg::v1::ListModelsResponse> ListModels(double timeout_seconds = 30) const;
+  Result<tuckerseg::v1::DescribeModelResponse> DescribeModel(const std::string& model, double timeout_seconds = 30) const;
+
+ private:
+  struct Impl;
+  explicit SegmentationClient(std::unique_ptr<Impl> impl);
+  Result<SegmentResult> SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& options) const;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tucker_seg::client
