@@ -5,7 +5,6 @@
 
 #include <itkGDCMImageIO.h>
 #include <itkGDCMImageIOFactory.h>
-#include <itkGDCMSeriesFileNames.h>
 #include <itkImage.h>
 #include <itkImageFileReader.h>
 #include <itkImageFileWriter.h>
@@ -90,27 +89,25 @@ Status Write(const std::string& path, const Volume<T>& v) {
 
 }  // namespace
 
-Result<CtVolume> ReadCt(const std::string& path) {
+Result<CtInput> ReadCtInput(const std::string& path, const std::string& series_uid) {
   RegisterFormats();
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound("'" + path + "' does not exist");
+  CtInput input;
   FloatImage::Pointer image;
   try {
     if (fs::is_directory(path, ec)) {
-      auto names = itk::GDCMSeriesFileNames::New();
-      names->SetUseSeriesDetails(true);
-      names->SetDirectory(path);
-      const auto& series = names->GetSeriesUIDs();
-      if (series.empty()) return InvalidArgument("folder '" + path + "' holds no DICOM series");
-      if (series.size() > 1) {
-        return InvalidArgument("folder '" + path + "' holds " + std::to_string(series.size()) + " DICOM series; give a folder with one");
-      }
+      auto series = ScanDicomSeries(path, series_uid);
+      if (!series.ok()) return series.status();
+      std::vector<std::string> files;
+      for (const auto& slice : series.value().slices) files.push_back(slice.path);
       auto reader = itk::ImageSeriesReader<FloatImage>::New();
       reader->SetImageIO(itk::GDCMImageIO::New());
-      reader->SetFileNames(names->GetFileNames(series.front()));
+      reader->SetFileNames(files);
       reader->Update();
       image = reader->GetOutput();
+      input.dicom = std::move(series.value());
     } else {
       auto reader = itk::ImageFileReader<FloatImage>::New();
       reader->SetFileName(path);
@@ -120,11 +117,16 @@ Result<CtVolume> ReadCt(const std::string& path) {
   } catch (const itk::ExceptionObject& e) {
     return InvalidArgument("cannot read '" + path + "' as an image: " + FirstLine(e.GetDescription()));
   }
-  CtVolume ct;
-  ct.geometry = GeometryOf(image.GetPointer());
+  input.ct.geometry = GeometryOf(image.GetPointer());
   const float* buffer = image->GetBufferPointer();
-  ct.voxels.assign(buffer, buffer + ct.geometry.NumVoxels());
-  return ct;
+  input.ct.voxels.assign(buffer, buffer + input.ct.geometry.NumVoxels());
+  return input;
+}
+
+Result<CtVolume> ReadCt(const std::string& path) {
+  auto input = ReadCtInput(path);
+  if (!input.ok()) return input.status();
+  return std::move(input.value().ct);
 }
 
 Status WriteLabelMap(const std::string& path, const LabelMap& labels) { return Write<LabelImage>(path, labels); }

@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev
   prometheus python3-grpcio python3-protobuf
+  libdcmtk-dev orthanc orthanc-dicomweb libcurl4-openssl-dev
   libinsighttoolkit5-dev
   python3 time
 )

@@ -1,4 +1,4 @@
-// A plain HTTP/1.1 GET over a loopback socket, for tests that read /metrics or Prometheus's API.
+// Plain HTTP/1.1 over a loopback socket, for tests that read /metrics, Prometheus's or Orthanc's API.
 #pragma once
 
 #include <arpa/inet.h>
@@ -11,8 +11,9 @@
 
 namespace tucker_seg::testing {
 
-// The response body of GET http://127.0.0.1:<port><path> when the status is 200.
-inline std::optional<std::string> HttpGet(int port, const std::string& path) {
+// The response body of <method> http://127.0.0.1:<port><path> when the status is 200.
+inline std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path, const std::string& body = "",
+                                              const std::string& content_type = "application/octet-stream") {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return std::nullopt;
   const timeval timeout{10, 0};
@@ -23,17 +24,22 @@ inline std::optional<std::string> HttpGet(int port, const std::string& path) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    if (method == "POST") request += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    request += "\r\n" + body;
+    size_t sent = 0;
+    for (ssize_t n; sent < request.size() && (n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL)) > 0;)
+      sent += static_cast<size_t>(n);
+    if (sent == request.size()) {
       char buffer[4096];
       for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<size_t>(n));
     }
   }
   close(fd);
-  const auto body = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos) return std::nullopt;
-  std::string text = response.substr(body + 4);
-  if (response.substr(0, body).find("Transfer-Encoding: chunked") != std::string::npos) {
+  const auto end_of_headers = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.1 200", 0) != 0 || end_of_headers == std::string::npos) return std::nullopt;
+  std::string text = response.substr(end_of_headers + 4);
+  if (response.substr(0, end_of_headers).find("Transfer-Encoding: chunked") != std::string::npos) {
     std::string plain;  // de-chunk
     for (size_t pos = 0;;) {
       const size_t eol = text.find("\r\n", pos);
@@ -47,6 +53,8 @@ inline std::optional<std::string> HttpGet(int port, const std::string& path) {
   }
   return text;
 }
+
+inline std::optional<std::string> HttpGet(int port, const std::string& path) { return HttpRequest(port, "GET", path); }
 
 // A TCP port on loopback that was free a moment ago (for programs that cannot bind port 0).
 inline int FreeLoopbackPort() {
