@@ -31,6 +31,7 @@ constexpr char kUsage[] = R"(usage:
                      [--series SERIES_UID] [--roi-subset liver,spleen,...] [--statistics stats.json]
                      [--preview preview.png] [--quiet]
   tucker-seg models [--server host:port]
+  tucker-seg health [--server host:port] [--wait S]      (exit 0 once the server is SERVING)
   tucker-seg pacs --orthanc http://host:8042 --study STUDY_UID [--dicomweb-root /dicom-web]
                   [--server host:port] [--model NAME] [--variant auto|NAME] [--timeout S]
 The server defaults to $TUCKER_SEG_SERVER or localhost:50051.
@@ -241,6 +242,18 @@ Status Models(const Args& a) {
   return Status::Ok();
 }
 
+Status Health(const Args& a) {
+  auto wait = Number(a, "wait", 0);
+  if (!wait.ok()) return wait.status();
+  auto client = ConnectTo(ServerTarget(a));
+  if (!client.ok()) return client.status();
+  auto serving = client.value()->WaitUntilServing("", wait.value());
+  if (!serving.ok()) return serving.status();
+  if (!serving.value()) return Unavailable("server " + ServerTarget(a) + " is not SERVING (calibrating, shutting down or unreachable)");
+  std::printf("SERVING\n");
+  return Status::Ok();
+}
+
 // Study in Orthanc -> its CT series over DICOMweb -> segment -> DICOM SEG stored back.
 Status Pacs(const Args& a) {
   if (!a.Has("orthanc") || !a.Has("study")) return InvalidArgument("pacs needs --orthanc <url> and --study <StudyInstanceUID>");
@@ -285,6 +298,7 @@ int RunCli(int argc, char** argv) {
   if (a.command == "segment") status = Segment(a);
   else if (a.command == "models") status = Models(a);
   else if (a.command == "pacs") status = Pacs(a);
+  else if (a.command == "health") status = Health(a);
   else {
     std::fprintf(stderr, "error: unknown command '%s'\n%s", a.command.c_str(), kUsage);
     return 2;

@@ -1,11 +1,13 @@
 #include "client/segmentation_client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
 
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tuckerseg/v1/segmentation.grpc.pb.h"
 #include "wire/volume_wire.h"
 
@@ -30,6 +32,7 @@ void SetDeadline(grpc::ClientContext* context, double seconds) {
 struct SegmentationClient::Impl {
   ConnectionOptions options;
   std::unique_ptr<tuckerseg::v1::Segmentation::Stub> stub;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health;
 };
 
 SegmentationClient::SegmentationClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -49,7 +52,9 @@ Result<std::unique_ptr<SegmentationClient>> SegmentationClient::Connect(const Co
   if (!options.load_balancing.empty()) args.SetLoadBalancingPolicyName(options.load_balancing);
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->stub = tuckerseg::v1::Segmentation::NewStub(grpc::CreateCustomChannel(options.target, credentials, args));
+  auto channel = grpc::CreateCustomChannel(options.target, credentials, args);
+  impl->stub = tuckerseg::v1::Segmentation::NewStub(channel);
+  impl->health = grpc::health::v1::Health::NewStub(channel);
   return std::unique_ptr<SegmentationClient>(new SegmentationClient(std::move(impl)));
 }
 
@@ -172,6 +177,26 @@ Result<tuckerseg::v1::DescribeModelResponse> SegmentationClient::DescribeModel(c
   tuckerseg::v1::DescribeModelResponse response;
   TS_RETURN_IF_ERROR(FromGrpc(impl_->stub->DescribeModel(&context, request, &response), impl_->options.target));
   return response;
+}
+
+Result<bool> SegmentationClient::WaitUntilServing(const std::string& service, double wait_seconds) const {
+  grpc::ClientContext context;
+  SetDeadline(&context, std::max(wait_seconds, 0.001));
+  context.set_wait_for_ready(true);  // a server that is still starting is waited for, not failed
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  auto stream = impl_->health->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse update;
+  while (stream->Read(&update)) {
+    if (update.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      context.TryCancel();
+      stream->Finish();
+      return true;
+    }
+  }
+  const grpc::Status s = stream->Finish();
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) return false;
+  return FromGrpc(s, impl_->options.target);
 }
 
 }  // namespace tucker_seg::client

@@ -59,6 +59,9 @@ class SegmentationClient {
   Result<SegmentResult> Segment(const CtVolume& ct, const SegmentOptions& options) const;
   Result<tuckerseg::v1::ListModelsResponse> ListModels(double timeout_seconds = 30) const;
   Result<tuckerseg::v1::DescribeModelResponse> DescribeModel(const std::string& model, double timeout_seconds = 30) const;
+  // grpc.health.v1: true once `service` ("" = the whole server) is SERVING. Waits up to
+  // `wait_seconds` for that (a Watch stream, so no polling); false when it is not by then.
+  Result<bool> WaitUntilServing(const std::string& service, double wait_seconds) const;
 
  private:
   struct Impl;

@@ -128,6 +128,14 @@ TEST_F(ClientTest, DicomSeriesRoundTripAndDicomSegReadBack) {
   EXPECT_EQ(std::string(uid.c_str()), series.series_instance_uid);
 }
 
+TEST_F(ClientTest, HealthIsServingAfterCalibration) {
+  auto serving = Client()->WaitUntilServing("tuckerseg.v1.Segmentation", 30);
+  ASSERT_TRUE(serving.ok()) << serving.status().message();
+  EXPECT_TRUE(serving.value());
+  auto unknown = Client()->WaitUntilServing("no.such.Service", 1);
+  EXPECT_FALSE(unknown.ok() && unknown.value());  // SERVICE_UNKNOWN never turns SERVING
+}
+
 TEST_F(ClientTest, ServerDownIsUnavailableAfterRetries) {
   ConnectionOptions c;
   c.target = "127.0.0.1:1";  // nothing listens on port 1
