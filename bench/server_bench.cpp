@@ -4,13 +4,22 @@
 //     A 512 x 512 x N int16 CT through Segment vs Predict in-process, same variant (the bundled
 //     model's original): end-to-end overhead of streaming, validation and queueing.
 //
+//   server_bench cluster [--target S] [--requests 3]
+//     Three tucker-seg-server processes on loopback with the ramp's model store, one gRPC client
+//     channel with round_robin over all three; the load ramps up and down, and one replica is
+//     killed (SIGKILL) halfway through a phase. Per phase: requests per replica (from each
+//     replica's /metrics), variant mix, p95, retried requests, errors.
+//
 //   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1]
 //     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
 //     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
 //     agreement Dice with the original) behind one worker; closed-loop clients ramp up and down.
 //     Per level: variant mix, p50/p95 latency, share within the latency target; the same ramp is
 //     then run with every request pinned to the original.
+#include <signal.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +39,8 @@
 #include "model_store/predictor.h"
 #include "model_store/training_data.h"
 #include "server/server.h"
+#include "support/http_get.h"
+#include "support/subprocess.h"
 #include "synthetic_ct.h"
 #include "wire/volume_wire.h"
 
@@ -232,11 +243,121 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
   return 0;
 }
 
+// Sum of tuckerseg_requests_total over all label sets on one replica's /metrics (0 when it is gone).
+double RequestsServed(int metrics_port) {
+  const auto text = tucker_seg::testing::HttpGet(metrics_port, "/metrics");
+  double total = 0;
+  if (!text) return total;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("tuckerseg_requests_total{", 0) == 0) total += std::stod(line.substr(line.rfind(' ') + 1));
+  return total;
+}
+
+int Cluster(double target, int requests) {
+  const auto ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
+  const std::string store = BuildRampStore(ct);
+  const fs::path logs = fs::temp_directory_path() / "tucker-seg-cluster";
+  fs::create_directories(logs);
+  constexpr int kReplicas = 3;
+  std::vector<int> ports, metrics_ports;
+  std::vector<std::unique_ptr<tucker_seg::testing::Subprocess>> replicas;
+  std::string target_list;
+  for (int r = 0; r < kReplicas; ++r) {
+    ports.push_back(tucker_seg::testing::FreeLoopbackPort());
+    metrics_ports.push_back(tucker_seg::testing::FreeLoopbackPort());
+    target_list += (r ? "," : "") + std::string("127.0.0.1:") + std::to_string(ports.back());
+  }
+  for (int r = 0; r < kReplicas; ++r) {
+    replicas.push_back(std::make_unique<tucker_seg::testing::Subprocess>(
+        std::vector<std::string>{std::string(TUCKER_SEG_BINARY_DIR) + "/tucker-seg-server", "--model-store", store, "--listen",
+                                 "127.0.0.1:" + std::to_string(ports[r]), "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_ports[r]),
+                                 "--threads", "1", "--max-queue", "32", "--calibration-repeats", "1", "--latency-target",
+                                 std::to_string(target > 0 ? target : 4.0)},
+        (logs / ("replica-" + std::to_string(r) + ".log")).string()));
+  }
+  for (int r = 0; r < kReplicas; ++r) {
+    auto one = ConnectTo(ports[r]);
+    if (!one->WaitUntilServing("", 300).value_or(false)) return std::fprintf(stderr, "replica %d never became SERVING\n", r), 1;
+  }
+  client::ConnectionOptions co;
+  co.target = "ipv4:" + target_list;
+  co.load_balancing = "round_robin";
+  co.max_attempts = 4;
+  co.initial_backoff_seconds = 0.2;
+  auto client = std::move(client::SegmentationClient::Connect(co).value());
+  if (target <= 0) target = 4.0;
+  std::printf("3 replicas on loopback (1 thread each, latency target %.1f s), client: round_robin over %s, up to 4 attempts\n",
+              target, co.target.c_str());
+  std::printf("\n%-24s %-8s %-16s %-34s %8s %8s %7s\n", "phase", "clients", "requests r0/r1/r2", "variant mix", "p95 s", "retried",
+              "errors");
+
+  struct Phase {
+    const char* name;
+    int clients;
+    bool kill_replica;
+  };
+  const Phase phases[] = {{"idle", 1, false},       {"ramp up", 3, false}, {"busy", 6, false}, {"peak", 9, false},
+                          {"peak, kill replica 2", 9, true}, {"ramp down", 3, false}, {"idle", 1, false}};
+  bool killed = false;
+  for (const auto& phase : phases) {
+    std::vector<double> before;
+    for (int r = 0; r < kReplicas; ++r) before.push_back(RequestsServed(metrics_ports[r]));
+    std::mutex mutex;
+    std::vector<Outcome> outcomes;
+    int retried = 0;
+    std::atomic<int> done{0};
+    const int total = phase.clients * requests;
+    std::vector<std::thread> threads;
+    for (int c = 0; c < phase.clients; ++c) {
+      threads.emplace_back([&] {
+        for (int r = 0; r < requests; ++r) {
+          const auto start = Clock::now();
+          auto result = client->Segment(ct, {});
+          std::lock_guard<std::mutex> lock(mutex);
+          outcomes.push_back({Since(start), result.ok() ? result.value().variant : result.status().message(), result.ok()});
+          retried += result.ok() && result.value().attempts > 1;
+          ++done;
+        }
+      });
+    }
+    if (phase.kill_replica) {
+      while (done.load() < total / 2) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      replicas[2]->Signal(SIGKILL);
+      killed = true;
+    }
+    for (auto& t : threads) t.join();
+    std::string per_replica;
+    for (int r = 0; r < kReplicas; ++r) {
+      const bool gone = killed && r == 2;
+      per_replica += (r ? "/" : "") + (gone && phase.kill_replica ? std::string("killed") : gone ? std::string("-")
+                                                                   : std::to_string(static_cast<int>(RequestsServed(metrics_ports[r]) - before[r])));
+    }
+    std::map<std::string, int> mix;
+    std::vector<double> seconds;
+    int errors = 0;
+    for (const auto& o : outcomes) {
+      if (!o.ok) {
+        ++errors;
+        std::fprintf(stderr, "error: %s\n", o.variant.c_str());
+        continue;
+      }
+      ++mix[o.variant];
+      seconds.push_back(o.seconds);
+    }
+    std::ostringstream m;
+    for (const auto& [v, n] : mix) m << v << ":" << n << " ";
+    std::printf("%-24s %-8d %-16s %-34s %8.2f %8d %7d\n", phase.name, phase.clients, per_replica.c_str(), m.str().c_str(),
+                Percentile(seconds, 0.95), retried, errors);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: server_bench overhead|ramp [options]\n");
+    std::fprintf(stderr, "usage: server_bench overhead|ramp|cluster [options]\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -256,5 +377,6 @@ int main(int argc, char** argv) {
       for (std::string n; std::getline(ss, n, ',');) levels.push_back(std::stoi(n));
     }
   }
+  if (mode == "cluster") return Cluster(target, requests);
   return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels) : 2;
 }

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Installs every Debian package that tucker-seg's build, tests and demo need.
 # Idempotent: apt-get skips what is already installed.
+# TUCKER_SEG_DEPS=build installs only what compiling needs (the container's build stage).
 set -euo pipefail
 
-packages=(
+build_packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libtorch-dev libopenblas0-openmp
   nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev
-  prometheus python3-grpcio python3-protobuf
-  libdcmtk-dev orthanc orthanc-dicomweb libcurl4-openssl-dev
+  libdcmtk-dev libcurl4-openssl-dev
   libinsighttoolkit5-dev
-  python3 time
+  python3
 )
+# Tests, demo and deployment checks: a real Prometheus, an independent Python gRPC client, a real
+# PACS (Orthanc with DICOMweb), YAML parsing, containers.
+test_packages=(
+  prometheus python3-grpcio python3-protobuf python3-yaml
+  orthanc orthanc-dicomweb
+  podman runc debootstrap
+  time
+)
+
+packages=("${build_packages[@]}")
+if [[ "${TUCKER_SEG_DEPS:-all}" != build ]]; then packages+=("${test_packages[@]}"); fi
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi

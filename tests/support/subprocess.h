@@ -35,6 +35,9 @@ class Subprocess {
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
   bool started() const { return pid_ > 0; }
+  void Signal(int signal) const {
+    if (pid_ > 0) kill(pid_, signal);
+  }
   // True while the child has not exited.
   bool running() const {
     int status = 0;

@@ -1,0 +1,37 @@
+# tucker-seg-server: multi-stage on Debian bookworm.
+#   podman --runtime runc build --pull=never --network=host --format docker -t tucker-seg-server .
+#   podman --runtime runc run -p 50051:50051 -p 9090:9090 tucker-seg-server
+# A volume on /opt/tucker-seg/models replaces the bundled model store. Configuration: the
+# TUCKER_SEG_* environment variables (docs/server.md). CUDA: docs/deploy.md.
+ARG BASE_IMAGE=docker.io/library/debian:bookworm
+
+FROM ${BASE_IMAGE} AS build
+# Extra CMake arguments, e.g. -DTorch_DIR=/src/third_party/libtorch/share/cmake/Torch for a CUDA
+# LibTorch placed in the build context (docs/deploy.md).
+ARG CMAKE_EXTRA_ARGS=""
+WORKDIR /src
+COPY scripts/install-deps.sh scripts/install-deps.sh
+RUN TUCKER_SEG_DEPS=build bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
+COPY . .
+# CI's CMake build (scripts/build.sh), without tests and benchmarks.
+RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTUCKER_SEG_BUILD_TESTS=OFF -DTUCKER_SEG_BUILD_BENCH=OFF ${CMAKE_EXTRA_ARGS} \
+ && cmake --build build -j "$(nproc)" --target tucker-seg-server tucker-seg tucker-seg-models \
+ && bash scripts/runtime-packages.sh build/tucker-seg-server build/tucker-seg build/tucker-seg-models > /runtime-packages.txt
+
+FROM ${BASE_IMAGE}
+COPY --from=build /runtime-packages.txt /tmp/runtime-packages.txt
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(cat /tmp/runtime-packages.txt) \
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
+ && useradd --system --uid 10001 --home-dir /opt/tucker-seg --shell /usr/sbin/nologin tucker
+COPY --from=build /src/build/tucker-seg-server /src/build/tucker-seg /src/build/tucker-seg-models /usr/local/bin/
+COPY models /opt/tucker-seg/models
+ENV TUCKER_SEG_MODEL_STORE=/opt/tucker-seg/models \
+    TUCKER_SEG_LISTEN=0.0.0.0:50051 \
+    TUCKER_SEG_METRICS_LISTEN=0.0.0.0:9090
+USER tucker
+EXPOSE 50051 9090
+# The gRPC health service: SERVING once every variant is calibrated.
+HEALTHCHECK --interval=15s --timeout=10s --start-period=120s --retries=3 \
+  CMD ["tucker-seg", "health", "--server", "127.0.0.1:50051", "--wait", "5"]
+ENTRYPOINT ["tucker-seg-server"]

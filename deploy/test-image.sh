@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the tucker-seg-server image from a debootstrapped Debian base with podman, starts it,
+# segments the example CT through it with the tucker-seg client, and checks the container's
+# health status and /metrics. Needs root, podman, runc, debootstrap (scripts/install-deps.sh)
+# and a built client (scripts/build.sh). Not run by CI (it takes longer than CI's budget allows;
+# the measured duration is in docs/deploy.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+podman_cmd=(podman --runtime runc)
+base=docker.io/library/debian:bookworm
+image=tucker-seg-server
+name=tucker-seg-test-image
+grpc_port=${TUCKER_SEG_IMAGE_PORT:-50061}
+metrics_port=${TUCKER_SEG_IMAGE_METRICS_PORT:-9099}
+
+# podman on these machines: no default ulimits, cgroupfs (GUIDE.md, "Containers here").
+if ! grep -q cgroupfs /etc/containers/containers.conf 2>/dev/null; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > /etc/containers/containers.conf
+fi
+
+if ! "${podman_cmd[@]}" image exists "$base"; then
+  echo "== debootstrap a bookworm base image"
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian
+  tar -C "$rootfs" -c . | "${podman_cmd[@]}" import - "$base"
+  rm -rf "$rootfs"
+fi
+
+echo "== build the image"
+"${podman_cmd[@]}" build --pull=never --network=host --format docker -t "$image" .
+"${podman_cmd[@]}" image inspect "$image" --format 'image size: {{.Size}} bytes, user {{.Config.User}}, ports {{.Config.ExposedPorts}}'
+
+echo "== run it"
+"${podman_cmd[@]}" rm -f "$name" >/dev/null 2>&1 || true
+"${podman_cmd[@]}" run -d --name "$name" -p "127.0.0.1:$grpc_port:50051" -p "127.0.0.1:$metrics_port:9090" "$image"
+trap '"${podman_cmd[@]}" logs "$name" | tail -n 20; "${podman_cmd[@]}" rm -f "$name" >/dev/null' EXIT
+
+build/tucker-seg health --server "127.0.0.1:$grpc_port" --wait 300
+echo "== segment the example CT through the container"
+mkdir -p out
+build/tucker-seg segment -i tests/data/totalsegmentator/example_ct_sm.nii.gz -o out/image-test-labels.nii.gz \
+  --server "127.0.0.1:$grpc_port" --quiet
+build/tucker-seg segment -i tests/data/totalsegmentator/example_ct_dicom_uids -o out/image-test-dicom-labels.nii.gz \
+  --dicom-seg out/image-test-seg.dcm --server "127.0.0.1:$grpc_port" --quiet
+
+echo "== the container's health check (grpc.health.v1 inside the container)"
+"${podman_cmd[@]}" healthcheck run "$name" && echo "healthcheck: healthy"
+echo "== its /metrics"
+metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$metrics_port/metrics').read().decode())")
+echo "$metrics" | grep -E '^tuckerseg_(requests_total|voxels_processed_total)'
+echo "$metrics" | grep -q 'tuckerseg_requests_total{.*status="OK".*} 2' || { echo "expected 2 OK requests in /metrics"; exit 1; }
+echo "image test passed"
