@@ -278,7 +278,8 @@ int Cluster(double target, int requests) {
   }
   for (int r = 0; r < kReplicas; ++r) {
     auto one = ConnectTo(ports[r]);
-    if (!one->WaitUntilServing("", 300).value_or(false)) return std::fprintf(stderr, "replica %d never became SERVING\n", r), 1;
+    const auto serving = one->WaitUntilServing("", 300);
+    if (!serving.ok() || !serving.value()) return std::fprintf(stderr, "replica %d never became SERVING\n", r), 1;
   }
   client::ConnectionOptions co;
   co.target = "ipv4:" + target_list;
