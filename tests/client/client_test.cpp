@@ -14,6 +14,7 @@
 #include "client/image_io.h"
 #include "client/segmentation_client.h"
 #include "server/server.h"
+#include "support/loopback_server.h"
 #include "test_paths.h"
 
 namespace tucker_seg::client {
@@ -34,13 +35,7 @@ void ExpectSameGeometry(const Geometry& a, const Geometry& b) {
 class ClientTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server::ServerOptions o;
-    o.model_store = (tucker_seg::testing::SourceDir() / "models").string();
-    o.listen = "127.0.0.1:0";
-    o.metrics_listen = "127.0.0.1:0";
-    o.threads = 2;
-    o.calibration.repeats = 1;
-    auto s = server::SegmentationServer::Start(o);
+    auto s = server::SegmentationServer::Start(tucker_seg::testing::LoopbackServerOptions());
     ASSERT_TRUE(s.ok()) << s.status().message();
     server_ = s.value().release();
     ASSERT_TRUE(server_->WaitUntilCalibrated().ok());

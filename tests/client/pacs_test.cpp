@@ -13,6 +13,7 @@
 #include "client/dicom_series.h"
 #include "server/server.h"
 #include "support/http_get.h"
+#include "support/loopback_server.h"
 #include "support/run_command.h"
 #include "support/subprocess.h"
 #include "test_paths.h"
@@ -57,13 +58,7 @@ TEST(Pacs, SegmentsAStudyFromOrthancAndStoresTheDicomSeg) {
   }
   const std::string study = series.value().study_instance_uid;
 
-  server::ServerOptions o;
-  o.model_store = (tucker_seg::testing::SourceDir() / "models").string();
-  o.listen = "127.0.0.1:0";
-  o.metrics_listen = "127.0.0.1:0";
-  o.threads = 2;
-  o.calibration.repeats = 1;
-  auto server = server::SegmentationServer::Start(o);
+  auto server = server::SegmentationServer::Start(tucker_seg::testing::LoopbackServerOptions());
   ASSERT_TRUE(server.ok()) << server.status().message();
   ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
 

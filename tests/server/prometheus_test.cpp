@@ -11,6 +11,7 @@
 #include "server/grpc_test_client.h"
 #include "server/server.h"
 #include "support/http_get.h"
+#include "support/loopback_server.h"
 #include "support/subprocess.h"
 #include "test_paths.h"
 
@@ -39,13 +40,7 @@ std::optional<double> QueryValue(int port, const std::string& promql) {
 
 TEST(Prometheus, ScrapesRequestCountAndVoxelThroughput) {
   ASSERT_TRUE(std::filesystem::exists(kPrometheus)) << "install Debian's prometheus (scripts/install-deps.sh)";
-  ServerOptions options;
-  options.model_store = (tucker_seg::testing::SourceDir() / "models").string();
-  options.listen = "127.0.0.1:0";
-  options.metrics_listen = "127.0.0.1:0";
-  options.threads = 2;
-  options.calibration.repeats = 1;
-  auto server = SegmentationServer::Start(options);
+  auto server = SegmentationServer::Start(tucker_seg::testing::LoopbackServerOptions());
   ASSERT_TRUE(server.ok()) << server.status().message();
   ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
 

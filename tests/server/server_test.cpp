@@ -8,6 +8,7 @@
 #include "model_store/predictor.h"
 #include "server/grpc_test_client.h"
 #include "server/server.h"
+#include "support/loopback_server.h"
 #include "test_paths.h"
 
 namespace tucker_seg::server {
@@ -17,17 +18,7 @@ using testing::Connect;
 using testing::Segment;
 using testing::SegmentCallOptions;
 
-std::string ModelStore() { return (tucker_seg::testing::SourceDir() / "models").string(); }
-
-ServerOptions LoopbackOptions() {
-  ServerOptions o;
-  o.model_store = ModelStore();
-  o.listen = "127.0.0.1:0";
-  o.metrics_listen = "127.0.0.1:0";
-  o.threads = 2;
-  o.calibration.repeats = 1;
-  return o;
-}
+using testing::LoopbackServerOptions;
 
 // A small synthetic CT (a bright box in air) that the default model segments in about a second.
 CtVolume SmallCt() {
@@ -44,7 +35,7 @@ CtVolume SmallCt() {
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto s = SegmentationServer::Start(LoopbackOptions());
+    auto s = SegmentationServer::Start(LoopbackServerOptions());
     ASSERT_TRUE(s.ok()) << s.status().message();
     server_ = s.value().release();
     ASSERT_TRUE(server_->WaitUntilCalibrated().ok());
@@ -207,7 +198,7 @@ TEST_F(ServerTest, DeadlineExceeded) {
 }
 
 TEST_F(ServerTest, MoreStreamsThanAllowedIsResourceExhausted) {
-  auto options = LoopbackOptions();
+  auto options = LoopbackServerOptions();
   options.limits.max_streams = 1;
   auto small = SegmentationServer::Start(options);
   ASSERT_TRUE(small.ok()) << small.status().message();
