@@ -29,7 +29,8 @@ TEST(Pacs, SegmentsAStudyFromOrthancAndStoresTheDicomSeg) {
   ASSERT_TRUE(fs::exists(kOrthanc) && fs::exists(kDicomWebPlugin)) << "install orthanc and orthanc-dicomweb (scripts/install-deps.sh)";
   const auto dir = tucker_seg::testing::TempDir("orthanc");
   const int http_port = tucker_seg::testing::FreeLoopbackPort();
-  const int dicom_port = tucker_seg::testing::FreeLoopbackPort();
+  int dicom_port = tucker_seg::testing::FreeLoopbackPort();
+  while (dicom_port == http_port) dicom_port = tucker_seg::testing::FreeLoopbackPort();
   const nlohmann::json config = {{"Name", "tucker-seg-test"},
                                  {"HttpPort", http_port},
                                  {"DicomPort", dicom_port},
