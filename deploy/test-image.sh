@@ -2,8 +2,8 @@
 # Builds the tucker-seg-server image from a debootstrapped Debian base with podman, starts it,
 # segments the example CT through it with the tucker-seg client, and checks the container's
 # health status and /metrics. Needs root, podman, runc, debootstrap (scripts/install-deps.sh)
-# and a built client (scripts/build.sh). Not run by CI (it takes longer than CI's budget allows;
-# the measured duration is in docs/deploy.md).
+# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 7 minutes,
+# docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
