@@ -223,7 +223,8 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
       record.queue_wait_seconds = job->queue_wait_seconds;
       if (!job->result->ok()) return job->result->status();
       const Prediction& p = job->result->value();
-      state_.selector->Observe(m, variant, job->run_seconds, p.tiles);
+      // Per estimated tile, the unit the selector predicts in.
+      state_.selector->Observe(m, variant, job->run_seconds, record.tiles);
       state_.metrics->Served(m.name, variant.name, record.voxels, job->queue_wait_seconds, p.timings);
 
       tuckerseg::v1::ResultHeader result;
