@@ -34,7 +34,8 @@ constexpr char kUsage[] = R"(usage:
   tucker-seg health [--server host:port] [--wait S]      (exit 0 once the server is SERVING)
   tucker-seg pacs --orthanc http://host:8042 --study STUDY_UID [--dicomweb-root /dicom-web]
                   [--server host:port] [--model NAME] [--variant auto|NAME] [--timeout S]
-The server defaults to $TUCKER_SEG_SERVER or localhost:50051.
+The server defaults to $TUCKER_SEG_SERVER or localhost:50051. --tls-ca <ca.pem> (or $TUCKER_SEG_TLS_CA)
+connects over TLS and trusts that CA; --tls uses the system's roots.
 )";
 
 struct Args {
@@ -52,7 +53,7 @@ Result<Args> Parse(int argc, char** argv) {
   if (argc < 2) return InvalidArgument("no command");
   Args a;
   a.command = argv[1];
-  static const std::set<std::string> kFlags{"--quiet"};
+  static const std::set<std::string> kFlags{"--quiet", "--tls"};
   for (int i = 2; i < argc; ++i) {
     std::string k = argv[i];
     if (k == "-i") k = "--input";
@@ -155,9 +156,19 @@ struct SegmentJob {
   bool show_progress = false;
 };
 
-Result<std::unique_ptr<SegmentationClient>> ConnectTo(const std::string& target) {
+Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Args& a) {
   ConnectionOptions c;
-  c.target = target;
+  c.target = ServerTarget(a);
+  const char* env_ca = std::getenv("TUCKER_SEG_TLS_CA");
+  const std::string ca = a.Get("tls-ca", env_ca ? env_ca : "");
+  c.tls = a.flags.count("--tls") > 0 || !ca.empty();
+  if (!ca.empty()) {
+    std::ifstream in(ca);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in || pem.str().find("-----BEGIN") == std::string::npos) return InvalidArgument("--tls-ca '" + ca + "' is not a readable PEM file");
+    c.tls_root_certificates = pem.str();
+  }
   return SegmentationClient::Connect(c);
 }
 
@@ -213,13 +224,13 @@ Status Segment(const Args& a) {
   if (!job.ok()) return job.status();
   if (job.value().input.empty()) return InvalidArgument("segment needs -i <image file or DICOM folder>");
   if (job.value().output.empty() && job.value().dicom_seg.empty()) return InvalidArgument("segment needs -o <labels> and/or --dicom-seg <file>");
-  auto client = ConnectTo(ServerTarget(a));
+  auto client = ConnectTo(a);
   if (!client.ok()) return client.status();
   return RunSegment(*client.value(), job.value());
 }
 
 Status Models(const Args& a) {
-  auto client = ConnectTo(ServerTarget(a));
+  auto client = ConnectTo(a);
   if (!client.ok()) return client.status();
   auto models = client.value()->ListModels();
   if (!models.ok()) return models.status();
@@ -245,7 +256,7 @@ Status Models(const Args& a) {
 Status Health(const Args& a) {
   auto wait = Number(a, "wait", 0);
   if (!wait.ok()) return wait.status();
-  auto client = ConnectTo(ServerTarget(a));
+  auto client = ConnectTo(a);
   if (!client.ok()) return client.status();
   auto serving = client.value()->WaitUntilServing("", wait.value());
   if (!serving.ok()) return serving.status();
@@ -276,7 +287,7 @@ Status Pacs(const Args& a) {
   if (!job.ok()) return job.status();
   job.value().input = (dir / "series").string();
   job.value().dicom_seg = (dir / "seg.dcm").string();
-  auto client = ConnectTo(ServerTarget(a));
+  auto client = ConnectTo(a);
   if (!client.ok()) return client.status();
   TS_RETURN_IF_ERROR(RunSegment(*client.value(), job.value()));
   TS_RETURN_IF_ERROR(pacs.Store(job.value().dicom_seg));

@@ -2,16 +2,43 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 namespace tucker_seg::server {
 
 constexpr char kServiceName[] = "tuckerseg.v1.Segmentation";
+
+namespace {
+
+Result<std::string> ReadPem(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().find("-----BEGIN") == std::string::npos) return InvalidArgument(what + " '" + path + "' is not a readable PEM file");
+  return text.str();
+}
+
+Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) return InvalidArgument("tls_cert and tls_key must be given together");
+  auto cert = ReadPem(o.tls_cert_file, "tls_cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(o.tls_key_file, "tls_key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key.value(), cert.value()});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
 
 Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const ServerOptions& options) {
   if (options.workers < 1 || options.workers > 64) return InvalidArgument("workers must be 1..64, got " + std::to_string(options.workers));
@@ -23,6 +50,8 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   // Debian's LibTorch starts with one intra-op thread; 0 means every core.
   at::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 
+  auto credentials = ServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
   auto models = LoadModelPool(options.model_store);
   if (!models.ok()) return models.status();
@@ -42,7 +71,7 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(options.listen, credentials.value(), &s->port_);
   builder.RegisterService(s->service_.get());
   // Chunks are a few MiB; anything far larger is a misbehaving client.
   builder.SetMaxReceiveMessageSize(16 << 20);

@@ -55,6 +55,8 @@ std::map<std::string, Flag> Flags(ServerOptions* o) {
       {"--max-bytes", {"TUCKER_SEG_MAX_BYTES", "largest voxel payload accepted (default: 1073741824)", integer(&o->limits.max_bytes)}},
       {"--max-streams", {"TUCKER_SEG_MAX_STREAMS", "Segment streams open at once (default: 16)", integer(&o->limits.max_streams)}},
       {"--calibration-repeats", {"TUCKER_SEG_CALIBRATION_REPEATS", "timed runs per variant at start (default: 3)", integer(&o->calibration.repeats)}},
+      {"--tls-cert", {"TUCKER_SEG_TLS_CERT", "PEM certificate chain: serve gRPC over TLS (with --tls-key)", text(&o->tls_cert_file)}},
+      {"--tls-key", {"TUCKER_SEG_TLS_KEY", "PEM private key for --tls-cert", text(&o->tls_key_file)}},
       {"--drain-seconds", {"TUCKER_SEG_DRAIN_SECONDS", "on SIGTERM, time open requests get to finish (default: 30)", real(&o->drain_seconds)}},
   };
 }
