@@ -21,7 +21,7 @@ test_packages=(
   prometheus python3-grpcio python3-protobuf python3-yaml
   orthanc orthanc-dicomweb
   podman runc debootstrap
-  time
+  time openssl
 )
 
 packages=("${build_packages[@]}")
