@@ -197,6 +197,41 @@ TEST_F(ServerTest, DeadlineExceeded) {
   ExpectStillServing();
 }
 
+TEST_F(ServerTest, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
+  auto draining = SegmentationServer::Start(LoopbackServerOptions());
+  ASSERT_TRUE(draining.ok()) << draining.status().message();
+  ASSERT_TRUE(draining.value()->WaitUntilCalibrated().ok());
+  auto stub = Connect(draining.value()->port());
+
+  // A request that is queued or running when shutdown begins still completes.
+  grpc::ClientContext context;
+  auto stream = stub->Segment(&context);
+  const auto ct = SmallCt();
+  tuckerseg::v1::SegmentRequest header;
+  header.mutable_header()->set_variant("original");
+  wire::ToWire(ct.geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
+  ASSERT_TRUE(stream->Write(header));
+  tuckerseg::v1::SegmentRequest voxels;
+  voxels.set_voxels(wire::EncodeCt(ct, tuckerseg::v1::VOXEL_TYPE_INT16));
+  ASSERT_TRUE(stream->Write(voxels));
+  stream->WritesDone();
+  tuckerseg::v1::SegmentResponse response;
+  do {
+    ASSERT_TRUE(stream->Read(&response));
+  } while (!response.has_progress() || response.progress().stage() != tuckerseg::v1::Progress::QUEUED);
+
+  std::thread shutdown([&] { draining.value()->Shutdown(); });
+  std::string labels;
+  while (stream->Read(&response))
+    if (response.has_labels()) labels += response.labels();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(labels.size(), ct.voxels.size());
+  shutdown.join();
+
+  const auto after = Segment(*stub, SmallCt());  // the server is gone
+  EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE) << after.status.error_message();
+}
+
 TEST_F(ServerTest, MoreStreamsThanAllowedIsResourceExhausted) {
   auto options = LoopbackServerOptions();
   options.limits.max_streams = 1;
