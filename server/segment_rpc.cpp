@@ -64,9 +64,9 @@ struct Job {
   std::condition_variable changed;
   bool started = false;  // guarded by mutex
   bool done = false;     // guarded by mutex
-  std::optional<Result<Prediction>> result;
-  double queue_wait_seconds = 0;
-  double run_seconds = 0;
+  std::optional<Result<Prediction>> result;  // guarded by mutex
+  double queue_wait_seconds = 0;             // guarded by mutex
+  double run_seconds = 0;                    // guarded by mutex
 };
 
 void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const std::string& variant, double wait) {
@@ -135,6 +135,129 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
   }
 }
 
+// Queues the prediction, reports QUEUED and RUNNING to the client, and waits for the worker.
+std::shared_ptr<Job> RunOnWorker(ServiceState& state, grpc::ServerContext* context, Stream* stream, const VariantEntry& variant,
+                                 CtVolume ct, const Selection& selection, double wait, Status* submitted) {
+  auto job = std::make_shared<Job>();
+  const auto enqueued = Clock::now();
+  auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step]() {
+    {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      job->started = true;
+      job->queue_wait_seconds = Since(enqueued);
+    }
+    job->changed.notify_all();
+    const auto run_start = Clock::now();
+    Result<Prediction> result = RunPrediction(variant, ct, step, context);
+    std::lock_guard<std::mutex> lock(job->mutex);
+    job->run_seconds = Since(run_start);
+    job->result = std::move(result);
+    job->done = true;
+    job->changed.notify_all();
+  };
+  WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
+  *submitted = state.scheduler->Submit(std::move(work), selection.run_seconds);
+  if (!submitted->ok()) return nullptr;
+  state.metrics->SetQueueDepth(state.scheduler->queued());
+  {
+    std::unique_lock<std::mutex> lock(job->mutex);
+    job->changed.wait(lock, [&] { return job->started || job->done; });
+  }
+  state.metrics->SetQueueDepth(state.scheduler->queued());
+  WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
+  std::unique_lock<std::mutex> lock(job->mutex);
+  job->changed.wait(lock, [&] { return job->done; });
+  return job;
+}
+
+tuckerseg::v1::ResultHeader MakeResultHeader(const ServiceState& state, const RequestRecord& record, const Selection& selection,
+                                             const Prediction& p, double receive_seconds, double queue_wait_seconds, double total_seconds) {
+  tuckerseg::v1::ResultHeader result;
+  result.set_request_id(record.id);
+  result.set_model(record.model);
+  result.set_variant(record.variant);
+  result.set_selection_reason(record.reason);
+  result.set_selection_detail(selection.detail);
+  result.set_device(state.device.Label());
+  for (const auto& [id, name] : p.label_table) {
+    auto* label = result.add_labels();
+    label->set_id(id);
+    label->set_name(name);
+  }
+  auto* t = result.mutable_timings();
+  t->set_receive_seconds(receive_seconds);
+  t->set_queue_wait_seconds(queue_wait_seconds);
+  t->set_preprocess_seconds(p.timings.preprocess_seconds);
+  t->set_network_seconds(p.timings.network_seconds);
+  t->set_aggregation_seconds(p.timings.aggregation_seconds);
+  t->set_export_seconds(p.timings.export_seconds);
+  t->set_total_seconds(total_seconds);
+  t->set_tiles(p.tiles);
+  wire::ToWire(p.labels.geometry, tuckerseg::v1::VOXEL_TYPE_UINT8, result.mutable_volume());
+  result.set_label_bytes(static_cast<int64_t>(p.labels.voxels.size()));
+  return result;
+}
+
+// One Segment call from its first message to its last label chunk.
+Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* stream, RequestRecord* record) {
+  const auto start = Clock::now();
+  tuckerseg::v1::SegmentHeader header;
+  TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
+  record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
+  auto model = FindModel(state, header.model());
+  if (!model.ok()) return model.status();
+  const ModelEntry& m = *model.value();
+  record->model = m.name;
+  auto volume = wire::ParseVolumeHeader(header.volume(), {state.limits.max_voxels, state.limits.max_bytes}, "header.volume");
+  if (!volume.ok()) return volume.status();
+  if (volume.value().voxel_type == tuckerseg::v1::VOXEL_TYPE_UINT8) {
+    return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
+  }
+  if (!header.variant().empty() && header.variant() != "auto" && !m.Find(header.variant())) {
+    std::string names;
+    for (const auto& v : m.variants) names += (names.empty() ? "" : ", ") + v.name;
+    return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + names + ", auto)");
+  }
+  record->voxels = volume.value().voxels;
+  WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED, "", 0);
+
+  std::string bytes;
+  TS_RETURN_IF_ERROR(ReceiveVoxels(context, stream, volume.value().bytes, &bytes));
+  const double receive_seconds = Since(start);
+  auto ct = wire::DecodeCt(volume.value(), bytes);
+  if (!ct.ok()) return ct.status();
+  bytes = std::string();
+
+  SelectionRequest wanted;
+  wanted.variant = header.variant();
+  wanted.min_quality = header.min_quality();
+  wanted.tiles = EstimateTiles(m.variants[0].info, ct.value().geometry, state.window_step);
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
+  }
+  const double wait = state.scheduler->EstimatedWaitSeconds();
+  auto selection = state.selector->Select(m, wanted, wait);
+  if (!selection.ok()) return selection.status();
+  const VariantEntry& variant = *selection.value().variant;
+  record->variant = variant.name;
+  record->reason = selection.value().reason;
+  record->tiles = wanted.tiles;
+  state.metrics->Selected(m.name, variant.name, record->reason);
+
+  Status submitted;
+  const auto job = RunOnWorker(state, context, stream, variant, std::move(ct.value()), selection.value(), wait, &submitted);
+  if (!job) return submitted;
+  std::lock_guard<std::mutex> lock(job->mutex);  // the worker is done; this only orders the reads
+  record->queue_wait_seconds = job->queue_wait_seconds;
+  if (!job->result->ok()) return job->result->status();
+  const Prediction& p = job->result->value();
+  // Per estimated tile, the unit the selector predicts in.
+  state.selector->Observe(m, variant, job->run_seconds, record->tiles);
+  state.metrics->Served(m.name, variant.name, record->voxels, job->queue_wait_seconds, p.timings);
+  const auto result = MakeResultHeader(state, *record, selection.value(), p, receive_seconds, job->queue_wait_seconds, Since(start));
+  return SendResult(stream, result, p.labels, state.limits.chunk_bytes);
+}
+
 }  // namespace
 
 grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* stream) {
@@ -148,110 +271,7 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   } else if (!state_.ready.load()) {
     status = Unavailable("the server is not serving (calibrating its variants, or shutting down); retry when health is SERVING");
   } else {
-    status = [&]() -> Status {
-      tuckerseg::v1::SegmentHeader header;
-      TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
-      record.id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
-      auto model = FindModel(state_, header.model());
-      if (!model.ok()) return model.status();
-      const ModelEntry& m = *model.value();
-      record.model = m.name;
-      auto volume = wire::ParseVolumeHeader(header.volume(), {state_.limits.max_voxels, state_.limits.max_bytes}, "header.volume");
-      if (!volume.ok()) return volume.status();
-      if (volume.value().voxel_type == tuckerseg::v1::VOXEL_TYPE_UINT8) {
-        return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
-      }
-      if (!header.variant().empty() && header.variant() != "auto" && !m.Find(header.variant())) {
-        std::string names;
-        for (const auto& v : m.variants) names += (names.empty() ? "" : ", ") + v.name;
-        return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + names + ", auto)");
-      }
-      record.voxels = volume.value().voxels;
-      WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED, "", 0);
-
-      std::string bytes;
-      TS_RETURN_IF_ERROR(ReceiveVoxels(context, stream, volume.value().bytes, &bytes));
-      const double receive_seconds = Since(start);
-      auto ct = wire::DecodeCt(volume.value(), bytes);
-      if (!ct.ok()) return ct.status();
-      bytes = std::string();
-
-      SelectionRequest wanted;
-      wanted.variant = header.variant();
-      wanted.min_quality = header.min_quality();
-      wanted.tiles = EstimateTiles(m.variants[0].info, ct.value().geometry, state_.window_step);
-      if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-        wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
-      }
-      const double wait = state_.scheduler->EstimatedWaitSeconds();
-      auto selection = state_.selector->Select(m, wanted, wait);
-      if (!selection.ok()) return selection.status();
-      const VariantEntry& variant = *selection.value().variant;
-      record.variant = variant.name;
-      record.reason = selection.value().reason;
-      record.tiles = wanted.tiles;
-      state_.metrics->Selected(m.name, variant.name, record.reason);
-
-      auto job = std::make_shared<Job>();
-      const auto enqueued = Clock::now();
-      auto work = [job, enqueued, context, &variant, ct = std::move(ct.value()), step = state_.window_step]() {
-        {
-          std::lock_guard<std::mutex> lock(job->mutex);
-          job->started = true;
-          job->queue_wait_seconds = Since(enqueued);
-        }
-        job->changed.notify_all();
-        const auto run_start = Clock::now();
-        Result<Prediction> result = RunPrediction(variant, ct, step, context);
-        std::lock_guard<std::mutex> lock(job->mutex);
-        job->run_seconds = Since(run_start);
-        job->result = std::move(result);
-        job->done = true;
-        job->changed.notify_all();
-      };
-      WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
-      TS_RETURN_IF_ERROR(state_.scheduler->Submit(std::move(work), selection.value().run_seconds));
-      state_.metrics->SetQueueDepth(state_.scheduler->queued());
-      {
-        std::unique_lock<std::mutex> lock(job->mutex);
-        job->changed.wait(lock, [&] { return job->started || job->done; });
-      }
-      state_.metrics->SetQueueDepth(state_.scheduler->queued());
-      WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
-      std::unique_lock<std::mutex> lock(job->mutex);
-      job->changed.wait(lock, [&] { return job->done; });
-      record.queue_wait_seconds = job->queue_wait_seconds;
-      if (!job->result->ok()) return job->result->status();
-      const Prediction& p = job->result->value();
-      // Per estimated tile, the unit the selector predicts in.
-      state_.selector->Observe(m, variant, job->run_seconds, record.tiles);
-      state_.metrics->Served(m.name, variant.name, record.voxels, job->queue_wait_seconds, p.timings);
-
-      tuckerseg::v1::ResultHeader result;
-      result.set_request_id(record.id);
-      result.set_model(m.name);
-      result.set_variant(variant.name);
-      result.set_selection_reason(record.reason);
-      result.set_selection_detail(selection.value().detail);
-      result.set_device(state_.device.Label());
-      for (const auto& [id, name] : p.label_table) {
-        auto* label = result.add_labels();
-        label->set_id(id);
-        label->set_name(name);
-      }
-      auto* t = result.mutable_timings();
-      t->set_receive_seconds(receive_seconds);
-      t->set_queue_wait_seconds(job->queue_wait_seconds);
-      t->set_preprocess_seconds(p.timings.preprocess_seconds);
-      t->set_network_seconds(p.timings.network_seconds);
-      t->set_aggregation_seconds(p.timings.aggregation_seconds);
-      t->set_export_seconds(p.timings.export_seconds);
-      t->set_total_seconds(Since(start));
-      t->set_tiles(p.tiles);
-      wire::ToWire(p.labels.geometry, tuckerseg::v1::VOXEL_TYPE_UINT8, result.mutable_volume());
-      result.set_label_bytes(static_cast<int64_t>(p.labels.voxels.size()));
-      return SendResult(stream, result, p.labels, state_.limits.chunk_bytes);
-    }();
+    status = ServeSegment(state_, context, stream, &record);
   }
   const double seconds = Since(start);
   const std::string code = StatusName(status.code());
