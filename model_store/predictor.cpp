@@ -155,16 +155,38 @@ void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array
   }
 }
 
-int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
-  std::array<int64_t, 3> canonical{};
+namespace {
+
+// How a volume with this geometry meets the network: which (z, y, x) array axis becomes each
+// network axis (canonical orientation, then nnU-Net's transpose), its flip, and its spacing.
+struct NetworkAxes {
+  std::array<int64_t, 3> axes{};
   std::array<bool, 3> flip{};
-  CanonicalAxes(geometry, info.orientation, &canonical, &flip);
+  std::array<double, 3> spacing{};
+};
+
+NetworkAxes AxesForNetwork(const ModelInfo& info, const Geometry& g) {
+  std::array<int64_t, 3> canonical{};
+  std::array<bool, 3> canonical_flip{};
+  CanonicalAxes(g, info.orientation, &canonical, &canonical_flip);
+  const std::array<double, 3> zyx_spacing{g.spacing[2], g.spacing[1], g.spacing[0]};
+  NetworkAxes n;
+  for (int a = 0; a < 3; ++a) {
+    n.axes[a] = canonical[info.transpose_forward[a]];
+    n.flip[a] = canonical_flip[info.transpose_forward[a]];
+    n.spacing[a] = zyx_spacing[n.axes[a]];
+  }
+  return n;
+}
+
+}  // namespace
+
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
+  const NetworkAxes n = AxesForNetwork(info, geometry);
   const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
-  const std::array<double, 3> zyx_spacing{geometry.spacing[2], geometry.spacing[1], geometry.spacing[0]};
   Int3 padded{};
   for (int a = 0; a < 3; ++a) {
-    const int64_t axis = canonical[info.transpose_forward[a]];
-    const double extent_mm = zyx_spacing[axis] * static_cast<double>(zyx_size[axis]);
+    const double extent_mm = n.spacing[a] * static_cast<double>(zyx_size[n.axes[a]]);
     padded[a] = std::max<int64_t>(info.patch_size[a], static_cast<int64_t>(std::nearbyint(extent_mm / info.spacing[a])));
   }
   int64_t tiles = 1;
@@ -179,17 +201,10 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
     return Unimplemented("normalization scheme '" + channel.scheme + "' is not supported (only CTNormalization)");
   }
   Preprocessed p;
-  const auto& t = info.transpose_forward;
-  std::array<int64_t, 3> canonical{};
-  std::array<bool, 3> canonical_flip{};
-  CanonicalAxes(ct.geometry, info.orientation, &canonical, &canonical_flip);
-  const std::array<double, 3> zyx_spacing{ct.geometry.spacing[2], ct.geometry.spacing[1], ct.geometry.spacing[0]};
-  std::array<double, 3> spacing{};
-  for (int a = 0; a < 3; ++a) {
-    p.axes[a] = canonical[t[a]];
-    p.flip[a] = canonical_flip[t[a]];
-    spacing[a] = zyx_spacing[p.axes[a]];
-  }
+  const NetworkAxes network_axes = AxesForNetwork(info, ct.geometry);
+  p.axes = network_axes.axes;
+  p.flip = network_axes.flip;
+  const std::array<double, 3>& spacing = network_axes.spacing;
   torch::Tensor x = AsZyx(ct).permute({p.axes[0], p.axes[1], p.axes[2]});
   // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
   // exists next to it: the crop box, then normalisation and in-plane resampling per slab.

@@ -15,17 +15,22 @@ Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string
   return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
 }
 
+void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
+               google::protobuf::RepeatedPtrField<tuckerseg::v1::Label>* labels) {
+  for (const auto& [id, name] : table) {
+    auto* label = labels->Add();
+    label->set_id(id);
+    label->set_name(name);
+  }
+}
+
 grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
   for (const auto& m : state_.models) {
     auto* summary = response->add_models();
     summary->set_name(m.name);
     for (const auto& v : m.variants) summary->add_variants(v.name);
-    for (const auto& [id, name] : m.variants[0].info.labels) {
-      auto* label = summary->add_labels();
-      label->set_id(id);
-      label->set_name(name);
-    }
+    AddLabels(m.variants[0].info.labels, summary->mutable_labels());
   }
   return grpc::Status::OK;
 }
@@ -39,11 +44,7 @@ grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuck
   response->set_name(m.name);
   for (auto p : info.patch_size) response->add_patch_size(p);
   for (auto s : info.spacing) response->add_spacing(s);
-  for (const auto& [id, name] : info.labels) {
-    auto* label = response->add_labels();
-    label->set_id(id);
-    label->set_name(name);
-  }
+  AddLabels(info.labels, response->mutable_labels());
   const bool calibrated = state_.ready.load();
   for (const auto& v : m.variants) {
     auto* out = response->add_variants();

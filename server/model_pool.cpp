@@ -86,6 +86,12 @@ const VariantEntry* ModelEntry::Find(const std::string& variant) const {
   return nullptr;
 }
 
+std::string ModelEntry::VariantNames() const {
+  std::string names;
+  for (const auto& v : variants) names += (names.empty() ? "" : ", ") + v.name;
+  return names;
+}
+
 Result<std::vector<ModelEntry>> LoadModelPool(const std::string& store) {
   const fs::path root(store);
   if (!fs::is_directory(root)) return NotFound("model store '" + store + "' is not a directory");

@@ -31,6 +31,7 @@ struct ModelEntry {
   std::string name;
   std::vector<VariantEntry> variants;  // [0] is the original
   const VariantEntry* Find(const std::string& variant) const;
+  std::string VariantNames() const;  // "original, df0.5, ..." for messages
 };
 
 // `store` is a folder of model folders, or a single model folder. Each model folder holds

@@ -136,8 +136,8 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
 }
 
 // Queues the prediction, reports QUEUED and RUNNING to the client, and waits for the worker.
-std::shared_ptr<Job> RunOnWorker(ServiceState& state, grpc::ServerContext* context, Stream* stream, const VariantEntry& variant,
-                                 CtVolume ct, const Selection& selection, double wait, Status* submitted) {
+Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, grpc::ServerContext* context, Stream* stream, const VariantEntry& variant,
+                                         CtVolume ct, const Selection& selection, double wait) {
   auto job = std::make_shared<Job>();
   const auto enqueued = Clock::now();
   auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step]() {
@@ -156,8 +156,7 @@ std::shared_ptr<Job> RunOnWorker(ServiceState& state, grpc::ServerContext* conte
     job->changed.notify_all();
   };
   WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
-  *submitted = state.scheduler->Submit(std::move(work), selection.run_seconds);
-  if (!submitted->ok()) return nullptr;
+  TS_RETURN_IF_ERROR(state.scheduler->Submit(std::move(work), selection.run_seconds));
   state.metrics->SetQueueDepth(state.scheduler->queued());
   {
     std::unique_lock<std::mutex> lock(job->mutex);
@@ -179,11 +178,7 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const ServiceState& state, const Re
   result.set_selection_reason(record.reason);
   result.set_selection_detail(selection.detail);
   result.set_device(state.device.Label());
-  for (const auto& [id, name] : p.label_table) {
-    auto* label = result.add_labels();
-    label->set_id(id);
-    label->set_name(name);
-  }
+  AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);
   t->set_queue_wait_seconds(queue_wait_seconds);
@@ -214,9 +209,8 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
     return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
   }
   if (!header.variant().empty() && header.variant() != "auto" && !m.Find(header.variant())) {
-    std::string names;
-    for (const auto& v : m.variants) names += (names.empty() ? "" : ", ") + v.name;
-    return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + names + ", auto)");
+    return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + m.VariantNames() +
+                    ", auto)");
   }
   record->voxels = volume.value().voxels;
   WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED, "", 0);
@@ -244,9 +238,9 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   record->tiles = wanted.tiles;
   state.metrics->Selected(m.name, variant.name, record->reason);
 
-  Status submitted;
-  const auto job = RunOnWorker(state, context, stream, variant, std::move(ct.value()), selection.value(), wait, &submitted);
-  if (!job) return submitted;
+  auto ran = RunOnWorker(state, context, stream, variant, std::move(ct.value()), selection.value(), wait);
+  if (!ran.ok()) return ran.status();
+  const auto& job = ran.value();
   std::lock_guard<std::mutex> lock(job->mutex);  // the worker is done; this only orders the reads
   record->queue_wait_seconds = job->queue_wait_seconds;
   if (!job->result->ok()) return job->result->status();

@@ -53,4 +53,8 @@ class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
 // The model a request names; an empty name means the only model.
 Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string& name);
 
+// Appends a label table (id -> name) to a repeated tuckerseg.v1.Label field.
+void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
+               google::protobuf::RepeatedPtrField<tuckerseg::v1::Label>* labels);
+
 }  // namespace tucker_seg::server

@@ -14,12 +14,6 @@ std::string Seconds(double s) {
   return buffer;
 }
 
-std::string Names(const ModelEntry& model) {
-  std::string names;
-  for (const auto& v : model.variants) names += (names.empty() ? "" : ", ") + v.name;
-  return names;
-}
-
 }  // namespace
 
 double VariantSelector::SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const {
@@ -51,7 +45,7 @@ Result<Selection> VariantSelector::Select(const ModelEntry& model, const Selecti
   if (!request.variant.empty() && request.variant != "auto") {
     s.variant = model.Find(request.variant);
     if (!s.variant) {
-      return NotFound("variant '" + request.variant + "' of model '" + model.name + "' does not exist (have: " + Names(model) + ")");
+      return NotFound("variant '" + request.variant + "' of model '" + model.name + "' does not exist (have: " + model.VariantNames() + ")");
     }
     s.reason = "pinned";
     s.predicted_seconds = predicted(*s.variant);

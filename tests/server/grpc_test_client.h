@@ -39,10 +39,8 @@ inline std::unique_ptr<tuckerseg::v1::Segmentation::Stub> Connect(int port) {
       grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
 }
 
-inline SegmentCall Segment(tuckerseg::v1::Segmentation::Stub& stub, const CtVolume& ct, const SegmentCallOptions& o = {}) {
-  grpc::ClientContext context;
-  if (o.edit_context) o.edit_context(&context);
-  auto stream = stub.Segment(&context);
+// The first message of a Segment stream for `ct` (for tests that drive the stream by hand).
+inline tuckerseg::v1::SegmentRequest HeaderRequest(const CtVolume& ct, const SegmentCallOptions& o = {}) {
   tuckerseg::v1::SegmentRequest request;
   auto* header = request.mutable_header();
   header->set_request_id("test");
@@ -51,6 +49,14 @@ inline SegmentCall Segment(tuckerseg::v1::Segmentation::Stub& stub, const CtVolu
   header->set_min_quality(o.min_quality);
   wire::ToWire(ct.geometry, o.voxel_type, header->mutable_volume());
   if (o.edit_header) o.edit_header(header);
+  return request;
+}
+
+inline SegmentCall Segment(tuckerseg::v1::Segmentation::Stub& stub, const CtVolume& ct, const SegmentCallOptions& o = {}) {
+  grpc::ClientContext context;
+  if (o.edit_context) o.edit_context(&context);
+  auto stream = stub.Segment(&context);
+  const tuckerseg::v1::SegmentRequest request = HeaderRequest(ct, o);
   std::string bytes = wire::EncodeCt(ct, o.voxel_type);
   if (o.edit_bytes) o.edit_bytes(&bytes);
   bool open = stream->Write(request);

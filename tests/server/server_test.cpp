@@ -172,10 +172,9 @@ TEST_F(ServerTest, StreamCutMidVolumeIsCancelled) {
   grpc::ClientContext context;
   auto stream = stub->Segment(&context);
   const auto ct = SmallCt();
-  tuckerseg::v1::SegmentRequest header;
-  header.mutable_header()->set_variant("original");
-  wire::ToWire(ct.geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
-  ASSERT_TRUE(stream->Write(header));
+  SegmentCallOptions pinned;
+  pinned.variant = "original";
+  ASSERT_TRUE(stream->Write(testing::HeaderRequest(ct, pinned)));
   tuckerseg::v1::SegmentResponse accepted;
   ASSERT_TRUE(stream->Read(&accepted));  // the server holds the header: now cut the stream
   EXPECT_EQ(accepted.progress().stage(), tuckerseg::v1::Progress::HEADER_ACCEPTED);
@@ -207,10 +206,9 @@ TEST_F(ServerTest, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
   grpc::ClientContext context;
   auto stream = stub->Segment(&context);
   const auto ct = SmallCt();
-  tuckerseg::v1::SegmentRequest header;
-  header.mutable_header()->set_variant("original");
-  wire::ToWire(ct.geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
-  ASSERT_TRUE(stream->Write(header));
+  SegmentCallOptions pinned;
+  pinned.variant = "original";
+  ASSERT_TRUE(stream->Write(testing::HeaderRequest(ct, pinned)));
   tuckerseg::v1::SegmentRequest voxels;
   voxels.set_voxels(wire::EncodeCt(ct, tuckerseg::v1::VOXEL_TYPE_INT16));
   ASSERT_TRUE(stream->Write(voxels));
@@ -242,9 +240,7 @@ TEST_F(ServerTest, MoreStreamsThanAllowedIsResourceExhausted) {
 
   grpc::ClientContext holder_context;  // holds the only slot: header sent, voxels pending
   auto holder = stub->Segment(&holder_context);
-  tuckerseg::v1::SegmentRequest header;
-  wire::ToWire(SmallCt().geometry, tuckerseg::v1::VOXEL_TYPE_INT16, header.mutable_header()->mutable_volume());
-  ASSERT_TRUE(holder->Write(header));
+  ASSERT_TRUE(holder->Write(testing::HeaderRequest(SmallCt())));
   tuckerseg::v1::SegmentResponse accepted;
   ASSERT_TRUE(holder->Read(&accepted));
 
