@@ -1,5 +1,6 @@
 #include "model_store/cli.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -47,12 +48,15 @@ commands:
         --classes <id->name json> --class-ids 1,2,3 --spacing Z,Y,X --out <model folder>
         [--steps 1000] [--batch 2] [--lr 1e-3] [--optimizer adamw|sgd] [--schedule poly|constant]
         [--seed N] [--checkpoint-every 100] [--resume] [--orientation RAS|LPS|as-is]
+        [--spatial-augmentation 0.2] [--foreground-oversampling 0.33]
       Train a PlainConvUNet from scratch on labeled CTs (Dice + cross-entropy).
   finetune <variant folder> --images ... --labels ... [--steps 200] [--lr 1e-5] [--schedule constant]
       Fine-tune a (compressed) model with labels; the paper's setting is AdamW, constant lr 1e-5.
-  distill <variant folder> --teacher <model folder> --images a.nii.gz[,...] [--steps 300]
-          [--lr 1e-4] [--temperature 2]
-      Label-free: the variant learns the teacher's softened outputs on unlabeled CTs.
+  distill <variant folder> --teacher <model folder> --images <a.nii.gz | folder of NIfTI | DICOM folder>[,...] [--steps 300]
+          [--lr 1e-4] [--temperature 2] [--pseudo-label-weight 1] [--foreground-oversampling 0.33]
+      Label-free: the variant learns the teacher's softened outputs on unlabeled CTs, plus
+      Dice + cross-entropy against the teacher's argmax; patches are centred on what the teacher
+      segments.
   evaluate <model folder> --images ... --labels ... [--reference <model folder>] [--step 0.5] [--tag name]
       Per-class and mean Dice against the labels (and agreement Dice with the reference model's
       predictions); written to <model folder>/<tag>.json and, for a variant, into its manifest.
@@ -324,9 +328,35 @@ std::vector<std::string> SplitList(const std::string& text) {
   return out;
 }
 
+bool IsNifti(const fs::path& p) {
+  const std::string name = p.filename().string();
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with(".nii") || ends_with(".nii.gz");
+}
+
+// Unlabeled images: a folder holding NIfTI files stands for those files (sorted by name); any
+// other folder is read as one DICOM series.
+std::vector<std::string> ExpandNiftiFolders(const std::vector<std::string>& items) {
+  std::vector<std::string> out;
+  for (const auto& item : items) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    if (fs::is_directory(item, ec)) {
+      for (const auto& entry : fs::directory_iterator(item, ec))
+        if (entry.is_regular_file() && IsNifti(entry.path())) files.push_back(entry.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) files.push_back(item);
+    out.insert(out.end(), files.begin(), files.end());
+  }
+  return out;
+}
+
 // Reads the CTs (and, when given, their label maps) into training cases in the model's space.
 Result<std::vector<TrainingCase>> LoadCases(const ModelInfo& info, const Args& a, bool with_labels) {
-  const auto images = SplitList(a.Get("images"));
+  const auto images = with_labels ? SplitList(a.Get("images")) : ExpandNiftiFolders(SplitList(a.Get("images")));
   const auto labels = SplitList(a.Get("labels"));
   if (images.empty()) return InvalidArgument("--images needs at least one CT");
   if (with_labels && labels.size() != images.size()) return InvalidArgument("--labels must name one label map per image");
@@ -357,6 +387,9 @@ TrainerOptions TrainerOptionsFrom(const Args& a, TrainerOptions o, std::ostream&
   o.checkpoint_every = std::stoll(a.Get("checkpoint-every", std::to_string(o.checkpoint_every)));
   o.resume = a.Has("resume");
   if (a.Has("temperature")) o.temperature = std::stod(a.Get("temperature"));
+  if (a.Has("pseudo-label-weight")) o.pseudo_label_weight = std::stod(a.Get("pseudo-label-weight"));
+  if (a.Has("spatial-augmentation")) o.spatial_augmentation = std::stod(a.Get("spatial-augmentation"));
+  if (a.Has("foreground-oversampling")) o.foreground_oversampling = std::stod(a.Get("foreground-oversampling"));
   o.progress = &out;
   return o;
 }
@@ -487,8 +520,13 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
   if (!log.ok()) return Fail(err, log.status());
   Model updated{model.value().info, net.Weights()};
   json record = OptionsJson(options, log.value());
-  record["images"] = SplitList(a.Get("images"));
-  if (distill) record["teacher"] = a.Get("teacher"), record["temperature"] = options.temperature;
+  record["images"] = distill ? ExpandNiftiFolders(SplitList(a.Get("images"))) : SplitList(a.Get("images"));
+  if (distill) {
+    record["teacher"] = a.Get("teacher");
+    record["temperature"] = options.temperature;
+    record["pseudo_label_weight"] = options.pseudo_label_weight;
+    record["foreground_oversampling"] = options.foreground_oversampling;
+  }
   updated.info.provenance[distill ? "distilled" : "finetuned"] = record;
   const Status st = SaveModel(updated, dir);
   if (!st.ok()) return Fail(err, st);
@@ -540,22 +578,32 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     mean /= std::max<size_t>(1, dice.size());
     json entry = {{"image", images[i]}, {"labels", labels[i]}, {"dice", per_class}, {"mean_dice", mean}};
     out << images[i] << ": mean Dice " << std::fixed << std::setprecision(3) << mean << " over " << dice.size() << " classes";
+    std::map<int64_t, double> agreement;
     if (reference) {
       UNetPatchNetwork ref_net(reference->network);
       auto ref = Predict(reference->info, ref_net, ct.value(), popt);
       if (!ref.ok()) return Fail(err, ref.status());
       LabelValues ref_values{ref.value().labels.geometry, {ref.value().labels.voxels.begin(), ref.value().labels.voxels.end()}};
-      const auto agreement = DicePerLabel(pred.value().labels, ref_values, ids);
+      agreement = DicePerLabel(pred.value().labels, ref_values, ids);
       double agree = 0;
-      for (const auto& [id, d] : agreement) agree += d;
+      json per_class_agreement = json::object();
+      for (const auto& [id, d] : agreement) agree += d, per_class_agreement[std::to_string(id)] = d;
       agree /= std::max<size_t>(1, agreement.size());
       entry["agreement_dice"] = agree;
+      entry["agreement"] = per_class_agreement;
       out << ", agreement Dice with " << reference->info.name << " " << agree;
     }
     out << "\n";
+    if (reference) out << "  " << std::left << std::setw(28) << "class" << std::right << std::setw(8) << "Dice" << std::setw(11) << "agreement\n";
     for (const auto& [id, name] : info.labels) {
-      if (id == 0 || !dice.count(id)) continue;
-      out << "  " << std::left << std::setw(28) << name << std::right << std::setw(8) << dice.at(id) << "\n";
+      if (id == 0 || (!dice.count(id) && !agreement.count(id))) continue;
+      out << "  " << std::left << std::setw(28) << name << std::right << std::setw(8);
+      if (dice.count(id)) out << dice.at(id); else out << "-";
+      if (reference) {
+        out << std::setw(10);
+        if (agreement.count(id)) out << agreement.at(id); else out << "-";
+      }
+      out << "\n";
     }
     results.push_back(entry);
   }

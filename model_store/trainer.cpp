@@ -1,11 +1,13 @@
 #include "model_store/trainer.h"
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <random>
 
+#include "model_store/predictor.h"
 #include "model_store/safetensors.h"
 #include "model_store/sliding_window.h"
 
@@ -54,14 +56,16 @@ class PatchSampler {
         const int64_t room = c.image.size(a + 1) - patch_[a];
         start[a] = centre_on_foreground ? std::clamp(voxel[a].item<int64_t>() - patch_[a] / 2, int64_t{0}, room) : Uniform(room + 1);
       }
-      auto image = c.image.slice(1, start[0], start[0] + patch_[0]).slice(2, start[1], start[1] + patch_[1])
-                       .slice(3, start[2], start[2] + patch_[2]).clone();
+      torch::Tensor image, label;
+      if (options_.spatial_augmentation > 0 && Uniform(0.0, 1.0) < options_.spatial_augmentation) {
+        std::tie(image, label) = Transformed(c, start);
+      } else {
+        image = Crop(c.image.squeeze(0), start).unsqueeze(0).clone();
+        if (c.labels.defined()) label = Crop(c.labels, start);
+      }
       if (options_.augment) Augment(image);
       images.push_back(image);
-      if (c.labels.defined()) {
-        labels.push_back(c.labels.slice(0, start[0], start[0] + patch_[0]).slice(1, start[1], start[1] + patch_[1])
-                             .slice(2, start[2], start[2] + patch_[2]));
-      }
+      if (label.defined()) labels.push_back(label);
     }
     return {torch::stack(images), labels.empty() ? torch::Tensor() : torch::stack(labels)};
   }
@@ -70,6 +74,46 @@ class PatchSampler {
   struct Case {
     torch::Tensor image, labels, foreground;
   };
+
+  torch::Tensor Crop(const torch::Tensor& volume, const Int3& start) const {
+    return volume.slice(0, start[0], start[0] + patch_[0]).slice(1, start[1], start[1] + patch_[1])
+        .slice(2, start[2], start[2] + patch_[2]);
+  }
+
+  // The patch centred where `start` puts it, resampled through a random scaling (0.7-1.4, as
+  // nnU-Net) and a rotation about axis 0 (+-15 degrees, in the plane of axes 1 and 2, whose
+  // spacings are equal in CT): image trilinear, labels nearest, zeros outside the volume.
+  std::pair<torch::Tensor, torch::Tensor> Transformed(const Case& c, const Int3& start) {
+    const double scale = Uniform(0.7, 1.4), angle = Uniform(-15.0, 15.0) * M_PI / 180.0;
+    const double cos_a = std::cos(angle), sin_a = std::sin(angle);
+    const auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+    std::array<torch::Tensor, 3> offset;  // output voxel minus patch centre, per axis
+    for (int a = 0; a < 3; ++a) offset[a] = torch::arange(patch_[a], opts) - (patch_[a] - 1) / 2.0;
+    auto o0 = offset[0].view({-1, 1, 1}).expand({patch_[0], patch_[1], patch_[2]});
+    auto o1 = offset[1].view({1, -1, 1}).expand({patch_[0], patch_[1], patch_[2]});
+    auto o2 = offset[2].view({1, 1, -1}).expand({patch_[0], patch_[1], patch_[2]});
+    std::array<torch::Tensor, 3> source{
+        o0 * scale,
+        (o1 * cos_a - o2 * sin_a) * scale,
+        (o1 * sin_a + o2 * cos_a) * scale,
+    };
+    std::array<torch::Tensor, 3> normalised;  // grid_sample's [-1, 1], align_corners = true
+    for (int a = 0; a < 3; ++a) {
+      const double size = static_cast<double>(c.image.size(a + 1));
+      const double centre = static_cast<double>(start[a]) + (patch_[a] - 1) / 2.0;
+      normalised[a] = (source[a] + centre) * (2.0 / (size - 1)) - 1;
+    }
+    const auto grid = torch::stack({normalised[2], normalised[1], normalised[0]}, -1).unsqueeze(0);  // (x, y, z)
+    auto sample = [&](const torch::Tensor& volume, torch::nn::functional::GridSampleFuncOptions::mode_t mode) {
+      return F::grid_sample(volume.to(torch::kFloat32).unsqueeze(0), grid,
+                            F::GridSampleFuncOptions().mode(mode).padding_mode(torch::kZeros).align_corners(true))
+          .squeeze(0);
+    };
+    auto image = sample(c.image, torch::kBilinear);
+    torch::Tensor labels;
+    if (c.labels.defined()) labels = sample(c.labels.unsqueeze(0), torch::kNearest).squeeze(0).round().to(torch::kInt64);
+    return {image, labels};
+  }
 
   int64_t Uniform(int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng_); }
   double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
@@ -230,21 +274,32 @@ Result<TrainingLog> Train(PlainConvUNet& net, const Int3& patch, const std::vect
 Result<TrainingLog> Distill(PlainConvUNet& student, const PlainConvUNet& teacher, const Int3& patch,
                             const std::vector<TrainingCase>& images, const TrainerOptions& o) {
   if (images.empty()) return InvalidArgument("no images to distill on");
-  std::vector<TrainingCase> unlabeled;
-  for (const auto& c : images) unlabeled.push_back({c.image, torch::Tensor()});  // labels are never read
-  TrainerOptions opts = o;
-  opts.foreground_oversampling = 0;
-  PatchSampler sampler(unlabeled, patch, opts);
+  // The teacher's whole-image predictions stand in for labels when sampling patches.
+  std::vector<TrainingCase> pseudo_labeled;
+  {
+    torch::NoGradGuard no_grad;
+    const UNetPatchNetwork teacher_net(teacher);
+    for (const auto& c : images) {  // c.labels is never read
+      auto logits = SlidingWindowLogits(c.image, patch, teacher_net, {});
+      if (!logits.ok()) return logits.status();
+      pseudo_labeled.push_back({c.image, logits.value().argmax(0)});
+    }
+  }
+  PatchSampler sampler(pseudo_labeled, patch, o);
   const double t = o.temperature;
-  return Loop(student, sampler, opts, [&](const torch::Tensor& batch, const torch::Tensor&) {
-    torch::Tensor target;
+  return Loop(student, sampler, o, [&](const torch::Tensor& batch, const torch::Tensor&) {
+    torch::Tensor teacher_logits;
     {
       torch::NoGradGuard no_grad;
-      target = (teacher.Forward(batch) / t).softmax(1);
+      teacher_logits = teacher.Forward(batch);
     }
-    const auto log_student = (student.Forward(batch) / t).log_softmax(1);
-    return F::kl_div(log_student, target, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (t * t) /
-           static_cast<double>(batch.size(2) * batch.size(3) * batch.size(4));
+    const auto student_logits = student.Forward(batch);
+    const auto target = (teacher_logits / t).softmax(1);
+    const auto log_student = (student_logits / t).log_softmax(1);
+    const auto soft = F::kl_div(log_student, target, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (t * t) /
+                      static_cast<double>(batch.size(2) * batch.size(3) * batch.size(4));
+    if (o.pseudo_label_weight == 0) return soft;
+    return soft + o.pseudo_label_weight * DiceCrossEntropyLoss(student_logits, teacher_logits.argmax(1));
   });
 }
 

@@ -1,7 +1,7 @@
 // Training, fine-tuning and label-free distillation of a PlainConvUNet (dense or Tucker variant)
 // in LibTorch: nnU-Net-style loss (soft Dice + cross-entropy), AdamW or SGD with Nesterov, poly or
-// constant learning rate, patch sampling with foreground oversampling, intensity augmentation,
-// fixed seeds, checkpoints and resume.
+// constant learning rate, patch sampling with foreground oversampling, spatial (scaling, rotation)
+// and intensity augmentation, fixed seeds, checkpoints and resume.
 #pragma once
 
 #include <ostream>
@@ -31,7 +31,11 @@ struct TrainerOptions {
   double weight_decay = 3e-5;
   double foreground_oversampling = 0.33;  // share of patches centred on a labelled voxel
   bool augment = true;                    // intensity scaling, contrast, Gaussian noise
+  double spatial_augmentation = 0.2;      // share of patches scaled and rotated (0: none)
   double temperature = 2.0;               // distillation: softening of both outputs
+  // Distillation: weight of Dice + cross-entropy against the teacher's own argmax (pseudo-labels).
+  // The soft KL term alone is dominated by background voxels; this term weighs every class equally.
+  double pseudo_label_weight = 1.0;
   uint64_t seed = 12345;
   std::string checkpoint;         // path of the checkpoint file; empty: none
   int64_t checkpoint_every = 100;
@@ -49,8 +53,11 @@ struct TrainingLog {
 Result<TrainingLog> Train(PlainConvUNet& net, const Int3& patch, const std::vector<TrainingCase>& cases,
                           const TrainerOptions& options);
 
-// Label-free distillation: the student matches the teacher's softened class probabilities
-// (KL divergence at `temperature`, scaled by T^2) on patches of the images; labels are not read.
+// Label-free distillation: on patches of the images the student matches the teacher's softened
+// class probabilities (KL divergence at `temperature`, scaled by T^2) plus, weighted by
+// `pseudo_label_weight`, Dice + cross-entropy against the teacher's argmax. Patches are centred on
+// voxels the teacher segments (its whole-image prediction) at `foreground_oversampling`; labels
+// are never read.
 Result<TrainingLog> Distill(PlainConvUNet& student, const PlainConvUNet& teacher, const Int3& patch,
                             const std::vector<TrainingCase>& images, const TrainerOptions& options);
 

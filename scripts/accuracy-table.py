@@ -18,7 +18,7 @@ def case_name(path):
 
 
 rows = [("original", load(os.path.join(model, "evaluation.json")), None, None)]
-for v in ("df0.5-rmin4", "df0.3-rmin4", "df0.1-rmin4"):
+for v in ("df0.5", "df0.3", "df0.1"):
     d = os.path.join(model, "variants", v)
     m = load(os.path.join(d, "manifest.json"))
     if m is None:

@@ -39,7 +39,7 @@ kill "$server_pid"
 
 echo "== segment a real CT in-process with the bundled default model, and with its DF 0.3 Tucker variant"
 "$models" predict "$default_model" -i "$ct" -o out/example_ct_sm-labels.nii.gz --threads "$(nproc)"
-"$models" predict "$default_model/variants/df0.3-rmin4" -i "$ct" -o out/example_ct_sm-labels-df0.3-rmin4.nii.gz --threads "$(nproc)"
+"$models" predict "$default_model/variants/df0.3" -i "$ct" -o out/example_ct_sm-labels-df0.3.nii.gz --threads "$(nproc)"
 echo "== the default model and its variants: cost per patch"
 for m in "$default_model" "$default_model"/variants/*; do
   printf '%-40s ' "$m"; "$models" inspect "$m" | tail -n 1

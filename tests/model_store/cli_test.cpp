@@ -3,6 +3,7 @@
 
 #include "client/image_io.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -142,7 +143,11 @@ TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
 
   ASSERT_EQ(Cli({"compress", model, "--df", "0.5", "--rank-min", "2"}).code, 0);
   const std::string variant = model + "/variants/df0.5-rmin2";
-  r = Cli({"distill", variant, "--teacher", model, "--images", images, "--steps", "20", "--threads", "2"});
+  // A folder of unlabeled NIfTI CTs stands for its files.
+  std::filesystem::create_directories(dir / "unlabeled");
+  std::filesystem::copy_file(images, dir / "unlabeled/a.nii.gz");
+  std::filesystem::copy_file(images, dir / "unlabeled/b.nii.gz");
+  r = Cli({"distill", variant, "--teacher", model, "--images", (dir / "unlabeled").string(), "--steps", "20", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
   r = Cli({"finetune", variant, "--images", images, "--labels", labels, "--steps", "10", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -151,9 +156,11 @@ TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
   EXPECT_THAT(r.out, HasSubstr("agreement Dice with model"));
   std::ifstream manifest_in(dir / "model/variants/df0.5-rmin2/manifest.json");
   const auto manifest = nlohmann::json::parse(manifest_in);
-  EXPECT_TRUE(manifest.contains("distilled"));
+  ASSERT_TRUE(manifest.contains("distilled"));
+  EXPECT_EQ(manifest["distilled"]["images"].size(), 2u);
   EXPECT_TRUE(manifest.contains("finetuned"));
   EXPECT_TRUE(manifest["after"]["cases"][0].contains("agreement_dice"));
+  EXPECT_TRUE(manifest["after"]["cases"][0]["agreement"].contains("5"));  // per class, by label id
   // Distillation reads no labels: it must not need --labels.
   r = Cli({"distill", variant, "--images", images});
   EXPECT_EQ(r.code, 2);

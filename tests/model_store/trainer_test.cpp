@@ -60,6 +60,25 @@ TEST(Trainer, LearnsASyntheticVolume) {
   EXPECT_GT(MeanDice(logits.value().argmax(0), test.labels, 3), 0.9);
 }
 
+// Every patch scaled and rotated: if labels and image were resampled differently the network
+// could not learn the held-out volume.
+TEST(Trainer, LearnsWithSpatialAugmentationOnEveryPatch) {
+  torch::set_num_threads(2);
+  const UNetConfig c = Tiny(3);
+  auto net = PlainConvUNet::Create(c, PlainConvUNet::RandomWeights(c, 1)).value();
+  TrainerOptions o;
+  o.steps = 150;
+  o.batch = 2;
+  o.learning_rate = 3e-3;
+  o.spatial_augmentation = 1.0;
+  ASSERT_TRUE(Train(net, {16, 32, 32}, {Synthetic(1)}, o).ok());
+  const TrainingCase test = Synthetic(2);
+  UNetPatchNetwork patch_net(net);
+  auto logits = SlidingWindowLogits(test.image, {16, 32, 32}, patch_net, {});
+  ASSERT_TRUE(logits.ok());
+  EXPECT_GT(MeanDice(logits.value().argmax(0), test.labels, 3), 0.9);
+}
+
 TEST(Trainer, ResumeFromCheckpointRepeatsTheRun) {
   torch::set_num_threads(2);
   const UNetConfig c = Tiny(3);
