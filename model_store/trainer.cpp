@@ -12,10 +12,107 @@
 #include "model_store/sliding_window.h"
 
 namespace tucker_seg {
+
+namespace F = torch::nn::functional;
+
+PatchSampler::PatchSampler(const std::vector<TrainingCase>& cases, const Int3& patch, const TrainerOptions& o)
+    : patch_(patch), options_(o), rng_(o.seed) {
+  for (const auto& c : cases) {
+    Int3 pad{};
+    Case p;
+    p.image = PadToTile(c.image, patch, &pad);  // as at inference: zeros, lower pad = difference / 2
+    if (c.labels.defined()) {
+      p.labels = PadToTile(c.labels.unsqueeze(0), patch, &pad).squeeze(0);
+      p.foreground = p.labels.nonzero();  // (n, 3)
+    }
+    padded_.push_back(p);
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> PatchSampler::Batch(int64_t batch) {
+  std::vector<torch::Tensor> images, labels;
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto& c = padded_[Uniform(static_cast<int64_t>(padded_.size()))];
+    Int3 start{};
+    const bool centre_on_foreground = c.foreground.defined() && c.foreground.size(0) > 0 &&
+                                      std::uniform_real_distribution<double>(0, 1)(rng_) < options_.foreground_oversampling;
+    const auto voxel = centre_on_foreground ? c.foreground[Uniform(c.foreground.size(0))] : torch::Tensor();
+    for (int a = 0; a < 3; ++a) {
+      const int64_t room = c.image.size(a + 1) - patch_[a];
+      start[a] = centre_on_foreground ? std::clamp(voxel[a].item<int64_t>() - patch_[a] / 2, int64_t{0}, room) : Uniform(room + 1);
+    }
+    torch::Tensor image, label;
+    if (options_.spatial_augmentation > 0 && Uniform(0.0, 1.0) < options_.spatial_augmentation) {
+      std::tie(image, label) = Transformed(c, start);
+    } else {
+      image = Crop(c.image.squeeze(0), start).unsqueeze(0).clone();
+      if (c.labels.defined()) label = Crop(c.labels, start);
+    }
+    if (options_.augment) Augment(image);
+    images.push_back(image);
+    if (label.defined()) labels.push_back(label);
+  }
+  return {torch::stack(images), labels.empty() ? torch::Tensor() : torch::stack(labels)};
+}
+
+torch::Tensor PatchSampler::Crop(const torch::Tensor& volume, const Int3& start) const {
+  return volume.slice(0, start[0], start[0] + patch_[0]).slice(1, start[1], start[1] + patch_[1])
+      .slice(2, start[2], start[2] + patch_[2]);
+}
+
+// Scaling 0.7-1.4 as nnU-Net; rotation about axis 0 (+-15 degrees, in the plane of axes 1 and 2,
+// whose spacings are equal in CT).
+std::pair<torch::Tensor, torch::Tensor> PatchSampler::Transformed(const Case& c, const Int3& start) {
+  const double scale = Uniform(0.7, 1.4), angle = Uniform(-15.0, 15.0) * M_PI / 180.0;
+  const double cos_a = std::cos(angle), sin_a = std::sin(angle);
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+  std::array<torch::Tensor, 3> offset;  // output voxel minus patch centre, per axis
+  for (int a = 0; a < 3; ++a) offset[a] = torch::arange(patch_[a], opts) - (patch_[a] - 1) / 2.0;
+  auto o0 = offset[0].view({-1, 1, 1}).expand({patch_[0], patch_[1], patch_[2]});
+  auto o1 = offset[1].view({1, -1, 1}).expand({patch_[0], patch_[1], patch_[2]});
+  auto o2 = offset[2].view({1, 1, -1}).expand({patch_[0], patch_[1], patch_[2]});
+  std::array<torch::Tensor, 3> source{
+      o0 * scale,
+      (o1 * cos_a - o2 * sin_a) * scale,
+      (o1 * sin_a + o2 * cos_a) * scale,
+  };
+  std::array<torch::Tensor, 3> normalised;  // grid_sample's [-1, 1], align_corners = true
+  for (int a = 0; a < 3; ++a) {
+    const double size = static_cast<double>(c.image.size(a + 1));
+    const double centre = static_cast<double>(start[a]) + (patch_[a] - 1) / 2.0;
+    normalised[a] = (source[a] + centre) * (2.0 / (size - 1)) - 1;
+  }
+  const auto grid = torch::stack({normalised[2], normalised[1], normalised[0]}, -1).unsqueeze(0);  // (x, y, z)
+  auto sample = [&](const torch::Tensor& volume, torch::nn::functional::GridSampleFuncOptions::mode_t mode) {
+    return F::grid_sample(volume.to(torch::kFloat32).unsqueeze(0), grid,
+                          F::GridSampleFuncOptions().mode(mode).padding_mode(torch::kZeros).align_corners(true))
+        .squeeze(0);
+  };
+  auto image = sample(c.image, torch::kBilinear);
+  torch::Tensor labels;
+  if (c.labels.defined()) labels = sample(c.labels.unsqueeze(0), torch::kNearest).squeeze(0).round().to(torch::kInt64);
+  return {image, labels};
+}
+
+int64_t PatchSampler::Uniform(int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng_); }
+double PatchSampler::Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
+
+// nnU-Net-like intensity augmentation (no mirroring: left/right classes must stay apart).
+void PatchSampler::Augment(torch::Tensor& image) {
+  if (Uniform(0.0, 1.0) < 0.15) image.mul_(Uniform(0.75, 1.25));  // brightness
+  if (Uniform(0.0, 1.0) < 0.15) {                                   // contrast
+    const auto mean = image.mean();
+    image.sub_(mean).mul_(Uniform(0.75, 1.25)).add_(mean);
+  }
+  if (Uniform(0.0, 1.0) < 0.1) {  // Gaussian noise, from a generator seeded by our own stream
+    auto gen = at::detail::createCPUGenerator(rng_());
+    image.add_(at::normal(0.0, Uniform(0.0, 0.1), image.sizes(), gen));
+  }
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
-namespace F = torch::nn::functional;
 
 std::vector<torch::Tensor> Parameters(PlainConvUNet& net) {
   std::vector<torch::Tensor> params;
@@ -26,116 +123,6 @@ std::vector<torch::Tensor> Parameters(PlainConvUNet& net) {
   return params;
 }
 
-// Samples training patches; the random source is seeded so that runs repeat.
-class PatchSampler {
- public:
-  PatchSampler(const std::vector<TrainingCase>& cases, const Int3& patch, const TrainerOptions& o)
-      : patch_(patch), options_(o), rng_(o.seed) {
-    for (const auto& c : cases) {
-      Int3 pad{};
-      Case p;
-      p.image = PadToTile(c.image, patch, &pad);  // as at inference: zeros, lower pad = difference / 2
-      if (c.labels.defined()) {
-        p.labels = PadToTile(c.labels.unsqueeze(0), patch, &pad).squeeze(0);
-        p.foreground = p.labels.nonzero();  // (n, 3)
-      }
-      padded_.push_back(p);
-    }
-  }
-
-  // (B, 1, patch) images and (B, patch) labels (undefined when the cases are unlabeled).
-  std::pair<torch::Tensor, torch::Tensor> Batch(int64_t batch) {
-    std::vector<torch::Tensor> images, labels;
-    for (int64_t b = 0; b < batch; ++b) {
-      const auto& c = padded_[Uniform(static_cast<int64_t>(padded_.size()))];
-      Int3 start{};
-      const bool centre_on_foreground = c.foreground.defined() && c.foreground.size(0) > 0 &&
-                                        std::uniform_real_distribution<double>(0, 1)(rng_) < options_.foreground_oversampling;
-      const auto voxel = centre_on_foreground ? c.foreground[Uniform(c.foreground.size(0))] : torch::Tensor();
-      for (int a = 0; a < 3; ++a) {
-        const int64_t room = c.image.size(a + 1) - patch_[a];
-        start[a] = centre_on_foreground ? std::clamp(voxel[a].item<int64_t>() - patch_[a] / 2, int64_t{0}, room) : Uniform(room + 1);
-      }
-      torch::Tensor image, label;
-      if (options_.spatial_augmentation > 0 && Uniform(0.0, 1.0) < options_.spatial_augmentation) {
-        std::tie(image, label) = Transformed(c, start);
-      } else {
-        image = Crop(c.image.squeeze(0), start).unsqueeze(0).clone();
-        if (c.labels.defined()) label = Crop(c.labels, start);
-      }
-      if (options_.augment) Augment(image);
-      images.push_back(image);
-      if (label.defined()) labels.push_back(label);
-    }
-    return {torch::stack(images), labels.empty() ? torch::Tensor() : torch::stack(labels)};
-  }
-
- private:
-  struct Case {
-    torch::Tensor image, labels, foreground;
-  };
-
-  torch::Tensor Crop(const torch::Tensor& volume, const Int3& start) const {
-    return volume.slice(0, start[0], start[0] + patch_[0]).slice(1, start[1], start[1] + patch_[1])
-        .slice(2, start[2], start[2] + patch_[2]);
-  }
-
-  // The patch centred where `start` puts it, resampled through a random scaling (0.7-1.4, as
-  // nnU-Net) and a rotation about axis 0 (+-15 degrees, in the plane of axes 1 and 2, whose
-  // spacings are equal in CT): image trilinear, labels nearest, zeros outside the volume.
-  std::pair<torch::Tensor, torch::Tensor> Transformed(const Case& c, const Int3& start) {
-    const double scale = Uniform(0.7, 1.4), angle = Uniform(-15.0, 15.0) * M_PI / 180.0;
-    const double cos_a = std::cos(angle), sin_a = std::sin(angle);
-    const auto opts = torch::TensorOptions().dtype(torch::kFloat32);
-    std::array<torch::Tensor, 3> offset;  // output voxel minus patch centre, per axis
-    for (int a = 0; a < 3; ++a) offset[a] = torch::arange(patch_[a], opts) - (patch_[a] - 1) / 2.0;
-    auto o0 = offset[0].view({-1, 1, 1}).expand({patch_[0], patch_[1], patch_[2]});
-    auto o1 = offset[1].view({1, -1, 1}).expand({patch_[0], patch_[1], patch_[2]});
-    auto o2 = offset[2].view({1, 1, -1}).expand({patch_[0], patch_[1], patch_[2]});
-    std::array<torch::Tensor, 3> source{
-        o0 * scale,
-        (o1 * cos_a - o2 * sin_a) * scale,
-        (o1 * sin_a + o2 * cos_a) * scale,
-    };
-    std::array<torch::Tensor, 3> normalised;  // grid_sample's [-1, 1], align_corners = true
-    for (int a = 0; a < 3; ++a) {
-      const double size = static_cast<double>(c.image.size(a + 1));
-      const double centre = static_cast<double>(start[a]) + (patch_[a] - 1) / 2.0;
-      normalised[a] = (source[a] + centre) * (2.0 / (size - 1)) - 1;
-    }
-    const auto grid = torch::stack({normalised[2], normalised[1], normalised[0]}, -1).unsqueeze(0);  // (x, y, z)
-    auto sample = [&](const torch::Tensor& volume, torch::nn::functional::GridSampleFuncOptions::mode_t mode) {
-      return F::grid_sample(volume.to(torch::kFloat32).unsqueeze(0), grid,
-                            F::GridSampleFuncOptions().mode(mode).padding_mode(torch::kZeros).align_corners(true))
-          .squeeze(0);
-    };
-    auto image = sample(c.image, torch::kBilinear);
-    torch::Tensor labels;
-    if (c.labels.defined()) labels = sample(c.labels.unsqueeze(0), torch::kNearest).squeeze(0).round().to(torch::kInt64);
-    return {image, labels};
-  }
-
-  int64_t Uniform(int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng_); }
-  double Uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng_); }
-
-  // nnU-Net-like intensity augmentation (no mirroring: left/right classes must stay apart).
-  void Augment(torch::Tensor& image) {
-    if (Uniform(0.0, 1.0) < 0.15) image.mul_(Uniform(0.75, 1.25));  // brightness
-    if (Uniform(0.0, 1.0) < 0.15) {                                   // contrast
-      const auto mean = image.mean();
-      image.sub_(mean).mul_(Uniform(0.75, 1.25)).add_(mean);
-    }
-    if (Uniform(0.0, 1.0) < 0.1) {  // Gaussian noise, from a generator seeded by our own stream
-      auto gen = at::detail::createCPUGenerator(rng_());
-      image.add_(at::normal(0.0, Uniform(0.0, 0.1), image.sizes(), gen));
-    }
-  }
-
-  Int3 patch_;
-  TrainerOptions options_;
-  std::mt19937_64 rng_;
-  std::vector<Case> padded_;
-};
 
 double LearningRate(const TrainerOptions& o, int64_t step) {
   if (o.schedule == "constant") return o.learning_rate;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <ostream>
+#include <random>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,32 @@ struct TrainerOptions {
   int64_t checkpoint_every = 100;
   bool resume = false;            // continue from `checkpoint` if it exists
   std::ostream* progress = nullptr;
+};
+
+// Samples training patches (B, 1, patch) with their labels (B, patch): foreground oversampling on
+// the cases' labels, spatial and intensity augmentation; seeded, so that runs repeat.
+class PatchSampler {
+ public:
+  PatchSampler(const std::vector<TrainingCase>& cases, const Int3& patch, const TrainerOptions& options);
+  // Labels are undefined when the cases are unlabeled.
+  std::pair<torch::Tensor, torch::Tensor> Batch(int64_t batch);
+
+ private:
+  struct Case {
+    torch::Tensor image, labels, foreground;  // padded to the patch as at inference
+  };
+  torch::Tensor Crop(const torch::Tensor& volume, const Int3& start) const;
+  // The patch centred where `start` puts it, resampled through a random scaling and rotation:
+  // image trilinear, labels nearest, zeros outside the volume.
+  std::pair<torch::Tensor, torch::Tensor> Transformed(const Case& c, const Int3& start);
+  void Augment(torch::Tensor& image);
+  int64_t Uniform(int64_t n);
+  double Uniform(double lo, double hi);
+
+  Int3 patch_;
+  TrainerOptions options_;
+  std::mt19937_64 rng_;
+  std::vector<Case> padded_;
 };
 
 struct TrainingLog {
