@@ -355,9 +355,8 @@ std::vector<std::string> ExpandNiftiFolders(const std::vector<std::string>& item
 }
 
 // Reads the CTs (and, when given, their label maps) into training cases in the model's space.
-Result<std::vector<TrainingCase>> LoadCases(const ModelInfo& info, const Args& a, bool with_labels) {
-  const auto images = with_labels ? SplitList(a.Get("images")) : ExpandNiftiFolders(SplitList(a.Get("images")));
-  const auto labels = SplitList(a.Get("labels"));
+Result<std::vector<TrainingCase>> LoadCases(const ModelInfo& info, const std::vector<std::string>& images,
+                                            const std::vector<std::string>& labels, bool with_labels) {
   if (images.empty()) return InvalidArgument("--images needs at least one CT");
   if (with_labels && labels.size() != images.size()) return InvalidArgument("--labels must name one label map per image");
   std::vector<TrainingCase> cases;
@@ -467,7 +466,7 @@ int TrainCommand(const Args& a, std::ostream& out, std::ostream& err) {
   if (!intensity.ok()) return Fail(err, intensity.status());
   info.channels = {{"CT", "CTNormalization", false, intensity.value()}};
 
-  auto cases = LoadCases(info, a, true);
+  auto cases = LoadCases(info, SplitList(a.Get("images")), SplitList(a.Get("labels")), true);
   if (!cases.ok()) return Fail(err, cases.status());
   TrainerOptions defaults;
   auto options = TrainerOptionsFrom(a, defaults, out);
@@ -501,7 +500,8 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
   auto model = LoadNetwork(dir);
   if (!model.ok()) return Fail(err, model.status());
   PlainConvUNet& net = model.value().network;
-  auto cases = LoadCases(model.value().info, a, !distill);
+  const auto images = distill ? ExpandNiftiFolders(SplitList(a.Get("images"))) : SplitList(a.Get("images"));
+  auto cases = LoadCases(model.value().info, images, SplitList(a.Get("labels")), !distill);
   if (!cases.ok()) return Fail(err, cases.status());
   TrainerOptions defaults;
   defaults.steps = distill ? 300 : 200;
@@ -520,7 +520,7 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
   if (!log.ok()) return Fail(err, log.status());
   Model updated{model.value().info, net.Weights()};
   json record = OptionsJson(options, log.value());
-  record["images"] = distill ? ExpandNiftiFolders(SplitList(a.Get("images"))) : SplitList(a.Get("images"));
+  record["images"] = images;
   if (distill) {
     record["teacher"] = a.Get("teacher");
     record["temperature"] = options.temperature;
@@ -535,6 +535,20 @@ int AdaptCommand(const std::string& command, const Args& a, std::ostream& out, s
       << log.value().seconds << " s, loss " << std::setprecision(4) << log.value().losses.front() << " -> "
       << log.value().losses.back() << "\n";
   return 0;
+}
+
+// Dice per label id as {"<id>": dice}.
+json PerClassJson(const std::map<int64_t, double>& dice) {
+  json per_class = json::object();
+  for (const auto& [id, d] : dice) per_class[std::to_string(id)] = d;
+  return per_class;
+}
+
+// Mean over the classes scored (0 when none).
+double MeanDice(const std::map<int64_t, double>& dice) {
+  double sum = 0;
+  for (const auto& [id, d] : dice) sum += d;
+  return sum / static_cast<double>(std::max<size_t>(1, dice.size()));
 }
 
 int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
@@ -572,11 +586,8 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
     if (!pred.ok()) return Fail(err, pred.status());
     if (!(seg.value().geometry == ct.value().geometry)) seg = ResampleLabelsNearest(seg.value(), ct.value().geometry);
     const auto dice = DicePerLabel(pred.value().labels, seg.value(), ids);
-    json per_class = json::object();
-    double mean = 0;
-    for (const auto& [id, d] : dice) per_class[std::to_string(id)] = d, mean += d;
-    mean /= std::max<size_t>(1, dice.size());
-    json entry = {{"image", images[i]}, {"labels", labels[i]}, {"dice", per_class}, {"mean_dice", mean}};
+    const double mean = MeanDice(dice);
+    json entry = {{"image", images[i]}, {"labels", labels[i]}, {"dice", PerClassJson(dice)}, {"mean_dice", mean}};
     out << images[i] << ": mean Dice " << std::fixed << std::setprecision(3) << mean << " over " << dice.size() << " classes";
     std::map<int64_t, double> agreement;
     if (reference) {
@@ -585,12 +596,9 @@ int EvaluateCommand(const Args& a, std::ostream& out, std::ostream& err) {
       if (!ref.ok()) return Fail(err, ref.status());
       LabelValues ref_values{ref.value().labels.geometry, {ref.value().labels.voxels.begin(), ref.value().labels.voxels.end()}};
       agreement = DicePerLabel(pred.value().labels, ref_values, ids);
-      double agree = 0;
-      json per_class_agreement = json::object();
-      for (const auto& [id, d] : agreement) agree += d, per_class_agreement[std::to_string(id)] = d;
-      agree /= std::max<size_t>(1, agreement.size());
+      const double agree = MeanDice(agreement);
       entry["agreement_dice"] = agree;
-      entry["agreement"] = per_class_agreement;
+      entry["agreement"] = PerClassJson(agreement);
       out << ", agreement Dice with " << reference->info.name << " " << agree;
     }
     out << "\n";

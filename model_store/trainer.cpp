@@ -35,7 +35,7 @@ std::pair<torch::Tensor, torch::Tensor> PatchSampler::Batch(int64_t batch) {
     const auto& c = padded_[Uniform(static_cast<int64_t>(padded_.size()))];
     Int3 start{};
     const bool centre_on_foreground = c.foreground.defined() && c.foreground.size(0) > 0 &&
-                                      std::uniform_real_distribution<double>(0, 1)(rng_) < options_.foreground_oversampling;
+                                      Uniform(0.0, 1.0) < options_.foreground_oversampling;
     const auto voxel = centre_on_foreground ? c.foreground[Uniform(c.foreground.size(0))] : torch::Tensor();
     for (int a = 0; a < 3; ++a) {
       const int64_t room = c.image.size(a + 1) - patch_[a];
