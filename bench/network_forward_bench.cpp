@@ -11,8 +11,8 @@
 
 #include <torch/torch.h>
 
-#include "model_store/model.h"
-#include "model_store/network.h"
+#include "model_store/format/model.h"
+#include "model_store/network/network.h"
 
 using namespace tucker_seg;
 using Clock = std::chrono::steady_clock;

@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "model_store/predictor.h"
+#include "model_store/inference/predictor.h"
 #include "synthetic_ct.h"
 
 using namespace tucker_seg;

@@ -35,9 +35,9 @@
 #include <torch/torch.h>
 
 #include "client/segmentation_client.h"
-#include "model_store/compress.h"
-#include "model_store/predictor.h"
-#include "model_store/training_data.h"
+#include "model_store/compression/compress.h"
+#include "model_store/inference/predictor.h"
+#include "model_store/training/training_data.h"
 #include "server/server.h"
 #include "support/http_get.h"
 #include "support/subprocess.h"
@@ -83,7 +83,8 @@ std::unique_ptr<client::SegmentationClient> ConnectTo(int port) {
 int Overhead(int64_t slices, int repeats) {
   const std::string store = std::string(TUCKER_SEG_SOURCE_DIR) + "/models";
   auto server = StartServer(store, 0);
-  const auto& model = server->state().models[0];
+  const auto catalog = server->state().catalog.Get();
+  const auto& model = catalog->models[0];
   const auto* original = model.Find("original");
   // The in-process run sees exactly what the server decodes: int16 voxels.
   const auto wire_ct = bench::SyntheticCt(slices);
@@ -161,9 +162,12 @@ std::string BuildRampStore(const CtVolume& probe_ct) {
     const auto dice = DicePerLabel(labels, ref_values, ids);
     for (const auto& [id, d] : dice) agreement += d;
     agreement /= std::max<size_t>(1, dice.size());
-    v.manifest["evaluation"] = {{"cases", {{{"image", "synthetic probe CT"}, {"agreement_dice", agreement}}}}};
+    EvaluationCase probe;
+    probe.image = "synthetic probe CT";
+    probe.agreement_dice = agreement;
+    v.manifest.evaluations[kServingEvaluation].cases = {probe};
     auto name = o.VariantName();
-    v.manifest["variant"] = name;
+    v.manifest.variant = name;
     if (!SaveVariant(v, dir.string()).ok()) std::exit(1);
     std::printf("built %s: agreement Dice with the original %.3f\n", name.c_str(), agreement);
   }
@@ -181,7 +185,8 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
   const auto ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
   const std::string store = BuildRampStore(ct);
   auto probe_server = StartServer(store, 0);
-  for (const auto& v : probe_server->state().models[0].variants) {
+  const auto probe_catalog = probe_server->state().catalog.Get();
+  for (const auto& v : probe_catalog->models[0].variants) {
     std::printf("calibrated %-8s %.3f s/tile, quality %.3f, %s\n", v.name.c_str(), v.seconds_per_tile, v.quality.value_or(0),
                 v.selectable ? "selectable" : v.not_selectable_reason.c_str());
   }

@@ -9,7 +9,7 @@
 
 namespace tucker_seg::bench {
 
-inline CtVolume SyntheticCt(int64_t slices, int64_t in_plane = 512, std::array<double, 3> spacing = {0.8, 0.8, 1.5}) {
+inline CtVolume SyntheticCt(int64_t slices, int64_t in_plane = 512, Xyz<double> spacing = {{0.8, 0.8, 1.5}}) {
   CtVolume ct;
   ct.geometry.size = {in_plane, in_plane, slices};
   ct.geometry.spacing = spacing;

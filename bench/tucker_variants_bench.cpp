@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "model_store/compress.h"
+#include "model_store/compression/compress.h"
 
 using namespace tucker_seg;
 
@@ -62,8 +62,8 @@ int main(int argc, char** argv) {
     o.factorize_all = true;
     o.tucker.max_iterations = 0;
     auto v = CompressModel(original, o).value();
-    std::printf("%-8g %12ld %9.1f%%\n", df, static_cast<long>(v.manifest["parameters"].get<int64_t>()),
-                100.0 * v.manifest["parameters_removed_fraction"].get<double>());
+    std::printf("%-8g %12ld %9.1f%%\n", df, static_cast<long>(v.manifest.parameters),
+                100.0 * v.manifest.parameters_removed_fraction);
   }
 
   torch::manual_seed(1);
@@ -92,18 +92,18 @@ int main(int argc, char** argv) {
       auto v = CompressModel(original, o).value();
       auto net = PlainConvUNet::Create(v.model.info.network, v.model.weights).value();
       int skipped = 0;
-      for (const auto& l : v.manifest["layers"]) skipped += l["factorized"].get<bool>() ? 0 : 1;
+      for (const auto& l : v.manifest.layers) skipped += l.factorized ? 0 : 1;
       const double t = MedianSeconds(net, x, repeats);
       if (df == 0.3 && !all) {
         OpProfile profile;
         net.Forward(x, &profile);
         profiles.emplace_back(o.VariantName(), profile);
       }
-      const double mac_ratio = v.manifest["mac_ratio"].get<double>();
+      const double mac_ratio = v.manifest.mac_ratio;
       // "realised": the share of the MAC saving that shows up as time saved.
       const double realised = (1.0 - t / base_time) / (1.0 - 1.0 / mac_ratio);
       std::printf("%-14s %12ld %9.1f %9.2fx %11.2f %8.2fx %10d %8.0f%%\n", o.VariantName().c_str(),
-                  static_cast<long>(v.manifest["parameters"].get<int64_t>()), v.manifest["macs"].get<double>() / 1e9,
+                  static_cast<long>(v.manifest.parameters), static_cast<double>(v.manifest.macs) / 1e9,
                   mac_ratio, t, base_time / t, skipped, 100.0 * realised);
     }
   }

@@ -18,69 +18,20 @@
 
 #include "client/dicom_seg.h"
 #include "client/dicomweb.h"
-#include "client/image_io.h"
+#include "image_io/image_io.h"
 #include "client/preview.h"
 #include "client/segmentation_client.h"
+#include "command_line/command_line.h"
 
 namespace tucker_seg::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage:
-  tucker-seg segment -i <ct.nii.gz | .nrrd | .mha | DICOM folder> [-o labels.nii.gz] [--dicom-seg seg.dcm]
-                     [--server host:port] [--model NAME] [--variant auto|NAME] [--min-quality Q] [--timeout S]
-                     [--series SERIES_UID] [--roi-subset liver,spleen,...] [--statistics stats.json]
-                     [--preview preview.png] [--quiet]
-  tucker-seg models [--server host:port]
-  tucker-seg health [--server host:port] [--wait S]      (exit 0 once the server is SERVING)
-  tucker-seg pacs --orthanc http://host:8042 --study STUDY_UID [--dicomweb-root /dicom-web]
-                  [--server host:port] [--model NAME] [--variant auto|NAME] [--timeout S]
-The server defaults to $TUCKER_SEG_SERVER or localhost:50051. --tls-ca <ca.pem> (or $TUCKER_SEG_TLS_CA)
-connects over TLS and trusts that CA; --tls uses the system's roots.
-)";
-
-struct Args {
-  std::string command;
-  std::map<std::string, std::string> values;
-  std::set<std::string> flags;
-  std::string Get(const std::string& k, const std::string& fallback = "") const {
-    const auto it = values.find(k);
-    return it == values.end() ? fallback : it->second;
-  }
-  bool Has(const std::string& k) const { return values.count(k) > 0; }
+// How to reach the server: flags of every command that talks to it.
+struct Connection {
+  std::string server = "localhost:50051";
+  std::string tls_ca;
+  bool tls = false;
 };
-
-Result<Args> Parse(int argc, char** argv) {
-  if (argc < 2) return InvalidArgument("no command");
-  Args a;
-  a.command = argv[1];
-  static const std::set<std::string> kFlags{"--quiet", "--tls"};
-  for (int i = 2; i < argc; ++i) {
-    std::string k = argv[i];
-    if (k == "-i") k = "--input";
-    if (k == "-o") k = "--output";
-    if (kFlags.count(k)) {
-      a.flags.insert(k);
-    } else if (k.rfind("--", 0) == 0 && i + 1 < argc) {
-      a.values[k.substr(2)] = argv[++i];
-    } else {
-      return InvalidArgument("unexpected argument '" + k + "'");
-    }
-  }
-  return a;
-}
-
-std::string ServerTarget(const Args& a) {
-  const char* env = std::getenv("TUCKER_SEG_SERVER");
-  return a.Get("server", env && *env ? env : "localhost:50051");
-}
-
-Result<double> Number(const Args& a, const std::string& key, double fallback) {
-  if (!a.Has(key)) return fallback;
-  char* end = nullptr;
-  const double v = std::strtod(a.Get(key).c_str(), &end);
-  if (*end != '\0' || !std::isfinite(v) || v < 0) return InvalidArgument("--" + key + " must be a non-negative number, got '" + a.Get(key) + "'");
-  return v;
-}
 
 // A one-line progress bar on a terminal; nothing when stderr is piped or --quiet.
 class ProgressBar {
@@ -153,15 +104,14 @@ Status ApplyRoiSubset(const std::string& subset, const std::vector<std::pair<int
 struct SegmentJob {
   std::string input, series, output, dicom_seg, statistics, preview, roi_subset;
   SegmentOptions options;
-  bool show_progress = false;
+  bool quiet = false;
 };
 
-Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Args& a) {
+Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Connection& connection) {
   ConnectionOptions c;
-  c.target = ServerTarget(a);
-  const char* env_ca = std::getenv("TUCKER_SEG_TLS_CA");
-  const std::string ca = a.Get("tls-ca", env_ca ? env_ca : "");
-  c.tls = a.flags.count("--tls") > 0 || !ca.empty();
+  c.target = connection.server;
+  const std::string& ca = connection.tls_ca;
+  c.tls = connection.tls || !ca.empty();
   if (!ca.empty()) {
     std::ifstream in(ca);
     std::stringstream pem;
@@ -176,7 +126,7 @@ Status RunSegment(const SegmentationClient& client, const SegmentJob& job) {
   auto input = ReadCtInput(job.input, job.series);
   if (!input.ok()) return input.status();
   if (!job.dicom_seg.empty() && !input.value().dicom) return InvalidArgument("--dicom-seg needs a DICOM series folder as input (-i)");
-  ProgressBar bar(job.show_progress);
+  ProgressBar bar(!job.quiet && isatty(STDERR_FILENO));
   SegmentOptions options = job.options;
   options.on_progress = [&](const SegmentProgress& p) { bar.Update(p); };
   auto result = client.Segment(input.value().ct, options);
@@ -198,39 +148,13 @@ Status RunSegment(const SegmentationClient& client, const SegmentJob& job) {
   return Status::Ok();
 }
 
-Result<SegmentJob> SegmentJobFrom(const Args& a) {
-  SegmentJob job;
-  job.input = a.Get("input");
-  job.output = a.Get("output");
-  job.dicom_seg = a.Get("dicom-seg");
-  job.series = a.Get("series");
-  job.statistics = a.Get("statistics");
-  job.preview = a.Get("preview");
-  job.roi_subset = a.Get("roi-subset");
-  job.options.model = a.Get("model");
-  job.options.variant = a.Get("variant", "auto");
-  auto q = Number(a, "min-quality", 0);
-  if (!q.ok()) return q.status();
-  job.options.min_quality = q.value();
-  auto t = Number(a, "timeout", 0);
-  if (!t.ok()) return t.status();
-  job.options.timeout_seconds = t.value();
-  job.show_progress = !a.flags.count("--quiet") && isatty(STDERR_FILENO);
-  return job;
+Status Segment(const Connection& connection, const SegmentJob& job) {
+  TS_ASSIGN_OR_RETURN(auto client, ConnectTo(connection));
+  return RunSegment(*client, job);
 }
 
-Status Segment(const Args& a) {
-  auto job = SegmentJobFrom(a);
-  if (!job.ok()) return job.status();
-  if (job.value().input.empty()) return InvalidArgument("segment needs -i <image file or DICOM folder>");
-  if (job.value().output.empty() && job.value().dicom_seg.empty()) return InvalidArgument("segment needs -o <labels> and/or --dicom-seg <file>");
-  auto client = ConnectTo(a);
-  if (!client.ok()) return client.status();
-  return RunSegment(*client.value(), job.value());
-}
-
-Status Models(const Args& a) {
-  auto client = ConnectTo(a);
+Status Models(const Connection& connection) {
+  auto client = ConnectTo(connection);
   if (!client.ok()) return client.status();
   auto models = client.value()->ListModels();
   if (!models.ok()) return models.status();
@@ -253,29 +177,30 @@ Status Models(const Args& a) {
   return Status::Ok();
 }
 
-Status Health(const Args& a) {
-  auto wait = Number(a, "wait", 0);
-  if (!wait.ok()) return wait.status();
-  auto client = ConnectTo(a);
+Status Health(const Connection& connection, double wait_seconds) {
+  auto client = ConnectTo(connection);
   if (!client.ok()) return client.status();
-  auto serving = client.value()->WaitUntilServing("", wait.value());
+  auto serving = client.value()->WaitUntilServing("", wait_seconds);
   if (!serving.ok()) return serving.status();
-  if (!serving.value()) return Unavailable("server " + ServerTarget(a) + " is not SERVING (calibrating, shutting down or unreachable)");
+  if (!serving.value()) return Unavailable("server " + connection.server + " is not SERVING (calibrating, shutting down or unreachable)");
   std::printf("SERVING\n");
   return Status::Ok();
 }
 
 // Study in Orthanc -> its CT series over DICOMweb -> segment -> DICOM SEG stored back.
-Status Pacs(const Args& a) {
-  if (!a.Has("orthanc") || !a.Has("study")) return InvalidArgument("pacs needs --orthanc <url> and --study <StudyInstanceUID>");
-  DicomWebClient pacs(a.Get("orthanc") + a.Get("dicomweb-root", "/dicom-web"));
-  const std::string study = a.Get("study");
+struct PacsFlags {
+  std::string orthanc, study, dicomweb_root = "/dicom-web";
+};
+
+Status Pacs(const Connection& connection, const PacsFlags& flags, SegmentJob job) {
+  DicomWebClient pacs(flags.orthanc + flags.dicomweb_root);
+  const std::string& study = flags.study;
   auto series = pacs.FindSeries(study);
   if (!series.ok()) return series.status();
   const SeriesSummary* ct = nullptr;
   for (const auto& s : series.value())
     if (s.modality == "CT" && (!ct || s.instances > ct->instances)) ct = &s;
-  if (!ct) return NotFound("study " + study + " has no CT series in " + a.Get("orthanc"));
+  if (!ct) return NotFound("study " + study + " has no CT series in " + flags.orthanc);
   const auto dir = std::filesystem::temp_directory_path() / ("tucker-seg-pacs-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   struct Cleanup {
@@ -283,40 +208,76 @@ Status Pacs(const Args& a) {
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{dir};
   TS_RETURN_IF_ERROR(pacs.RetrieveSeries(study, ct->series_instance_uid, (dir / "series").string()));
-  auto job = SegmentJobFrom(a);
-  if (!job.ok()) return job.status();
-  job.value().input = (dir / "series").string();
-  job.value().dicom_seg = (dir / "seg.dcm").string();
-  auto client = ConnectTo(a);
+  job.input = (dir / "series").string();
+  job.dicom_seg = (dir / "seg.dcm").string();
+  auto client = ConnectTo(connection);
   if (!client.ok()) return client.status();
-  TS_RETURN_IF_ERROR(RunSegment(*client.value(), job.value()));
-  TS_RETURN_IF_ERROR(pacs.Store(job.value().dicom_seg));
-  std::printf("stored the DICOM SEG of series %s in %s\n", ct->series_instance_uid.c_str(), a.Get("orthanc").c_str());
+  TS_RETURN_IF_ERROR(RunSegment(*client.value(), job));
+  TS_RETURN_IF_ERROR(pacs.Store(job.dicom_seg));
+  std::printf("stored the DICOM SEG of series %s in %s\n", ct->series_instance_uid.c_str(), flags.orthanc.c_str());
   return Status::Ok();
+}
+
+// The flags `segment` and `pacs` share: which model and variant, how long to wait, how to report.
+void AddSelectionFlags(CLI::App* app, SegmentJob* job) {
+  app->add_option("--model", job->options.model, "Model name (default: the server's only model)");
+  app->add_option("--variant", job->options.variant, "auto, or a variant name (see `tucker-seg models`)")->capture_default_str();
+  app->add_option("--min-quality", job->options.min_quality, "auto only: lowest agreement Dice acceptable")->check(CLI::Range(0.0, 1.0));
+  app->add_option("--timeout", job->options.timeout_seconds, "Seconds the whole request may take (0: no deadline)")
+      ->check(CLI::NonNegativeNumber);
+  app->add_flag("--quiet", job->quiet, "No progress bar");
 }
 
 }  // namespace
 
-int RunCli(int argc, char** argv) {
-  auto args = Parse(argc, argv);
-  if (!args.ok() || args.value().command == "--help" || args.value().command == "-h") {
-    if (!args.ok()) std::fprintf(stderr, "error: %s\n", args.status().message().c_str());
-    std::fputs(kUsage, args.ok() ? stdout : stderr);
-    return args.ok() ? 0 : 2;
+int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app{"Segments CTs with a tucker-seg server: NIfTI/NRRD/MHA or DICOM in, label maps and DICOM SEG out."};
+  command_line::Configure(app, "tucker-seg");
+  app.require_subcommand(1);
+  Connection connection;
+
+  SegmentJob job;
+  job.options.variant = "auto";
+  CLI::App* segment = app.add_subcommand("segment", "Segment one CT and write its label map in the CT's own geometry.");
+  segment->add_option("-i,--input", job.input, "CT: .nii/.nii.gz/.nrrd/.mha file or DICOM series folder")->required();
+  segment->add_option("-o,--output", job.output, "Label map to write (.nii.gz)");
+  segment->add_option("--dicom-seg", job.dicom_seg, "DICOM SEG to write (DICOM input only)");
+  segment->add_option("--series", job.series, "SeriesInstanceUID, when the folder holds several series");
+  segment->add_option("--roi-subset", job.roi_subset, "Keep only these classes, comma-separated names");
+  segment->add_option("--statistics", job.statistics, "JSON file of per-class voxels, volume and mean HU");
+  segment->add_option("--preview", job.preview, "PNG preview of the middle slices");
+  AddSelectionFlags(segment, &job);
+
+  CLI::App* models = app.add_subcommand("models", "List the server's models, variants, their cost, quality and speed on its device.");
+
+  double wait_seconds = 0;
+  CLI::App* health = app.add_subcommand("health", "Exit 0 once the server is SERVING.");
+  health->add_option("--wait", wait_seconds, "Seconds to wait for SERVING")->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  PacsFlags pacs_flags;
+  CLI::App* pacs = app.add_subcommand("pacs", "Segment a study's CT series from Orthanc over DICOMweb and store the DICOM SEG back.");
+  pacs->add_option("--orthanc", pacs_flags.orthanc, "Orthanc base URL, e.g. http://host:8042")->required();
+  pacs->add_option("--study", pacs_flags.study, "StudyInstanceUID")->required();
+  pacs->add_option("--dicomweb-root", pacs_flags.dicomweb_root, "DICOMweb path under the base URL")->capture_default_str();
+  AddSelectionFlags(pacs, &job);
+  for (CLI::App* command : {segment, models, health, pacs}) {
+    command->add_option("--server", connection.server, "Server address host:port")->envname("TUCKER_SEG_SERVER")->capture_default_str();
+    command->add_option("--tls-ca", connection.tls_ca, "PEM file of the CA to trust: connect over TLS")->envname("TUCKER_SEG_TLS_CA");
+    command->add_flag("--tls", connection.tls, "Connect over TLS, trusting the system's roots");
   }
-  const auto& a = args.value();
+
+  if (auto exit_code = command_line::Parse(app, args, out, err)) return *exit_code;
+  if (segment->parsed() && job.output.empty() && job.dicom_seg.empty()) {
+    err << "error: segment needs -o <labels> and/or --dicom-seg <file>\n";
+    return command_line::kExitUsage;
+  }
   Status status;
-  if (a.command == "segment") status = Segment(a);
-  else if (a.command == "models") status = Models(a);
-  else if (a.command == "pacs") status = Pacs(a);
-  else if (a.command == "health") status = Health(a);
-  else {
-    std::fprintf(stderr, "error: unknown command '%s'\n%s", a.command.c_str(), kUsage);
-    return 2;
-  }
-  if (status.ok()) return 0;
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return status.code() == StatusCode::kInvalidArgument && status.message().find("needs") != std::string::npos ? 2 : 1;
+  if (segment->parsed()) status = Segment(connection, job);
+  if (models->parsed()) status = Models(connection);
+  if (health->parsed()) status = Health(connection, wait_seconds);
+  if (pacs->parsed()) status = Pacs(connection, pacs_flags, job);
+  if (status.ok()) return command_line::kExitOk;
+  return command_line::Fail(err, status);
 }
 
 }  // namespace tucker_seg::client

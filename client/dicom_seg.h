@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "client/dicom_series.h"
+#include "image_io/dicom_series.h"
 #include "vocabulary/status.h"
 #include "vocabulary/volume.h"
 

@@ -5,16 +5,6 @@
 
 namespace tucker_seg::server {
 
-Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string& name) {
-  std::string names;
-  for (const auto& m : state.models) {
-    if (m.name == name || (name.empty() && state.models.size() == 1)) return &m;
-    names += (names.empty() ? "" : ", ") + m.name;
-  }
-  if (name.empty()) return InvalidArgument("model is empty and this server hosts several models: " + names);
-  return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
-}
-
 void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
                google::protobuf::RepeatedPtrField<tuckerseg::v1::Label>* labels) {
   for (const auto& [id, name] : table) {
@@ -26,7 +16,8 @@ void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
 
 grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
-  for (const auto& m : state_.models) {
+  const auto catalog = state_.catalog.Get();
+  for (const auto& m : catalog->models) {
     auto* summary = response->add_models();
     summary->set_name(m.name);
     for (const auto& v : m.variants) summary->add_variants(v.name);
@@ -37,7 +28,8 @@ grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckers
 
 grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
-  const auto model = FindModel(state_, request->model());
+  const auto catalog = state_.catalog.Get();
+  const auto model = catalog->Find(request->model());
   if (!model.ok()) return ToGrpc(model.status());
   const ModelEntry& m = *model.value();
   const auto& info = m.variants[0].info;
@@ -45,7 +37,7 @@ grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuck
   for (auto p : info.patch_size) response->add_patch_size(p);
   for (auto s : info.spacing) response->add_spacing(s);
   AddLabels(info.labels, response->mutable_labels());
-  const bool calibrated = state_.ready.load();
+  const bool calibrated = catalog->calibrated;
   for (const auto& v : m.variants) {
     auto* out = response->add_variants();
     out->set_name(v.name);

@@ -11,7 +11,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include "model_store/predictor.h"
+#include "model_store/inference/prediction_timings.h"
 #include "server/device_probe.h"
 #include "server/metrics_endpoint.h"
 #include "vocabulary/status.h"

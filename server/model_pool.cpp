@@ -4,10 +4,11 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+
+#include "model_store/format/variant_manifest.h"
+#include "model_store/network/loaded_model.h"
 
 namespace tucker_seg::server {
 namespace fs = std::filesystem;
@@ -19,21 +20,9 @@ std::string Format(const char* fmt, double value) {
   return buffer;
 }
 
-// Mean agreement Dice over the cases of the manifest's "evaluation" (written by `evaluate`).
-std::optional<double> ManifestQuality(const nlohmann::json& manifest) {
-  if (!manifest.contains("evaluation") || !manifest["evaluation"].contains("cases")) return std::nullopt;
-  double sum = 0;
-  int n = 0;
-  for (const auto& c : manifest["evaluation"]["cases"]) {
-    if (c.contains("agreement_dice") && c["agreement_dice"].is_number()) sum += c["agreement_dice"].get<double>(), ++n;
-  }
-  if (n == 0) return std::nullopt;
-  return sum / n;
-}
-
 Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
   auto loaded = LoadNetwork(dir.string());
-  if (!loaded.ok()) return Status(loaded.status().code(), dir.string() + ": " + loaded.status().message());
+  if (!loaded.ok()) return Annotate(loaded.status(), dir.string());
   VariantEntry v;
   v.name = name;
   v.dir = dir.string();
@@ -44,13 +33,13 @@ Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
   v.network = std::move(net);
   if (name == "original") {
     v.quality = 1.0;
-  } else if (fs::exists(dir / "manifest.json")) {
-    try {
-      std::ifstream in(dir / "manifest.json");
-      v.quality = ManifestQuality(nlohmann::json::parse(in));
-    } catch (const std::exception& e) {
-      return InvalidArgument((dir / "manifest.json").string() + ": " + e.what());
-    }
+    return v;
+  }
+  auto manifest = ReadVariantManifest(dir.string());
+  if (manifest.ok()) {
+    v.quality = manifest.value().Quality();
+  } else if (manifest.status().code() != StatusCode::kNotFound) {
+    return manifest.status();
   }
   return v;
 }
@@ -92,7 +81,27 @@ std::string ModelEntry::VariantNames() const {
   return names;
 }
 
-Result<std::vector<ModelEntry>> LoadModelPool(const std::string& store) {
+Result<const ModelEntry*> ModelCatalog::Find(const std::string& name) const {
+  std::string names;
+  for (const auto& m : models) {
+    if (m.name == name || (name.empty() && models.size() == 1)) return &m;
+    names += (names.empty() ? "" : ", ") + m.name;
+  }
+  if (name.empty()) return InvalidArgument("model is empty and this server hosts several models: " + names);
+  return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
+}
+
+std::shared_ptr<const ModelCatalog> CatalogSnapshot::Get() const {
+  absl::MutexLock lock(&mutex_);
+  return current_;
+}
+
+void CatalogSnapshot::Publish(std::shared_ptr<const ModelCatalog> catalog) {
+  absl::MutexLock lock(&mutex_);
+  current_ = std::move(catalog);
+}
+
+Result<ModelCatalog> LoadModelPool(const std::string& store) {
   const fs::path root(store);
   if (!fs::is_directory(root)) return NotFound("model store '" + store + "' is not a directory");
   std::vector<fs::path> model_dirs;
@@ -104,15 +113,15 @@ Result<std::vector<ModelEntry>> LoadModelPool(const std::string& store) {
   }
   std::sort(model_dirs.begin(), model_dirs.end());
   if (model_dirs.empty()) return NotFound("model store '" + store + "' holds no model folder (model.json)");
-  std::vector<ModelEntry> models;
+  ModelCatalog catalog;
   for (const auto& dir : model_dirs) {
     auto m = LoadModelFolder(dir);
     if (!m.ok()) return m.status();
-    for (const auto& other : models)
+    for (const auto& other : catalog.models)
       if (other.name == m.value().name) return InvalidArgument("two models are named '" + other.name + "' in " + store);
-    models.push_back(std::move(m.value()));
+    catalog.models.push_back(std::move(m.value()));
   }
-  return models;
+  return catalog;
 }
 
 Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
@@ -122,14 +131,11 @@ Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
     const auto& p = v.info.patch_size;
     const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]});
     std::vector<double> times;
-    try {
-      for (int i = 0; i < options.warmup + std::max(1, options.repeats); ++i) {
-        const auto start = Clock::now();
-        const auto y = v.network->Forward(x);
-        if (i >= options.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
-      }
-    } catch (const std::exception& e) {
-      return Internal("calibrating " + model->name + "/" + v.name + ": " + e.what());
+    for (int i = 0; i < options.warmup + std::max(1, options.repeats); ++i) {
+      const auto start = Clock::now();
+      const auto y = v.network->Run(x);
+      if (!y.ok()) return Annotate(y.status(), "calibrating " + model->name + "/" + v.name);
+      if (i >= options.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     }
     std::sort(times.begin(), times.end());
     v.seconds_per_tile = times[times.size() / 2];

@@ -1,5 +1,6 @@
 // The models a server hosts: every model folder under the model store with all of its variants,
-// loaded once, calibrated on this device, shared read-only by the request threads. No gRPC here.
+// loaded once and calibrated on this device. Request threads read an immutable ModelCatalog
+// through a CatalogSnapshot; calibration builds a new catalog and publishes it whole. No gRPC here.
 #pragma once
 
 #include <memory>
@@ -7,7 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "model_store/model.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "model_store/format/model.h"
+#include "model_store/network/network.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {
@@ -34,9 +38,29 @@ struct ModelEntry {
   std::string VariantNames() const;  // "original, df0.5, ..." for messages
 };
 
+// Every model the server hosts, as of one calibration. Never changed once published: a request
+// holds the shared_ptr for its whole life, so the entries it points into stay valid.
+struct ModelCatalog {
+  std::vector<ModelEntry> models;
+  bool calibrated = false;
+  // The model a request names; an empty name means the only model.
+  Result<const ModelEntry*> Find(const std::string& name) const;
+};
+
+// The current catalog: readers take a reference-counted snapshot, writers swap in a new one.
+class CatalogSnapshot {
+ public:
+  std::shared_ptr<const ModelCatalog> Get() const ABSL_LOCKS_EXCLUDED(mutex_);
+  void Publish(std::shared_ptr<const ModelCatalog> catalog) ABSL_LOCKS_EXCLUDED(mutex_);
+
+ private:
+  mutable absl::Mutex mutex_;
+  std::shared_ptr<const ModelCatalog> current_ ABSL_GUARDED_BY(mutex_) = std::make_shared<const ModelCatalog>();
+};
+
 // `store` is a folder of model folders, or a single model folder. Each model folder holds
 // model.json, weights.safetensors and optionally variants/<name>/ (docs/model-format.md).
-Result<std::vector<ModelEntry>> LoadModelPool(const std::string& store);
+Result<ModelCatalog> LoadModelPool(const std::string& store);
 
 struct CalibrationOptions {
   int warmup = 1;

@@ -6,27 +6,28 @@ namespace tucker_seg::server {
 
 Scheduler::Scheduler(SchedulerOptions options) : options_(options) {
   const int n = std::max(1, options_.workers);
-  running_.resize(static_cast<size_t>(n));
+  {
+    absl::MutexLock lock(&mutex_);
+    running_.resize(static_cast<size_t>(n));
+  }
   for (int i = 0; i < n; ++i) workers_.emplace_back([this, i] { WorkerLoop(static_cast<size_t>(i)); });
 }
 
 Scheduler::~Scheduler() { Shutdown(); }
 
 Status Scheduler::Submit(Work work, double estimated_seconds) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) return Unavailable("the server is shutting down");
-    if (static_cast<int>(queue_.size()) >= options_.max_queue) {
-      return ResourceExhausted("the request queue is full (max_queue " + std::to_string(options_.max_queue) + "); retry later");
-    }
-    queue_.push_back({std::move(work), estimated_seconds});
+  absl::MutexLock lock(&mutex_);
+  if (stopping_) return Unavailable("the server is shutting down");
+  if (static_cast<int>(queue_.size()) >= options_.max_queue) {
+    return ResourceExhausted("the request queue is full (max_queue " + std::to_string(options_.max_queue) + "); retry later");
   }
-  work_ready_.notify_one();
+  queue_.push_back({std::move(work), estimated_seconds});
+  work_ready_.Signal();
   return Status::Ok();
 }
 
 double Scheduler::EstimatedWaitSeconds() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   double outstanding = 0;
   int busy = 0;
   const auto now = Clock::now();
@@ -41,21 +42,21 @@ double Scheduler::EstimatedWaitSeconds() const {
 }
 
 int Scheduler::queued() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return static_cast<int>(queue_.size());
 }
 
 int Scheduler::running() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return static_cast<int>(std::count_if(running_.begin(), running_.end(), [](const Running& r) { return r.busy; }));
 }
 
 void Scheduler::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     stopping_ = true;
+    work_ready_.SignalAll();
   }
-  work_ready_.notify_all();
   for (auto& w : workers_)
     if (w.joinable()) w.join();
 }
@@ -64,15 +65,15 @@ void Scheduler::WorkerLoop(size_t index) {
   for (;;) {
     Item item;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      absl::MutexLock lock(&mutex_);
+      while (!stopping_ && queue_.empty()) work_ready_.Wait(&mutex_);
       if (queue_.empty()) return;  // stopping and drained
       item = std::move(queue_.front());
       queue_.pop_front();
       running_[index] = {true, item.estimated_seconds, Clock::now()};
     }
     item.work();
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     running_[index].busy = false;
   }
 }

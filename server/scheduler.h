@@ -4,13 +4,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {
@@ -30,12 +30,12 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // `estimated_seconds`: how long the work should run, for the wait estimate of later requests.
-  Status Submit(Work work, double estimated_seconds);
+  Status Submit(Work work, double estimated_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
   // Expected wait for work submitted now: estimated work ahead of it spread over the workers.
-  double EstimatedWaitSeconds() const;
-  int queued() const;
-  int running() const;
-  void Shutdown();
+  double EstimatedWaitSeconds() const ABSL_LOCKS_EXCLUDED(mutex_);
+  int queued() const ABSL_LOCKS_EXCLUDED(mutex_);
+  int running() const ABSL_LOCKS_EXCLUDED(mutex_);
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -48,15 +48,15 @@ class Scheduler {
     double estimated_seconds = 0;
     Clock::time_point start;
   };
-  void WorkerLoop(size_t index);
+  void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
 
   const SchedulerOptions options_;
-  mutable std::mutex mutex_;
-  std::condition_variable work_ready_;
-  std::deque<Item> queue_;         // guarded by mutex_
-  std::vector<Running> running_;   // guarded by mutex_, one per worker
-  bool stopping_ = false;          // guarded by mutex_
-  std::vector<std::thread> workers_;
+  mutable absl::Mutex mutex_;
+  absl::CondVar work_ready_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mutex_);
+  std::vector<Running> running_ ABSL_GUARDED_BY(mutex_);  // one per worker
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown
 };
 
 }  // namespace tucker_seg::server

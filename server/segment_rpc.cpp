@@ -1,12 +1,12 @@
 // Segment: header -> validate (before any allocation) -> voxels -> select a variant -> queue ->
 // predict on a worker -> result header -> label chunks. One log line per request, no patient data.
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <optional>
 #include <random>
 
+#include "absl/synchronization/mutex.h"
+#include "model_store/inference/predictor.h"
 #include "server/grpc_status.h"
 #include "server/segmentation_service.h"
 #include "wire/volume_wire.h"
@@ -60,13 +60,13 @@ Status CallStillWanted(grpc::ServerContext* context) {
 
 // The worker's side of one request; the handler thread waits on it.
 struct Job {
-  std::mutex mutex;
-  std::condition_variable changed;
-  bool started = false;  // guarded by mutex
-  bool done = false;     // guarded by mutex
-  std::optional<Result<Prediction>> result;  // guarded by mutex
-  double queue_wait_seconds = 0;             // guarded by mutex
-  double run_seconds = 0;                    // guarded by mutex
+  absl::Mutex mutex;
+  absl::CondVar changed;
+  bool started ABSL_GUARDED_BY(mutex) = false;
+  bool done ABSL_GUARDED_BY(mutex) = false;
+  std::optional<Result<Prediction>> result ABSL_GUARDED_BY(mutex);
+  double queue_wait_seconds ABSL_GUARDED_BY(mutex) = 0;
+  double run_seconds ABSL_GUARDED_BY(mutex) = 0;
 };
 
 void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const std::string& variant, double wait) {
@@ -127,12 +127,8 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
   PredictionOptions options;
   options.window.step = step;
   options.window.should_continue = [context] { return CallStillWanted(context); };
-  try {
-    UNetPatchNetwork net(*variant.network);
-    return Predict(variant.info, net, ct, options);
-  } catch (const std::exception& e) {
-    return Internal(std::string("inference failed: ") + e.what());
-  }
+  UNetPatchNetwork net(*variant.network);
+  return Predict(variant.info, net, ct, options);
 }
 
 // Queues the prediction, reports QUEUED and RUNNING to the client, and waits for the worker.
@@ -142,30 +138,30 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, grpc::ServerContex
   const auto enqueued = Clock::now();
   auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step]() {
     {
-      std::lock_guard<std::mutex> lock(job->mutex);
+      absl::MutexLock lock(&job->mutex);
       job->started = true;
       job->queue_wait_seconds = Since(enqueued);
+      job->changed.SignalAll();
     }
-    job->changed.notify_all();
     const auto run_start = Clock::now();
     Result<Prediction> result = RunPrediction(variant, ct, step, context);
-    std::lock_guard<std::mutex> lock(job->mutex);
+    absl::MutexLock lock(&job->mutex);
     job->run_seconds = Since(run_start);
     job->result = std::move(result);
     job->done = true;
-    job->changed.notify_all();
+    job->changed.SignalAll();
   };
   WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
   TS_RETURN_IF_ERROR(state.scheduler->Submit(std::move(work), selection.run_seconds));
   state.metrics->SetQueueDepth(state.scheduler->queued());
   {
-    std::unique_lock<std::mutex> lock(job->mutex);
-    job->changed.wait(lock, [&] { return job->started || job->done; });
+    absl::MutexLock lock(&job->mutex);
+    while (!job->started && !job->done) job->changed.Wait(&job->mutex);
   }
   state.metrics->SetQueueDepth(state.scheduler->queued());
   WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
-  std::unique_lock<std::mutex> lock(job->mutex);
-  job->changed.wait(lock, [&] { return job->done; });
+  absl::MutexLock lock(&job->mutex);
+  while (!job->done) job->changed.Wait(&job->mutex);
   return job;
 }
 
@@ -199,7 +195,8 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   tuckerseg::v1::SegmentHeader header;
   TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
   record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
-  auto model = FindModel(state, header.model());
+  const auto catalog = state.catalog.Get();  // keeps the entries below alive for this call
+  auto model = catalog->Find(header.model());
   if (!model.ok()) return model.status();
   const ModelEntry& m = *model.value();
   record->model = m.name;
@@ -241,7 +238,7 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   auto ran = RunOnWorker(state, context, stream, variant, std::move(ct.value()), selection.value(), wait);
   if (!ran.ok()) return ran.status();
   const auto& job = ran.value();
-  std::lock_guard<std::mutex> lock(job->mutex);  // the worker is done; this only orders the reads
+  absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
   record->queue_wait_seconds = job->queue_wait_seconds;
   if (!job->result->ok()) return job->result->status();
   const Prediction& p = job->result->value();

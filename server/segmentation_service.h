@@ -22,9 +22,10 @@ struct ServiceLimits {
   int64_t chunk_bytes = 1 << 20;          // label chunks sent back
 };
 
-// What the handlers share. `models` is read-only after calibration; `ready` flips once.
+// What the handlers share. `catalog` is replaced whole when calibration finishes; `ready` says
+// whether Segment calls are served (calibrated and not shutting down).
 struct ServiceState {
-  std::vector<ModelEntry> models;
+  CatalogSnapshot catalog;
   DeviceProfile device;
   ServiceLimits limits;
   double window_step = 0.5;
@@ -49,9 +50,6 @@ class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
  private:
   ServiceState& state_;
 };
-
-// The model a request names; an empty name means the only model.
-Result<const ModelEntry*> FindModel(const ServiceState& state, const std::string& name);
 
 // Appends a label table (id -> name) to a repeated tuckerseg.v1.Label field.
 void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,

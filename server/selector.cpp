@@ -17,7 +17,7 @@ std::string Seconds(double s) {
 }  // namespace
 
 double VariantSelector::SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return SecondsPerTileLocked(model, variant);
 }
 
@@ -29,7 +29,7 @@ double VariantSelector::SecondsPerTileLocked(const ModelEntry& model, const Vari
 void VariantSelector::Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) {
   if (tiles < 1 || !(seconds > 0)) return;
   const double per_tile = seconds / static_cast<double>(tiles);
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto [it, inserted] = observed_seconds_per_tile_.try_emplace({model.name, variant.name}, per_tile);
   if (!inserted) it->second += options_.cost_smoothing * (per_tile - it->second);
 }
@@ -68,7 +68,7 @@ Result<Selection> VariantSelector::Select(const ModelEntry& model, const Selecti
   if (options_.latency_target_seconds > 0) budget = options_.latency_target_seconds;
   if (request.deadline_seconds) budget = budget ? std::min(*budget, *request.deadline_seconds) : *request.deadline_seconds;
 
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   std::string& last = last_choice_[model.name];
   size_t last_index = candidates.size();
   for (size_t i = 0; i < candidates.size(); ++i)

@@ -5,10 +5,11 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "server/model_pool.h"
 
 namespace tucker_seg::server {
@@ -39,20 +40,21 @@ class VariantSelector {
  public:
   explicit VariantSelector(SelectorOptions options) : options_(options) {}
 
-  Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds);
+  Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds)
+      ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Seconds per tile of a variant as served: the calibration, then a running average of what
   // whole requests took (preprocessing and export included).
-  double SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const;
-  void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles);
+  double SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const ABSL_LOCKS_EXCLUDED(mutex_);
+  void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   using Key = std::pair<std::string, std::string>;
-  double SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const;  // mutex_ held
+  double SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   const SelectorOptions options_;
-  mutable std::mutex mutex_;
-  std::map<Key, double> observed_seconds_per_tile_;  // guarded by mutex_
-  std::map<std::string, std::string> last_choice_;    // model -> variant; guarded by mutex_
+  mutable absl::Mutex mutex_;
+  std::map<Key, double> observed_seconds_per_tile_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, std::string> last_choice_ ABSL_GUARDED_BY(mutex_);  // model -> variant
 };
 
 }  // namespace tucker_seg::server

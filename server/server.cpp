@@ -53,9 +53,9 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   auto credentials = ServerCredentials(options);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
-  auto models = LoadModelPool(options.model_store);
-  if (!models.ok()) return models.status();
-  s->state_.models = std::move(models.value());
+  auto catalog = LoadModelPool(options.model_store);
+  if (!catalog.ok()) return catalog.status();
+  s->state_.catalog.Publish(std::make_shared<const ModelCatalog>(std::move(catalog).value()));
   s->state_.device = ProbeDevice(at::get_num_threads());
   s->state_.limits = options.limits;
   s->drain_seconds_ = options.drain_seconds;
@@ -86,7 +86,8 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
 
 void SegmentationServer::CalibrateAll(CalibrationOptions options) {
   Status status;
-  for (auto& model : state_.models) {
+  auto calibrated = std::make_shared<ModelCatalog>(*state_.catalog.Get());  // networks are shared, not copied
+  for (auto& model : calibrated->models) {
     status = Calibrate(&model, options);
     if (!status.ok()) break;
     for (const auto& v : model.variants) {
@@ -96,8 +97,12 @@ void SegmentationServer::CalibrateAll(CalibrationOptions options) {
                    v.selectable ? "selectable" : ("not selectable: " + v.not_selectable_reason).c_str());
     }
   }
+  if (status.ok()) {
+    calibrated->calibrated = true;
+    state_.catalog.Publish(std::move(calibrated));
+  }
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     calibration_done_ = true;
     calibration_status_ = status;
     if (status.ok() && !shut_down_) {
@@ -105,20 +110,20 @@ void SegmentationServer::CalibrateAll(CalibrationOptions options) {
       server_->GetHealthCheckService()->SetServingStatus("", true);
       server_->GetHealthCheckService()->SetServingStatus(kServiceName, true);
     }
+    calibrated_.SignalAll();
   }
   if (!status.ok()) std::fprintf(stderr, "calibration failed, staying NOT_SERVING: %s\n", status.message().c_str());
-  calibrated_.notify_all();
 }
 
 Status SegmentationServer::WaitUntilCalibrated() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  calibrated_.wait(lock, [&] { return calibration_done_; });
+  absl::MutexLock lock(&mutex_);
+  while (!calibration_done_) calibrated_.Wait(&mutex_);
   return calibration_status_;
 }
 
 void SegmentationServer::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     if (shut_down_) return;
     shut_down_ = true;
     state_.ready.store(false);

@@ -2,13 +2,14 @@
 // the background (health NOT_SERVING until done), serve, drain on shutdown.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include <grpcpp/server.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "server/segmentation_service.h"
 
@@ -40,13 +41,14 @@ class SegmentationServer {
   int metrics_port() const { return metrics_->port(); }
   const ServiceState& state() const { return state_; }
   // Blocks until calibration has finished; its status (health turns SERVING only on success).
-  Status WaitUntilCalibrated();
+  Status WaitUntilCalibrated() ABSL_LOCKS_EXCLUDED(mutex_);
   // Health NOT_SERVING, refuse new calls, let queued and running requests finish, stop.
-  void Shutdown();
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   SegmentationServer() = default;
-  void CalibrateAll(CalibrationOptions options);
+  // Calibrates a copy of the catalog, publishes it, then turns health SERVING.
+  void CalibrateAll(CalibrationOptions options) ABSL_LOCKS_EXCLUDED(mutex_);
 
   ServiceState state_;
   std::unique_ptr<VariantSelector> selector_;
@@ -57,11 +59,11 @@ class SegmentationServer {
   int port_ = 0;
   double drain_seconds_ = 30;
   std::thread calibration_;
-  std::mutex mutex_;
-  std::condition_variable calibrated_;
-  bool calibration_done_ = false;  // guarded by mutex_
-  Status calibration_status_;      // guarded by mutex_
-  bool shut_down_ = false;         // guarded by mutex_
+  absl::Mutex mutex_;
+  absl::CondVar calibrated_;
+  bool calibration_done_ ABSL_GUARDED_BY(mutex_) = false;
+  Status calibration_status_ ABSL_GUARDED_BY(mutex_);
+  bool shut_down_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace tucker_seg::server

@@ -11,9 +11,31 @@
 
 namespace tucker_seg {
 
+// Two axis orders meet in this project, and each has its own type so that a mix-up does not
+// compile; ToZyx/ToXyz are the only conversions.
+// Zyx: along the voxel array's axes, slowest first (z, y, x for an image as stored, x fastest in
+// memory). LibTorch tensors and nnU-Net's plans (patch, kernels, strides, spacing) use it.
+template <typename T>
+struct Zyx : std::array<T, 3> {};
+// Xyz: along x, y, z, ITK's order. Geometry's size and spacing use it.
+template <typename T>
+struct Xyz : std::array<T, 3> {};
+
+template <typename T>
+Zyx<T> ToZyx(const Xyz<T>& v) {
+  return {{v[2], v[1], v[0]}};
+}
+template <typename T>
+Xyz<T> ToXyz(const Zyx<T>& v) {
+  return {{v[2], v[1], v[0]}};
+}
+
+// Shapes, patches, kernel sizes and strides, (z, y, x).
+using Int3 = Zyx<int64_t>;
+
 struct Geometry {
-  std::array<int64_t, 3> size{0, 0, 0};      // voxels along x, y, z; x varies fastest in memory
-  std::array<double, 3> spacing{1, 1, 1};    // mm along x, y, z
+  Xyz<int64_t> size{{0, 0, 0}};              // voxels along x, y, z; x varies fastest in memory
+  Xyz<double> spacing{{1, 1, 1}};            // mm along x, y, z
   std::array<double, 3> origin{0, 0, 0};     // mm, LPS, centre of the first voxel
   std::array<double, 9> direction{1, 0, 0, 0, 1, 0, 0, 0, 1};  // row-major 3x3; column i = axis i's direction
 

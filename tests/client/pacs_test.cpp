@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "client/dicom_series.h"
+#include "image_io/dicom_series.h"
 #include "server/server.h"
 #include "support/http_get.h"
 #include "support/loopback_server.h"

@@ -4,9 +4,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "model_store/model.h"
-#include "model_store/nnunet_import.h"
-#include "model_store/raw_tensor.h"
+#include "model_store/format/model.h"
+#include "model_store/import/nnunet_import.h"
+#include "model_store/format/raw_tensor.h"
+#include "model_store/network/network.h"
 #include "test_paths.h"
 
 namespace tucker_seg {

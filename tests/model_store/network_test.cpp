@@ -1,6 +1,6 @@
-#include "model_store/network.h"
+#include "model_store/network/network.h"
 
-#include "model_store/model.h"
+#include "model_store/format/model.h"
 
 #include <fstream>
 

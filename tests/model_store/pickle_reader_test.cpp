@@ -1,4 +1,4 @@
-#include "model_store/pickle_reader.h"
+#include "model_store/import/pickle_reader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

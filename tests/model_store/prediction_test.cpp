@@ -1,5 +1,5 @@
 // The prediction pipeline: nnU-Net's sliding window against golden files, and geometry on real CTs.
-#include "model_store/predictor.h"
+#include "model_store/inference/predictor.h"
 
 #include <fstream>
 #include <regex>
@@ -8,10 +8,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "client/image_io.h"
-#include "model_store/nnunet_import.h"
-#include "model_store/raw_tensor.h"
-#include "model_store/resample.h"
+#include "image_io/image_io.h"
+#include "model_store/import/nnunet_import.h"
+#include "model_store/format/raw_tensor.h"
+#include "model_store/inference/resample.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -20,76 +20,9 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-fs::path Golden() { return testing::ConformanceCase("iso4") / "sliding_window"; }
 fs::path Examples() { return testing::SharedDir() / "data/totalsegmentator-examples"; }
 
-nlohmann::json ReadJson(const fs::path& p) {
-  std::ifstream in(p);
-  return nlohmann::json::parse(in);
-}
 
-TEST(SlidingWindow, StepExamplesMatchNnUNetExactly) {
-  const auto examples = ReadJson(Golden() / "steps_examples.json");
-  const std::regex key(R"(\(\((\d+), (\d+), (\d+)\), \((\d+), (\d+), (\d+)\)\))");
-  int checked = 0;
-  for (const auto& [step_name, cases] : examples.items()) {
-    const double step = std::stod(step_name.substr(step_name.rfind('_') + 1));
-    for (const auto& [k, expected] : cases.items()) {
-      std::smatch m;
-      ASSERT_TRUE(std::regex_match(k, m, key)) << k;
-      const Int3 size{std::stoll(m[1]), std::stoll(m[2]), std::stoll(m[3])};
-      const Int3 tile{std::stoll(m[4]), std::stoll(m[5]), std::stoll(m[6])};
-      const auto steps = ComputeSteps(size, tile, step);
-      for (int a = 0; a < 3; ++a) EXPECT_EQ(steps[a], expected[a].get<std::vector<int64_t>>()) << k << " axis " << a;
-      ++checked;
-    }
-  }
-  EXPECT_EQ(checked, 5);
-}
-
-TEST(SlidingWindow, GaussianMatchesNnUNet) {
-  const auto meta = ReadJson(Golden() / "sliding_window.json");
-  const auto shape = meta["gaussian"]["shape"].get<std::vector<int64_t>>();
-  auto ref = ReadRawFloat32((Golden() / "gaussian.f32").string(), shape);
-  ASSERT_TRUE(ref.ok());
-  const auto g = GaussianImportanceMap({shape[0], shape[1], shape[2]});
-  EXPECT_LE((g - ref.value()).abs().max().item<double>(), 1e-6);
-}
-
-TEST(SlidingWindow, GoldenLogitsAndArgmaxMatchNnUNet) {
-  torch::set_num_threads(2);
-  const auto meta = ReadJson(Golden() / "sliding_window.json");
-  NnUNetImportOptions opt;
-  opt.results_dir = testing::ResultsDir("iso4").string();
-  auto model = ImportNnUNet(opt);
-  ASSERT_TRUE(model.ok()) << model.status().message();
-  auto net = PlainConvUNet::Create(model.value().info.network, model.value().weights);
-  ASSERT_TRUE(net.ok());
-  const auto in_shape = meta["preprocessed_input_shape"].get<std::vector<int64_t>>();
-  auto image = ReadRawFloat32((Golden() / "preprocessed_input.f32").string(), in_shape);
-  auto ref = ReadRawFloat32((Golden() / "logits.f32").string(), meta["logits_shape"].get<std::vector<int64_t>>());
-  ASSERT_TRUE(image.ok() && ref.ok());
-
-  const Int3 tile = model.value().info.patch_size;
-  const auto steps = ComputeSteps({32, in_shape[2], in_shape[3]}, tile, 0.5);  // padded 30 -> 32
-  for (int a = 0; a < 3; ++a) EXPECT_EQ(steps[a], meta["steps"][a].get<std::vector<int64_t>>());
-
-  UNetPatchNetwork patch_net(net.value());
-  SlidingWindowOptions o;
-  o.step = 0.5;
-  o.batch = 2;
-  auto logits = SlidingWindowLogits(image.value(), tile, patch_net, o);
-  ASSERT_TRUE(logits.ok()) << logits.status().message();
-  EXPECT_LE((logits.value() - ref.value()).abs().max().item<double>(), 1e-3);
-
-  std::ifstream in(Golden() / "argmax.u8", std::ios::binary);
-  std::vector<uint8_t> expected((std::istreambuf_iterator<char>(in)), {});
-  const auto argmax = logits.value().argmax(0).to(torch::kUInt8).contiguous();
-  ASSERT_EQ(static_cast<size_t>(argmax.numel()), expected.size());
-  int64_t same = 0;
-  for (int64_t i = 0; i < argmax.numel(); ++i) same += argmax.data_ptr<uint8_t>()[i] == expected[static_cast<size_t>(i)];
-  EXPECT_GE(static_cast<double>(same) / static_cast<double>(argmax.numel()), 0.999);
-}
 
 // A 1x1x1 "network" whose output is a fixed function of HU: 0 = air (<= -500 HU), 1 = soft
 // tissue, 2 = bone (> 300 HU). Its logits are linear in the normalised intensity, so any error in
@@ -199,7 +132,7 @@ TEST(Prediction, RotatedVolumeAndTransposedModelKeepGeometry) {
 
 // Mirroring flips each tile, predicts, and flips back: for a pointwise network the average over
 // all flips must equal the plain prediction (a missing flip-back would scramble it).
-TEST(SlidingWindow, MirroringFlipsBack) {
+TEST(Prediction, SlidingWindowMirroringFlipsBack) {
   torch::manual_seed(4);
   const ModelInfo info = ThresholdModel();
   HuBands net(info.channels[0].intensity);
@@ -300,22 +233,6 @@ TEST(Prediction, BadVolumesAreRejectedWithClearMessages) {
   ct.geometry.spacing = {0.05, 0.05, 0.05};
   expect(ct, "smaller than one voxel along axis 0 after resampling to 1.5");
   EXPECT_TRUE(Predict(info, net, make(), {}).ok());  // and a good one passes
-}
-
-TEST(Resample, CubicReproducesSmoothFunctionsAndNearestKeepsValues) {
-  // A quadratic along each axis is reproduced by cubic B-splines away from the boundary.
-  auto z = torch::arange(20, torch::kFloat32).view({20, 1, 1});
-  auto y = torch::arange(16, torch::kFloat32).view({1, 16, 1});
-  auto x = torch::arange(12, torch::kFloat32).view({1, 1, 12});
-  auto v = (0.1 * z * z + y - 0.5 * x).expand({20, 16, 12}).contiguous();
-  auto up = ResampleCubic(v, {40, 32, 24}, -1);
-  ASSERT_EQ(up.sizes(), (std::vector<int64_t>{40, 32, 24}));
-  // Output voxel i sits at source coordinate (i + 0.5) * 0.5 - 0.5: z 20 -> 9.75, y 16 -> 7.75, x 12 -> 5.75.
-  const double expected = 0.1 * 9.75 * 9.75 + 7.75 - 0.5 * 5.75;
-  EXPECT_NEAR(up[20][16][12].item<double>(), expected, 1e-3);
-  // Nearest along z, 20 -> 10: output i at (i + 0.5) * 2 - 0.5 = 2i + 0.5, rounded to 2i + 1.
-  auto nn = ResampleCubic(v, {10, 16, 12}, 0);
-  for (int64_t i = 0; i < 10; ++i) EXPECT_TRUE(torch::equal(nn[i], v[2 * i + 1])) << i;
 }
 
 }  // namespace

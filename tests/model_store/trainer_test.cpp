@@ -1,9 +1,9 @@
-#include "model_store/trainer.h"
+#include "model_store/training/trainer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model_store/predictor.h"
+#include "model_store/inference/predictor.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -63,7 +63,7 @@ TEST(Trainer, LearnsASyntheticVolume) {
 // Every patch scaled and rotated: image and labels must go through the same transform. The image
 // is the label map itself (a 3D checkerboard of 6-voxel blocks), so the rounded image patch
 // equals the label patch except next to block borders, where trilinear and nearest differ.
-TEST(PatchSampler, SpatialAugmentationMovesImageAndLabelsTogether) {
+TEST(Trainer, PatchSamplerSpatialAugmentationMovesImageAndLabelsTogether) {
   auto z = torch::arange(24).view({24, 1, 1}), y = torch::arange(48).view({1, 48, 1}), x = torch::arange(48).view({1, 1, 48});
   const auto labels = ((z / 6 + y / 6 + x / 6) % 2).to(torch::kInt64).expand({24, 48, 48}).contiguous();
   TrainerOptions o;

@@ -1,9 +1,9 @@
-#include "model_store/training_data.h"
+#include "model_store/training/training_data.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "client/image_io.h"
+#include "image_io/image_io.h"
 #include "test_paths.h"
 
 namespace tucker_seg {

@@ -1,4 +1,4 @@
-#include "model_store/tucker.h"
+#include "model_store/compression/tucker.h"
 
 #include <fstream>
 
@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "model_store/compress.h"
-#include "model_store/nnunet_import.h"
-#include "model_store/raw_tensor.h"
+#include "model_store/compression/compress.h"
+#include "model_store/import/nnunet_import.h"
+#include "model_store/format/raw_tensor.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -110,19 +110,19 @@ TEST(Tucker, ManifestErrorsAreTheTrueReconstructionErrors) {
   auto v = CompressModel(m, Df(0.3, true));
   ASSERT_TRUE(v.ok()) << v.status().message();
   const auto& w = v.value().model.weights;
-  for (const auto& layer : v.value().manifest["layers"]) {
-    const std::string name = layer["name"];
-    ASSERT_TRUE(layer["factorized"].get<bool>()) << name;
-    EXPECT_LE(layer["relative_error"].get<double>(), layer["hosvd_relative_error"].get<double>() + 1e-12) << name;
+  for (const auto& layer : v.value().manifest.layers) {
+    const std::string& name = layer.name;
+    ASSERT_TRUE(layer.factorized) << name;
+    EXPECT_LE(layer.relative_error, layer.hosvd_relative_error + 1e-12) << name;
     // Rebuild the kernel from what is on disk: out x core x in.
-    const bool transposed = layer["op"] == "ConvTranspose3d";
+    const bool transposed = layer.op == "ConvTranspose3d";
     const auto u_in = w.at(name + ".tucker_in.weight").flatten(1).t().to(torch::kFloat64);  // (C_in, r_in)
     const auto u_out = w.at(name + ".tucker_out.weight").flatten(1).to(torch::kFloat64);    // (C_out, r_out)
     const auto core = w.at(name + ".tucker_core.weight").to(torch::kFloat64);
     const auto w_hat = transposed ? ReconstructTucker2(core, u_in, u_out) : ReconstructTucker2(core, u_out, u_in);
     const auto original = m.weights.at(name + ".weight").to(torch::kFloat64);
     const double truth = (original - w_hat).norm().item<double>() / original.norm().item<double>();
-    EXPECT_NEAR(layer["relative_error"].get<double>(), truth, 1e-5) << name;  // factors are stored as float32
+    EXPECT_NEAR(layer.relative_error, truth, 1e-5) << name;  // factors are stored as float32
   }
 }
 
@@ -130,11 +130,11 @@ TEST(Tucker, DefaultSkipsLayersThatWouldCostMoreAndSaysWhy) {
   const Model m = ImportIso4();
   auto v = CompressModel(m, Df(0.5, false));
   ASSERT_TRUE(v.ok()) << v.status().message();
-  const auto& first = v.value().manifest["layers"][0];
-  EXPECT_EQ(first["name"], "encoder.stages.0.0.convs.0.conv");
-  EXPECT_FALSE(first["factorized"].get<bool>());
-  EXPECT_THAT(first["skipped_reason"].get<std::string>(), HasSubstr("factorized MACs would be"));
-  EXPECT_LT(v.value().manifest["macs"].get<int64_t>(), v.value().manifest["original_macs"].get<int64_t>());
+  const auto& first = v.value().manifest.layers[0];
+  EXPECT_EQ(first.name, "encoder.stages.0.0.convs.0.conv");
+  EXPECT_FALSE(first.factorized);
+  EXPECT_THAT(first.skipped_reason, HasSubstr("factorized MACs would be"));
+  EXPECT_LT(v.value().manifest.macs, v.value().manifest.original_macs);
   // The weights of a skipped layer are kept as they were.
   EXPECT_TRUE(torch::equal(v.value().model.weights.at("encoder.stages.0.0.convs.0.conv.weight"),
                            m.weights.at("encoder.stages.0.0.convs.0.conv.weight")));
@@ -152,15 +152,15 @@ TEST(Tucker, TotalSegmentatorShapedDf03LeavesThePapersParameterCount) {
   o.tucker.max_iterations = 0;  // parameter counts depend on ranks only; HOSVD keeps the test fast
   auto v = CompressModel(m, o);
   ASSERT_TRUE(v.ok()) << v.status().message();
-  EXPECT_EQ(v.value().manifest["original_parameters"].get<int64_t>(), 16603736);
-  EXPECT_EQ(v.value().manifest["parameters"].get<int64_t>(), 2025547);
+  EXPECT_EQ(v.value().manifest.original_parameters, 16603736);
+  EXPECT_EQ(v.value().manifest.parameters, 2025547);
 }
 
 TEST(Tucker, BadOptionsAreRejectedByName) {
   const Model m = ImportIso4();
   CompressionOptions none;
   EXPECT_THAT(CompressModel(m, none).status().message(), HasSubstr("exactly one of --df and --energy"));
-  EXPECT_THAT(CompressModel(m, Df(1.5, false)).status().message(), HasSubstr("--df must be in (0, 1]"));
+  EXPECT_THAT(CompressModel(m, Df(1.5, false)).status().message(), HasSubstr("df must be in (0, 1]"));
 }
 
 }  // namespace

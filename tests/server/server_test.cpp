@@ -4,8 +4,8 @@
 
 #include <thread>
 
-#include "client/image_io.h"
-#include "model_store/predictor.h"
+#include "image_io/image_io.h"
+#include "model_store/inference/predictor.h"
 #include "server/grpc_test_client.h"
 #include "server/server.h"
 #include "support/loopback_server.h"
@@ -32,7 +32,7 @@ CtVolume SmallCt() {
   return ct;
 }
 
-class ServerTest : public ::testing::Test {
+class Server : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     auto s = SegmentationServer::Start(LoopbackServerOptions());
@@ -59,9 +59,9 @@ class ServerTest : public ::testing::Test {
   }
   static SegmentationServer* server_;
 };
-SegmentationServer* ServerTest::server_ = nullptr;
+SegmentationServer* Server::server_ = nullptr;
 
-TEST_F(ServerTest, SegmentingARealCtGivesTheInProcessLabels) {
+TEST_F(Server, SegmentingARealCtGivesTheInProcessLabels) {
   auto ct = ReadCt((tucker_seg::testing::SourceDir() / "tests/data/totalsegmentator/example_ct_sm.nii.gz").string());
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   auto stub = Connect(server_->port());
@@ -82,7 +82,8 @@ TEST_F(ServerTest, SegmentingARealCtGivesTheInProcessLabels) {
     EXPECT_DOUBLE_EQ(h.volume().origin(a), ct.value().geometry.origin[a]);
   }
 
-  const VariantEntry* variant = server_->state().models[0].Find(h.variant());
+  const auto catalog = server_->state().catalog.Get();
+  const VariantEntry* variant = catalog->models[0].Find(h.variant());
   ASSERT_NE(variant, nullptr);
   UNetPatchNetwork net(*variant->network);
   auto local = Predict(variant->info, net, ct.value(), {});
@@ -94,7 +95,7 @@ TEST_F(ServerTest, SegmentingARealCtGivesTheInProcessLabels) {
   EXPECT_EQ(h.labels(1).name(), local.value().label_table[1].second);
 }
 
-TEST_F(ServerTest, CatalogueDescribesVariantsAndTheDevice) {
+TEST_F(Server, CatalogueDescribesVariantsAndTheDevice) {
   auto stub = Connect(server_->port());
   grpc::ClientContext list_context;
   tuckerseg::v1::ListModelsResponse list;
@@ -126,7 +127,7 @@ TEST_F(ServerTest, CatalogueDescribesVariantsAndTheDevice) {
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(ServerTest, WrongByteCountIsInvalidArgument) {
+TEST_F(Server, WrongByteCountIsInvalidArgument) {
   auto stub = Connect(server_->port());
   SegmentCallOptions more;
   more.edit_bytes = [](std::string* b) { b->append("xx"); };
@@ -137,7 +138,7 @@ TEST_F(ServerTest, WrongByteCountIsInvalidArgument) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, HugeDeclaredDimsAreRejectedBeforeAllocating) {
+TEST_F(Server, HugeDeclaredDimsAreRejectedBeforeAllocating) {
   auto stub = Connect(server_->port());
   SegmentCallOptions o;
   o.edit_header = [](tuckerseg::v1::SegmentHeader* h) {
@@ -148,7 +149,7 @@ TEST_F(ServerTest, HugeDeclaredDimsAreRejectedBeforeAllocating) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, NanSpacingIsInvalidArgument) {
+TEST_F(Server, NanSpacingIsInvalidArgument) {
   auto stub = Connect(server_->port());
   SegmentCallOptions o;
   o.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->mutable_volume()->set_spacing(2, std::nan("")); };
@@ -156,7 +157,7 @@ TEST_F(ServerTest, NanSpacingIsInvalidArgument) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, UnknownModelOrVariantIsNotFound) {
+TEST_F(Server, UnknownModelOrVariantIsNotFound) {
   auto stub = Connect(server_->port());
   SegmentCallOptions model;
   model.model = "no-such-model";
@@ -167,7 +168,7 @@ TEST_F(ServerTest, UnknownModelOrVariantIsNotFound) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, StreamCutMidVolumeIsCancelled) {
+TEST_F(Server, StreamCutMidVolumeIsCancelled) {
   auto stub = Connect(server_->port());
   grpc::ClientContext context;
   auto stream = stub->Segment(&context);
@@ -186,7 +187,7 @@ TEST_F(ServerTest, StreamCutMidVolumeIsCancelled) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, DeadlineExceeded) {
+TEST_F(Server, DeadlineExceeded) {
   auto stub = Connect(server_->port());
   SegmentCallOptions o;
   o.variant = "original";
@@ -196,7 +197,7 @@ TEST_F(ServerTest, DeadlineExceeded) {
   ExpectStillServing();
 }
 
-TEST_F(ServerTest, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
+TEST_F(Server, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
   auto draining = SegmentationServer::Start(LoopbackServerOptions());
   ASSERT_TRUE(draining.ok()) << draining.status().message();
   ASSERT_TRUE(draining.value()->WaitUntilCalibrated().ok());
@@ -230,7 +231,7 @@ TEST_F(ServerTest, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
   EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE) << after.status.error_message();
 }
 
-TEST_F(ServerTest, MoreStreamsThanAllowedIsResourceExhausted) {
+TEST_F(Server, MoreStreamsThanAllowedIsResourceExhausted) {
   auto options = LoopbackServerOptions();
   options.limits.max_streams = 1;
   auto small = SegmentationServer::Start(options);

@@ -1,0 +1,111 @@
+#include "model_store/format/safetensors.h"
+
+#include <filesystem>
+#include <fstream>
+
+namespace tucker_seg {
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxHeaderBytes = 16 << 20;
+
+const std::map<std::string, torch::ScalarType>& Dtypes() {
+  static const std::map<std::string, torch::ScalarType> kDtypes = {
+      {"F32", torch::kFloat32}, {"F64", torch::kFloat64}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
+      {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
+  return kDtypes;
+}
+
+Result<std::string> DtypeName(torch::ScalarType t) {
+  for (const auto& [name, type] : Dtypes())
+    if (type == t) return name;
+  return InvalidArgument(std::string("dtype ") + c10::toString(t) + " cannot be stored");
+}
+
+}  // namespace
+
+Status WriteSafetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
+                        const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  std::vector<torch::Tensor> data;
+  for (const auto& [name, t] : tensors) {
+    auto dtype = DtypeName(t.scalar_type());
+    if (!dtype.ok()) return InvalidArgument("tensor '" + name + "': " + dtype.status().message());
+    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    const uint64_t bytes = c.numel() * c.element_size();
+    header[name] = {{"dtype", dtype.value()}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    data.push_back(c);
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    const uint64_t len = text.size();
+    out.write(reinterpret_cast<const char*>(&len), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const auto& c : data) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
+    if (!out) return Internal("cannot write '" + tmp + "'");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Internal("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
+  return Status::Ok();
+}
+
+Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path,
+                                                             std::map<std::string, std::string>* metadata) {
+  std::error_code ec;
+  const auto file_size = std::filesystem::file_size(path, ec);
+  if (ec) return NotFound("weights file '" + path + "' cannot be read: " + ec.message());
+  std::ifstream in(path, std::ios::binary);
+  uint64_t header_len = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_len), 8)) return DataLoss("'" + path + "' is too short for a safetensors file");
+  if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
+    return DataLoss("'" + path + "': header length " + std::to_string(header_len) + " exceeds the file or the 16 MiB limit");
+  }
+  std::string text(header_len, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(header_len))) return DataLoss("'" + path + "': truncated header");
+  const uint64_t data_size = file_size - 8 - header_len;
+
+  std::map<std::string, torch::Tensor> out;
+  try {
+    const json header = json::parse(text);
+    if (!header.is_object()) return DataLoss("'" + path + "': header is not a JSON object");
+    for (const auto& [name, entry] : header.items()) {
+      if (name == "__metadata__") {
+        if (metadata) *metadata = entry.get<std::map<std::string, std::string>>();
+        continue;
+      }
+      const std::string where = "'" + path + "': tensor '" + name + "'";
+      auto dt = Dtypes().find(entry.at("dtype").get<std::string>());
+      if (dt == Dtypes().end()) return DataLoss(where + " has unsupported dtype " + entry.at("dtype").dump());
+      const auto shape = entry.at("shape").get<std::vector<int64_t>>();
+      const auto offsets = entry.at("data_offsets").get<std::vector<uint64_t>>();
+      if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] > data_size) {
+        return DataLoss(where + " has data_offsets outside the file's " + std::to_string(data_size) + " data bytes");
+      }
+      uint64_t numel = 1;
+      for (int64_t d : shape) {
+        if (d < 0 || (d > 0 && numel > data_size / static_cast<uint64_t>(d))) return DataLoss(where + " has an impossible shape");
+        numel *= static_cast<uint64_t>(d);
+      }
+      const uint64_t bytes = numel * torch::elementSize(dt->second);
+      if (bytes != offsets[1] - offsets[0]) return DataLoss(where + ": shape and data_offsets disagree");
+      torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->second));
+      in.seekg(static_cast<std::streamoff>(8 + header_len + offsets[0]));
+      if (!in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes))) return DataLoss(where + ": data cannot be read");
+      out.emplace(name, t);
+    }
+  } catch (const json::exception& e) {
+    return DataLoss("'" + path + "': malformed header: " + e.what());
+  }
+  return out;
+}
+
+}  // namespace tucker_seg

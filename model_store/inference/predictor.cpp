@@ -1,0 +1,318 @@
+#include "model_store/inference/predictor.h"
+
+#include <chrono>
+#include <cmath>
+#include <algorithm>
+#include <deque>
+
+#include <ATen/Parallel.h>
+
+#include "model_store/inference/resample.h"
+
+namespace tucker_seg {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The CT as a (z, y, x) tensor (ITK's buffer order, as nnU-Net's SimpleITK reader sees it).
+torch::Tensor AsZyx(const CtVolume& ct) {
+  const auto& s = ct.geometry.size;
+  return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32);
+}
+
+// argmax over classes of `plane` (K, H, W) resized bilinearly to (out_h, out_w) with nnU-Net's
+// (skimage order 1) mapping: source = (i + 0.5) * in / out - 0.5, edges clamped. Fused so that the
+// K x out_h x out_w interpolated logits never exist at once.
+void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, uint8_t* out) {
+  const int64_t k = plane.size(0), h = plane.size(1), w = plane.size(2);
+  const torch::Tensor last = plane.permute({1, 2, 0}).contiguous();  // (H, W, K): classes contiguous
+  const float* src = last.data_ptr<float>();
+  struct Tap {
+    int64_t i0, i1;
+    float w1;
+  };
+  auto taps = [](int64_t in, int64_t out) {
+    std::vector<Tap> t(static_cast<size_t>(out));
+    for (int64_t i = 0; i < out; ++i) {
+      const double c = GridSourceCoordinate(i, in, out);
+      const auto i0 = static_cast<int64_t>(std::floor(c));
+      t[static_cast<size_t>(i)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(c - static_cast<double>(i0))};
+    }
+    return t;
+  };
+  const auto ty = taps(h, out_h), tx = taps(w, out_w);
+  at::parallel_for(0, out_h, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> acc(static_cast<size_t>(k));
+    for (int64_t y = begin; y < end; ++y) {
+      const Tap& a = ty[static_cast<size_t>(y)];
+      for (int64_t x = 0; x < out_w; ++x) {
+        const Tap& b = tx[static_cast<size_t>(x)];
+        const float w00 = (1 - a.w1) * (1 - b.w1), w01 = (1 - a.w1) * b.w1, w10 = a.w1 * (1 - b.w1), w11 = a.w1 * b.w1;
+        const float* p00 = src + (a.i0 * w + b.i0) * k;
+        const float* p01 = src + (a.i0 * w + b.i1) * k;
+        const float* p10 = src + (a.i1 * w + b.i0) * k;
+        const float* p11 = src + (a.i1 * w + b.i1) * k;
+        for (int64_t c = 0; c < k; ++c) acc[c] = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c];
+        int64_t best = 0;
+        for (int64_t c = 1; c < k; ++c)
+          if (acc[c] > acc[best]) best = c;
+        out[y * out_w + x] = static_cast<uint8_t>(best);
+      }
+    }
+  });
+}
+
+// Turns finalised logits rows (network space, axis 0) into label rows on the cropped,
+// transposed input grid as soon as the rows each output row interpolates from have arrived.
+class SlabExporter {
+ public:
+  SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis,
+               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels)
+      : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
+        row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
+
+  void Add(int64_t first_row, const torch::Tensor& rows) {
+    for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back(rows.select(1, r).contiguous().clone());
+    received_ = first_row + rows.size(1);
+    Flush();
+  }
+
+ private:
+  // Source rows and weight of the next row for output row o.
+  void Source(int64_t o, int64_t* r0, int64_t* r1, double* w) const {
+    const double c = GridSourceCoordinate(o, n_[0], out_[0]);
+    if (nearest_z_) {
+      *r0 = *r1 = static_cast<int64_t>(std::floor(c + 0.5));
+      *w = 0;
+      return;
+    }
+    *r0 = static_cast<int64_t>(std::floor(c));
+    *r1 = std::min(*r0 + 1, n_[0] - 1);
+    *w = c - static_cast<double>(*r0);
+  }
+
+  void Flush() {
+    while (next_ < out_[0]) {
+      int64_t r0, r1;
+      double w;
+      Source(next_, &r0, &r1, &w);
+      if (r1 >= received_) return;
+      const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
+      const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
+      const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
+      uint8_t* row = row_.data_ptr<uint8_t>();
+      ArgmaxOfBilinear(plane, out_[1], out_[2], row);
+      for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
+      // Rows and planes come in the network's (possibly flipped) orientation; the target is a
+      // strided view of the output in the input's own orientation.
+      std::vector<int64_t> dims;
+      if (flip_[1]) dims.push_back(0);
+      if (flip_[2]) dims.push_back(1);
+      labels_->select(0, flip_[0] ? out_[0] - 1 - next_ : next_).copy_(dims.empty() ? row_ : row_.flip(dims));
+      ++next_;
+      // Drop rows that no later output row needs.
+      if (next_ < out_[0]) {
+        Source(next_, &r0, &r1, &w);
+        while (buffer_first_ < r0 && !buffer_.empty()) buffer_.pop_front(), ++buffer_first_;
+      }
+    }
+  }
+
+  Int3 n_;
+  std::array<int64_t, 3> out_;
+  bool nearest_z_;
+  std::vector<uint8_t> label_ids_;
+  std::array<bool, 3> flip_;
+  torch::Tensor* labels_;
+  torch::Tensor row_;
+  std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
+  int64_t buffer_first_ = 0;
+  int64_t received_ = 0;
+  int64_t next_ = 0;
+};
+
+}  // namespace
+
+void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip) {
+  *axes = {0, 1, 2};
+  *flip = {false, false, false};
+  if (orientation != "RAS" && orientation != "LPS") return;
+  // World (LPS) direction each canonical index axis x, y, z should point to.
+  const std::array<double, 3> sign = orientation == "RAS" ? std::array<double, 3>{-1, -1, 1} : std::array<double, 3>{1, 1, 1};
+  // Assign each world axis the index axis most aligned with it (best of the 6 permutations).
+  std::array<int, 3> best{0, 1, 2}, perm{0, 1, 2};
+  double best_score = -1;
+  do {
+    double score = 1;
+    for (int w = 0; w < 3; ++w) score *= std::abs(g.direction[w * 3 + perm[w]]);
+    if (score > best_score) best_score = score, best = perm;
+  } while (std::next_permutation(perm.begin(), perm.end()));
+  // In (z, y, x) tensor order, canonical dim 2 - w comes from input dim 2 - best[w].
+  for (int w = 0; w < 3; ++w) {
+    (*axes)[2 - w] = 2 - best[w];
+    (*flip)[2 - w] = g.direction[w * 3 + best[w]] * sign[w] < 0;
+  }
+}
+
+namespace {
+
+// How a volume with this geometry meets the network: which (z, y, x) array axis becomes each
+// network axis (canonical orientation, then nnU-Net's transpose), its flip, and its spacing.
+struct NetworkAxes {
+  std::array<int64_t, 3> axes{};
+  std::array<bool, 3> flip{};
+  std::array<double, 3> spacing{};
+};
+
+NetworkAxes AxesForNetwork(const ModelInfo& info, const Geometry& g) {
+  std::array<int64_t, 3> canonical{};
+  std::array<bool, 3> canonical_flip{};
+  CanonicalAxes(g, info.orientation, &canonical, &canonical_flip);
+  const std::array<double, 3> zyx_spacing{g.spacing[2], g.spacing[1], g.spacing[0]};
+  NetworkAxes n;
+  for (int a = 0; a < 3; ++a) {
+    n.axes[a] = canonical[info.transpose_forward[a]];
+    n.flip[a] = canonical_flip[info.transpose_forward[a]];
+    n.spacing[a] = zyx_spacing[n.axes[a]];
+  }
+  return n;
+}
+
+}  // namespace
+
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
+  const NetworkAxes n = AxesForNetwork(info, geometry);
+  const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
+  Int3 padded{};
+  for (int a = 0; a < 3; ++a) {
+    const double extent_mm = n.spacing[a] * static_cast<double>(zyx_size[n.axes[a]]);
+    padded[a] = std::max<int64_t>(info.patch_size[a], static_cast<int64_t>(std::nearbyint(extent_mm / info.spacing[a])));
+  }
+  int64_t tiles = 1;
+  for (const auto& steps : ComputeSteps(padded, info.patch_size, step)) tiles *= static_cast<int64_t>(steps.size());
+  return tiles;
+}
+
+Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
+  if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
+  const auto& channel = info.channels[0];
+  if (channel.scheme != "CTNormalization") {
+    return Unimplemented("normalization scheme '" + channel.scheme + "' is not supported (only CTNormalization)");
+  }
+  Preprocessed p;
+  const NetworkAxes network_axes = AxesForNetwork(info, ct.geometry);
+  p.axes = network_axes.axes;
+  p.flip = network_axes.flip;
+  const std::array<double, 3>& spacing = network_axes.spacing;
+  torch::Tensor x = AsZyx(ct).permute({p.axes[0], p.axes[1], p.axes[2]});
+  // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
+  // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
+  constexpr int64_t kSlab = 16;
+  std::array<torch::Tensor, 3> any{torch::zeros({x.size(0)}, torch::kBool), torch::zeros({x.size(1)}, torch::kBool),
+                                   torch::zeros({x.size(2)}, torch::kBool)};
+  for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    const int64_t n = std::min(kSlab, x.size(0) - r);
+    const auto nonzero = x.narrow(0, r, n) != 0;
+    any[0].narrow(0, r, n).copy_(nonzero.any(2).any(1));
+    any[1] |= nonzero.any(2).any(0);
+    any[2] |= nonzero.any(1).any(0);
+  }
+  for (int a = 0; a < 3; ++a) {  // nnU-Net's crop_to_nonzero; an all-zero volume keeps its full extent
+    const auto idx = any[a].nonzero();
+    p.crop_begin[a] = idx.numel() ? idx.min().item<int64_t>() : 0;
+    p.crop_shape[a] = idx.numel() ? idx.max().item<int64_t>() + 1 - p.crop_begin[a] : x.size(a);
+    x = x.narrow(a, p.crop_begin[a], p.crop_shape[a]);
+  }
+  // Target shape = round(old_spacing / new_spacing * shape).
+  Int3 shape{};
+  for (int a = 0; a < 3; ++a) {
+    shape[a] = static_cast<int64_t>(std::nearbyint(spacing[a] / info.spacing[a] * static_cast<double>(p.crop_shape[a])));
+    if (shape[a] < 1) {
+      return InvalidArgument("the volume is smaller than one voxel along axis " + std::to_string(a) + " after resampling to " +
+                             std::to_string(info.spacing[a]) + " mm");
+    }
+  }
+  p.separate_z_axis = SeparateZAxis(spacing, info.spacing);
+  // CTNormalization, then in-plane resampling, slab by slab; the separable B-spline passes commute,
+  // so axis 0 can come last on the (much smaller) in-plane-resampled volume.
+  const auto& in = channel.intensity;
+  const double inv_std = 1.0 / std::max(in.std, 1e-8);
+  std::vector<torch::Tensor> slabs;
+  for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    const int64_t n = std::min(kSlab, x.size(0) - r);
+    auto slab = x.narrow(0, r, n).clamp(in.percentile_00_5, in.percentile_99_5);
+    slab.sub_(in.mean).mul_(inv_std);
+    slabs.push_back(ResampleCubic(slab, {n, shape[1], shape[2]}, p.separate_z_axis));
+  }
+  p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis);
+  // Flipping commutes with the grid-mode resampling, so it is done here on the small image.
+  if (!p.FlipDims().empty()) p.image = p.image.flip(p.FlipDims());
+  p.image = p.image.unsqueeze(0);
+  return p;
+}
+
+namespace {
+
+Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
+  TS_RETURN_IF_ERROR(ValidateCt(ct, options.max_voxels));
+  if (net.num_classes() > 256) return Unimplemented("label maps hold at most 256 classes; the model has " + std::to_string(net.num_classes()));
+  if (net.num_classes() != static_cast<int64_t>(info.labels.size())) {
+    return FailedPrecondition("the network has " + std::to_string(net.num_classes()) + " outputs, the model lists " +
+                              std::to_string(info.labels.size()) + " labels");
+  }
+  for (size_t i = 0; i < info.labels.size(); ++i) {
+    if (info.labels[i].first < 0 || info.labels[i].first > 255) return InvalidArgument("label ids must be 0..255 for a uint8 label map");
+    if (i == 0 && info.labels[i].first != 0) return InvalidArgument("output 0 must be the background, label id 0");
+  }
+  torch::NoGradGuard no_grad;
+  Prediction result;
+  auto start = Clock::now();
+  auto pre = Preprocess(info, ct);
+  if (!pre.ok()) return pre.status();
+  const Preprocessed& p = pre.value();
+  for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);
+  Int3 pad{};
+  const torch::Tensor padded = PadToTile(p.image, info.patch_size, &pad);
+  result.timings.preprocess_seconds = Since(start);
+
+  // The exporter writes straight into the output's voxels, through a transposed, cropped view.
+  result.labels.geometry = ct.geometry;
+  result.labels.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 0);
+  const auto& s = ct.geometry.size;
+  auto cropped_labels = torch::from_blob(result.labels.voxels.data(), {s[2], s[1], s[0]}, torch::kUInt8)
+                            .permute({p.axes[0], p.axes[1], p.axes[2]})
+                            .narrow(0, p.crop_begin[0], p.crop_shape[0])
+                            .narrow(1, p.crop_begin[1], p.crop_shape[1])
+                            .narrow(2, p.crop_begin[2], p.crop_shape[2]);
+  std::vector<uint8_t> label_ids;
+  for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels);
+  double export_seconds = 0;
+  const Int3 n = result.network_shape;
+  auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
+    const auto t0 = Clock::now();
+    // Padded rows -> network rows; drop the in-plane padding.
+    const int64_t lo = std::max(first, pad[0]), hi = std::min(first + rows.size(1), pad[0] + n[0]);
+    if (hi > lo) exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]));
+    export_seconds += Since(t0);
+  };
+  SlidingWindowStats stats;
+  TS_RETURN_IF_ERROR(SlidingWindow(padded, info.patch_size, net, options.window, on_rows, &stats));
+
+  result.timings.export_seconds = export_seconds;
+  result.timings.network_seconds = stats.network_seconds;
+  result.timings.aggregation_seconds = stats.aggregation_seconds;
+  result.tiles = stats.tiles;
+  result.peak_logits_bytes = stats.peak_buffer_bytes;
+  result.label_table = info.labels;
+  return result;
+}
+
+}  // namespace
+
+Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
+  return StatusFromExceptions("prediction", [&] { return PredictOrThrow(info, net, ct, options); });
+}
+
+}  // namespace tucker_seg

@@ -1,0 +1,75 @@
+// Whole CT in, label map out on the CT's own grid, with nnU-Net's semantics:
+//   transpose -> crop to the non-zero box -> CTNormalization -> resample to the model's spacing
+//   -> pad -> sliding window (streamed in slabs along axis 0) -> per slab: logits resampled back
+//   (linear; nearest along a separate-z axis) -> argmax -> undo crop and transpose.
+// Peak memory is the input, the output, the resampled image and one tile's depth of logits
+// (docs/prediction.md).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model_store/format/model.h"
+#include "model_store/network/network.h"
+#include "model_store/inference/prediction_timings.h"
+#include "model_store/inference/sliding_window.h"
+#include "vocabulary/volume.h"
+
+namespace tucker_seg {
+
+struct PredictionOptions {
+  SlidingWindowOptions window;
+  int64_t max_voxels = 1024LL * 1024 * 1024;  // input volumes larger than this are refused
+};
+
+struct Prediction {
+  LabelMap labels;                                       // the input's geometry
+  std::vector<std::pair<int64_t, std::string>> label_table;  // id -> name
+  PredictionTimings timings;
+  int64_t tiles = 0;
+  Int3 network_shape{0, 0, 0};                           // the resampled image, before padding
+  int64_t peak_logits_bytes = 0;                         // the sliding window's slab buffer
+};
+
+// Runs a PlainConvUNet as a PatchNetwork.
+class UNetPatchNetwork : public PatchNetwork {
+ public:
+  explicit UNetPatchNetwork(const PlainConvUNet& net) : net_(net) {}
+  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
+  int64_t num_classes() const override { return net_.config().num_classes; }
+
+ private:
+  const PlainConvUNet& net_;
+};
+
+// The model's image in network space: transposed, cropped, normalised, resampled (1, N0, N1, N2).
+struct Preprocessed {
+  torch::Tensor image;
+  // The (z, y, x) voxel array as the model sees it = array.permute(axes) (then transposed);
+  // `flip` (in the transposed order) is applied to the network-resolution image, never to the input.
+  std::array<int64_t, 3> axes{0, 1, 2};
+  std::array<bool, 3> flip{false, false, false};
+  std::vector<int64_t> FlipDims() const {
+    std::vector<int64_t> dims;
+    for (int64_t a = 0; a < 3; ++a)
+      if (flip[a]) dims.push_back(a);
+    return dims;
+  }
+  std::array<int64_t, 3> crop_begin{};
+  std::array<int64_t, 3> crop_shape{};
+  int separate_z_axis = -1;
+};
+Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct);
+
+// The permutation of the (z, y, x) array axes and the flips (in permuted order) that bring a
+// volume with this geometry to the canonical orientation ("RAS" or "LPS"); identity for "as-is".
+void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip);
+
+// Sliding-window tiles a volume with this geometry needs at most (before nnU-Net's crop to the
+// non-zero box): what the server's selector multiplies calibrated seconds per tile by.
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step = 0.5);
+
+Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
+
+}  // namespace tucker_seg

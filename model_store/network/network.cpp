@@ -1,0 +1,531 @@
+#include "model_store/network/network.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <optional>
+#include <set>
+
+namespace tucker_seg {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t Prod(const Int3& v) { return v[0] * v[1] * v[2]; }
+
+std::string ShapeString(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Times `fn` into `profile` under `op` when profiling.
+template <typename F>
+torch::Tensor Timed(OpProfile* profile, const std::string& op, int64_t macs, F fn) {
+  if (!profile) return fn();
+  const auto start = Clock::now();
+  torch::Tensor out = fn();
+  profile->Add(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
+  return out;
+}
+
+// A 1x1x1 convolution as a matrix product over channels, one GEMM per batch element:
+// (Cout, Cin) x (Cin, V) -> (N, Cout, V). (torch::matmul's broadcasting batch path is several
+// times slower here.)
+torch::Tensor Pointwise(const torch::Tensor& x, const torch::Tensor& w2d, const torch::Tensor& bias) {
+  const auto n = x.size(0);
+  auto x3 = x.reshape({n, x.size(1), -1});
+  torch::Tensor y = torch::empty({n, w2d.size(0), x3.size(2)}, x.options());
+  for (int64_t i = 0; i < n; ++i) {
+    auto out = y.select(0, i);
+    if (bias.defined()) {
+      torch::addmm_out(out, bias.view({-1, 1}), w2d, x3.select(0, i));
+    } else {
+      torch::mm_out(out, w2d, x3.select(0, i));
+    }
+  }
+  return y;
+}
+
+// InstanceNorm3d (biased variance, affine) followed by LeakyReLU, in place, in two passes over
+// each channel (statistics, then scale/shift/activation) instead of LibTorch's three or four.
+// Statistics use the channel's first value as a shift and double accumulators per block, which
+// keeps the variance accurate when the mean is large compared with the spread.
+void InstanceNormLeakyReluInPlace(torch::Tensor& y, const NormLayer& norm, double slope) {
+  const int64_t planes = y.size(0) * y.size(1);
+  const int64_t channels = y.size(1);
+  const int64_t volume = y.numel() / planes;
+  float* data = y.data_ptr<float>();
+  const float* gamma = norm.weight.defined() ? norm.weight.data_ptr<float>() : nullptr;
+  const float* beta = norm.bias.defined() ? norm.bias.data_ptr<float>() : nullptr;
+  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* v = data + p * volume;
+      const float shift = v[0];
+      double sum = 0, sum_sq = 0;
+      constexpr int64_t kBlock = 4096;
+      for (int64_t b = 0; b < volume; b += kBlock) {
+        const int64_t e = std::min(volume, b + kBlock);
+        float s[8] = {}, sq[8] = {};  // eight lanes so that the compiler vectorises without reassociating
+        int64_t i = b;
+        for (; i + 8 <= e; i += 8) {
+          for (int l = 0; l < 8; ++l) {
+            const float d = v[i + l] - shift;
+            s[l] += d;
+            sq[l] += d * d;
+          }
+        }
+        for (; i < e; ++i) {
+          const float d = v[i] - shift;
+          s[0] += d;
+          sq[0] += d * d;
+        }
+        for (int l = 0; l < 8; ++l) {
+          sum += s[l];
+          sum_sq += sq[l];
+        }
+      }
+      const double mean_shifted = sum / static_cast<double>(volume);
+      const double var = std::max(0.0, sum_sq / static_cast<double>(volume) - mean_shifted * mean_shifted);
+      const double inv_std = 1.0 / std::sqrt(var + norm.eps);
+      const int64_t c = p % channels;
+      const float scale = static_cast<float>(inv_std * (gamma ? gamma[c] : 1.0f));
+      const float offset = static_cast<float>((beta ? beta[c] : 0.0f) - (mean_shifted + shift) * inv_std * (gamma ? gamma[c] : 1.0f));
+      const float neg = static_cast<float>(slope);
+      for (int64_t i = 0; i < volume; ++i) {
+        const float t = v[i] * scale + offset;
+        v[i] = std::max(t, t * neg);  // LeakyReLU for 0 <= slope <= 1
+      }
+    }
+  });
+}
+
+ConvLayer MakeConv(std::string name, int64_t in, int64_t out, Int3 kernel, Int3 stride, bool transposed) {
+  ConvLayer c;
+  c.name = std::move(name);
+  c.transposed = transposed;
+  c.in_channels = in;
+  c.out_channels = out;
+  c.kernel = kernel;
+  c.stride = stride;
+  if (!transposed)
+    for (int a = 0; a < 3; ++a) c.padding[a] = (kernel[a] - 1) / 2;
+  return c;
+}
+
+ConvBlock MakeBlock(const UNetConfig& cfg, const std::string& prefix, int64_t in, int64_t out, Int3 kernel, Int3 stride) {
+  ConvBlock b;
+  b.conv = MakeConv(prefix + ".conv", in, out, kernel, stride, false);
+  b.norm.name = prefix + ".norm";
+  b.norm.channels = out;
+  b.norm.eps = cfg.norm_eps;
+  b.norm.affine = cfg.norm_affine;
+  return b;
+}
+
+struct Topology {
+  std::vector<std::vector<ConvBlock>> encoder;
+  std::vector<ConvLayer> transpconvs;
+  std::vector<std::vector<ConvBlock>> decoder;
+  std::vector<ConvLayer> seg_layers;
+};
+
+Topology MakeTopology(const UNetConfig& cfg) {
+  Topology t;
+  const int64_t n = cfg.n_stages();
+  int64_t in = cfg.input_channels;
+  for (int64_t s = 0; s < n; ++s) {
+    std::vector<ConvBlock> stage;
+    const int64_t f = cfg.features_per_stage[s];
+    for (int64_t i = 0; i < cfg.n_conv_per_stage[s]; ++i) {
+      const std::string prefix = "encoder.stages." + std::to_string(s) + ".0.convs." + std::to_string(i);
+      stage.push_back(MakeBlock(cfg, prefix, i == 0 ? in : f, f, cfg.kernel_sizes[s], i == 0 ? cfg.strides[s] : Int3{1, 1, 1}));
+    }
+    t.encoder.push_back(std::move(stage));
+    in = f;
+  }
+  for (int64_t d = 0; d < n - 1; ++d) {
+    const int64_t below = cfg.features_per_stage[n - 1 - d];
+    const int64_t skip = cfg.features_per_stage[n - 2 - d];
+    const Int3 up = cfg.strides[n - 1 - d];
+    t.transpconvs.push_back(MakeConv("decoder.transpconvs." + std::to_string(d), below, skip, up, up, true));
+    std::vector<ConvBlock> stage;
+    for (int64_t i = 0; i < cfg.n_conv_per_stage_decoder[d]; ++i) {
+      const std::string prefix = "decoder.stages." + std::to_string(d) + ".convs." + std::to_string(i);
+      stage.push_back(MakeBlock(cfg, prefix, i == 0 ? 2 * skip : skip, skip, cfg.kernel_sizes[n - 2 - d], {1, 1, 1}));
+    }
+    t.decoder.push_back(std::move(stage));
+    t.seg_layers.push_back(MakeConv("decoder.seg_layers." + std::to_string(d), skip, cfg.num_classes, {1, 1, 1}, {1, 1, 1}, false));
+  }
+  return t;
+}
+
+std::vector<int64_t> NormShape(const NormLayer& n) { return {n.channels}; }
+
+// Hands out weights by name and remembers which were taken.
+class WeightTaker {
+ public:
+  explicit WeightTaker(const WeightMap& w) : weights_(w) {}
+  Status Take(const std::string& key, const std::vector<int64_t>& shape, torch::Tensor* out) {
+    auto it = weights_.find(key);
+    if (it == weights_.end()) return InvalidArgument("missing tensor '" + key + "' (expected shape " + ShapeString(shape) + ")");
+    if (it->second.sizes().vec() != shape) {
+      return InvalidArgument("tensor '" + key + "' has shape " + ShapeString(it->second.sizes().vec()) + ", expected " + ShapeString(shape));
+    }
+    *out = it->second.to(torch::kFloat32).contiguous();
+    taken_.insert(key);
+    return Status::Ok();
+  }
+  Status Conv(ConvLayer* c, bool bias) {
+    if (bias) TS_RETURN_IF_ERROR(Take(c->name + ".bias", {c->out_channels}, &c->bias));
+    const std::string core_key = c->name + ".tucker_core.weight";
+    if (!weights_.count(core_key)) return Take(c->name + ".weight", c->Spec()[0].shape, &c->weight);
+    // Factorized: the core's shape gives the ranks; the two 1x1x1 factors must agree with them.
+    const auto& core = weights_.at(core_key);
+    if (core.dim() != 5) return InvalidArgument("tensor '" + core_key + "' must be 5-D");
+    const int64_t r_in = c->transposed ? core.size(0) : core.size(1);
+    const int64_t r_out = c->transposed ? core.size(1) : core.size(0);
+    if (r_in < 1 || r_in > c->in_channels || r_out < 1 || r_out > c->out_channels) {
+      return InvalidArgument("tensor '" + core_key + "' has ranks " + std::to_string(r_in) + "/" + std::to_string(r_out) +
+                             " outside 1..C_in=" + std::to_string(c->in_channels) + " / 1..C_out=" + std::to_string(c->out_channels));
+    }
+    torch::Tensor u_in_t, core_w, u_out;
+    TS_RETURN_IF_ERROR(Take(c->name + ".tucker_in.weight", {r_in, c->in_channels, 1, 1, 1}, &u_in_t));
+    std::vector<int64_t> core_shape = c->transposed ? std::vector<int64_t>{r_in, r_out} : std::vector<int64_t>{r_out, r_in};
+    core_shape.insert(core_shape.end(), c->kernel.begin(), c->kernel.end());
+    TS_RETURN_IF_ERROR(Take(core_key, core_shape, &core_w));
+    TS_RETURN_IF_ERROR(Take(c->name + ".tucker_out.weight", {c->out_channels, r_out, 1, 1, 1}, &u_out));
+    const auto u_in = u_in_t.reshape({r_in, c->in_channels}).t();
+    const auto u_o = u_out.reshape({c->out_channels, r_out});
+    if (c->transposed) c->SetTucker(core_w, u_in, u_o);
+    else c->SetTucker(core_w, u_o, u_in);
+    return Status::Ok();
+  }
+  Status Norm(NormLayer* n) {
+    if (!n->affine) return Status::Ok();
+    TS_RETURN_IF_ERROR(Take(n->name + ".weight", NormShape(*n), &n->weight));
+    return Take(n->name + ".bias", NormShape(*n), &n->bias);
+  }
+  Status CheckAllTaken() const {
+    for (const auto& [key, _] : weights_) {
+      if (!taken_.count(key)) return InvalidArgument("unexpected tensor '" + key + "' that PlainConvUNet does not use");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  const WeightMap& weights_;
+  std::set<std::string> taken_;
+};
+
+}  // namespace
+
+void ConvLayer::SetTucker(const torch::Tensor& core, const torch::Tensor& u0, const torch::Tensor& u1) {
+  const torch::Tensor& u_out = transposed ? u1 : u0;  // (C_out, r_out)
+  const torch::Tensor& u_in = transposed ? u0 : u1;   // (C_in, r_in)
+  const int64_t r_in = u_in.size(1), r_out = u_out.size(1);
+  ConvLayer first = MakeConv(name + ".tucker_in", in_channels, r_in, {1, 1, 1}, {1, 1, 1}, false);
+  first.weight = u_in.t().to(torch::kFloat32).reshape({r_in, in_channels, 1, 1, 1}).contiguous();
+  ConvLayer middle = MakeConv(name + ".tucker_core", r_in, r_out, kernel, stride, transposed);
+  middle.padding = padding;
+  middle.weight = core.to(torch::kFloat32).contiguous();  // (r_out, r_in, k) or, transposed, (r_in, r_out, k)
+  ConvLayer last = MakeConv(name + ".tucker_out", r_out, out_channels, {1, 1, 1}, {1, 1, 1}, false);
+  last.weight = u_out.to(torch::kFloat32).reshape({out_channels, r_out, 1, 1, 1}).contiguous();
+  last.bias = bias;
+  tucker_parts = {first, middle, last};
+  weight = torch::Tensor();
+}
+
+void ConvLayer::AppendWeights(WeightMap* out) const {
+  if (factorized()) {
+    for (const auto& part : tucker_parts) (*out)[part.name + ".weight"] = part.weight;
+  } else {
+    (*out)[name + ".weight"] = weight;
+  }
+  if (bias.defined()) (*out)[name + ".bias"] = bias;
+}
+
+std::vector<TensorSpec> ConvLayer::Spec() const {
+  std::vector<int64_t> shape = transposed ? std::vector<int64_t>{in_channels, out_channels} : std::vector<int64_t>{out_channels, in_channels};
+  shape.insert(shape.end(), kernel.begin(), kernel.end());
+  return {{name + ".weight", shape}};
+}
+
+Int3 ConvLayer::OutputSize(const Int3& in) const {
+  Int3 out{};
+  for (int a = 0; a < 3; ++a) {
+    out[a] = transposed ? (in[a] - 1) * stride[a] + kernel[a] - 2 * padding[a]
+                        : (in[a] + 2 * padding[a] - kernel[a]) / stride[a] + 1;
+  }
+  return out;
+}
+
+LayerCost ConvLayer::Cost(const Int3& input) const {
+  if (factorized()) {
+    LayerCost total;
+    Int3 size = input;
+    for (const auto& part : tucker_parts) {
+      const LayerCost c = part.Cost(size);
+      total.parameters += c.parameters;
+      total.macs += c.macs;
+      size = c.output_size;
+    }
+    total.name = name;
+    total.op = std::string(transposed ? "ConvTranspose3d" : "Conv3d") + " Tucker2";
+    total.in_channels = in_channels;
+    total.out_channels = out_channels;
+    total.kernel = kernel;
+    total.stride = stride;
+    total.output_size = size;
+    total.rank_in = tucker_parts[0].out_channels;
+    total.rank_out = tucker_parts[2].out_channels;
+    return total;
+  }
+  LayerCost c;
+  c.name = name;
+  c.op = transposed ? "ConvTranspose3d" : "Conv3d";
+  c.in_channels = in_channels;
+  c.out_channels = out_channels;
+  c.kernel = kernel;
+  c.stride = stride;
+  c.output_size = OutputSize(input);
+  c.parameters = in_channels * out_channels * Prod(kernel) + (bias.defined() ? out_channels : 0);
+  // Every input voxel of a transposed conv meets the whole kernel; every output voxel of a conv does.
+  c.macs = (transposed ? Prod(input) : Prod(c.output_size)) * in_channels * out_channels * Prod(kernel);
+  return c;
+}
+
+torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options) const {
+  if (factorized()) {
+    torch::Tensor y = x;
+    for (const auto& part : tucker_parts) y = part.Forward(y, profile, options);
+    return y;
+  }
+  const bool pointwise = options.fast_paths && Prod(kernel) == 1 && Prod(stride) == 1 && Prod(padding) == 0;
+  const int64_t n = x.size(0);
+  const Int3 in{x.size(2), x.size(3), x.size(4)};
+  const Int3 out = OutputSize(in);
+  const int64_t macs = n * Cost(in).macs;
+  if (pointwise) {
+    return Timed(profile, "conv 1x1x1 (matmul)", macs, [&] {
+      return Pointwise(x, weight.view({out_channels, in_channels}), bias).view({n, out_channels, out[0], out[1], out[2]});
+    });
+  }
+  if (options.fast_paths && transposed && kernel == stride) {
+    // Kernel == stride: each input voxel writes its own k^3 block, so the transposed conv is a
+    // matrix product to Cout*k^3 channels followed by a depth-to-space shuffle (avoids LibTorch's
+    // slow reference kernel for ConvTranspose3d on CPU).
+    return Timed(profile, "transposed conv (matmul + shuffle)", macs, [&] {
+      auto w2d = weight.view({in_channels, -1}).t();
+      auto y = Pointwise(x, w2d, torch::Tensor());
+      y = y.view({n, out_channels, kernel[0], kernel[1], kernel[2], in[0], in[1], in[2]})
+              .permute({0, 1, 5, 2, 6, 3, 7, 4})
+              .reshape({n, out_channels, out[0], out[1], out[2]});
+      if (bias.defined()) y.add_(bias.view({1, -1, 1, 1, 1}));
+      return y;
+    });
+  }
+  const std::string op = std::string(transposed ? "transposed conv " : "conv ") + ToString(kernel) +
+                         (in_channels < 32 || out_channels < 32 ? " (< 32 channels)" : "");
+  return Timed(profile, op, macs, [&] {
+    if (transposed) {
+      return torch::conv_transpose3d(x, weight, bias, {stride[0], stride[1], stride[2]}, {padding[0], padding[1], padding[2]});
+    }
+    return torch::conv3d(x, weight, bias, {stride[0], stride[1], stride[2]}, {padding[0], padding[1], padding[2]});
+  });
+}
+
+std::vector<TensorSpec> PlainConvUNet::StateDictSpec(const UNetConfig& cfg) {
+  const Topology t = MakeTopology(cfg);
+  std::vector<TensorSpec> out;
+  auto conv = [&](const ConvLayer& c) {
+    for (auto& s : c.Spec()) out.push_back(s);
+    if (cfg.conv_bias) out.push_back({c.name + ".bias", {c.out_channels}});
+  };
+  auto block = [&](const ConvBlock& b) {
+    conv(b.conv);
+    if (b.norm.affine) {
+      out.push_back({b.norm.name + ".weight", NormShape(b.norm)});
+      out.push_back({b.norm.name + ".bias", NormShape(b.norm)});
+    }
+  };
+  for (const auto& stage : t.encoder)
+    for (const auto& b : stage) block(b);
+  for (size_t d = 0; d < t.decoder.size(); ++d)
+    for (const auto& b : t.decoder[d]) block(b);
+  for (const auto& c : t.transpconvs) conv(c);
+  for (const auto& c : t.seg_layers) {
+    for (auto& s : c.Spec()) out.push_back(s);
+    out.push_back({c.name + ".bias", {c.out_channels}});  // the heads always carry a bias
+  }
+  return out;
+}
+
+Result<PlainConvUNet> PlainConvUNet::Create(const UNetConfig& cfg, const WeightMap& weights) {
+  TS_RETURN_IF_ERROR(cfg.Validate());
+  Topology t = MakeTopology(cfg);
+  WeightTaker taker(weights);
+  for (auto& stage : t.encoder)
+    for (auto& b : stage) {
+      TS_RETURN_IF_ERROR(taker.Conv(&b.conv, cfg.conv_bias));
+      TS_RETURN_IF_ERROR(taker.Norm(&b.norm));
+    }
+  for (auto& stage : t.decoder)
+    for (auto& b : stage) {
+      TS_RETURN_IF_ERROR(taker.Conv(&b.conv, cfg.conv_bias));
+      TS_RETURN_IF_ERROR(taker.Norm(&b.norm));
+    }
+  for (auto& c : t.transpconvs) TS_RETURN_IF_ERROR(taker.Conv(&c, cfg.conv_bias));
+  for (auto& c : t.seg_layers) TS_RETURN_IF_ERROR(taker.Conv(&c, true));
+  TS_RETURN_IF_ERROR(taker.CheckAllTaken());
+
+  PlainConvUNet net;
+  net.config_ = cfg;
+  net.encoder_ = std::move(t.encoder);
+  net.transpconvs_ = std::move(t.transpconvs);
+  net.decoder_ = std::move(t.decoder);
+  net.seg_layers_ = std::move(t.seg_layers);
+  return net;
+}
+
+WeightMap PlainConvUNet::RandomWeights(const UNetConfig& cfg, uint64_t seed) {
+  torch::manual_seed(seed);
+  WeightMap w;
+  for (const auto& spec : StateDictSpec(cfg)) {
+    torch::Tensor t;
+    if (spec.shape.size() == 5) {
+      const bool transposed = spec.key.find("transpconvs") != std::string::npos;
+      const int64_t fan_in = (transposed ? spec.shape[1] : spec.shape[1]) * spec.shape[2] * spec.shape[3] * spec.shape[4];
+      t = torch::randn(spec.shape) * std::sqrt(2.0 / static_cast<double>(fan_in));
+    } else if (spec.key.find(".norm.weight") != std::string::npos) {
+      t = torch::ones(spec.shape) + 0.1 * torch::randn(spec.shape);
+    } else {
+      t = 0.01 * torch::randn(spec.shape);
+    }
+    w.emplace(spec.key, t);
+  }
+  return w;
+}
+
+Status PlainConvUNet::CheckInput(const torch::Tensor& x) const {
+  if (x.dim() != 5) return InvalidArgument("input must be 5-D (N, C, Z, Y, X), got " + std::to_string(x.dim()) + "-D");
+  if (x.size(1) != config_.input_channels) {
+    return InvalidArgument("input has " + std::to_string(x.size(1)) + " channels, the network takes " + std::to_string(config_.input_channels));
+  }
+  if (x.scalar_type() != torch::kFloat32) return InvalidArgument("input must be float32");
+  return config_.ValidatePatch({x.size(2), x.size(3), x.size(4)});
+}
+
+torch::Tensor PlainConvUNet::Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const {
+  torch::Tensor y = b.conv.Forward(x, profile, options_);
+  if (options_.fast_paths && y.is_cpu() && y.scalar_type() == torch::kFloat32 && y.is_contiguous()) {
+    return Timed(profile, "instance norm + leaky relu (fused)", 0, [&] {
+      InstanceNormLeakyReluInPlace(y, b.norm, config_.negative_slope);
+      return y;
+    });
+  }
+  return Timed(profile, "instance norm + leaky relu", 0, [&] {
+    y = torch::instance_norm(y, b.norm.weight, b.norm.bias, {}, {}, /*use_input_stats=*/true, 0.0, b.norm.eps, false);
+    if (options_.autograd) return torch::leaky_relu(y, config_.negative_slope);
+    return config_.negative_slope == 0.0 ? y.relu_() : torch::leaky_relu_(y, config_.negative_slope);
+  });
+}
+
+Result<torch::Tensor> PlainConvUNet::Run(const torch::Tensor& x) const {
+  TS_RETURN_IF_ERROR(CheckInput(x));
+  return StatusFromExceptions("forward pass", [&]() -> Result<torch::Tensor> {
+    torch::NoGradGuard no_grad;
+    return Forward(x);
+  });
+}
+
+torch::Tensor PlainConvUNet::Forward(const torch::Tensor& input, OpProfile* profile) const {
+  std::optional<torch::NoGradGuard> no_grad;
+  if (!options_.autograd) no_grad.emplace();
+  std::vector<torch::Tensor> skips;
+  torch::Tensor x = input;
+  for (const auto& stage : encoder_) {
+    for (const auto& b : stage) x = Block(b, x, profile);
+    skips.push_back(x);
+  }
+  torch::Tensor lres = skips.back();
+  skips.pop_back();
+  for (size_t d = 0; d < decoder_.size(); ++d) {
+    x = transpconvs_[d].Forward(lres, profile, options_);
+    const torch::Tensor& skip = skips.back();
+    x = Timed(profile, "concat", 0, [&] { return torch::cat({x, skip}, 1); });
+    skips.pop_back();
+    for (const auto& b : decoder_[d]) x = Block(b, x, profile);
+    lres = x;
+  }
+  return seg_layers_.back().Forward(lres, profile, options_);
+}
+
+std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {
+  std::vector<LayerCost> out;
+  auto norm_cost = [](const NormLayer& n, const Int3& size) {
+    LayerCost c;
+    c.name = n.name;
+    c.op = "InstanceNorm3d";
+    c.in_channels = c.out_channels = n.channels;
+    c.output_size = size;
+    c.parameters = n.weight.defined() ? 2 * n.channels : 0;
+    return c;
+  };
+  auto block = [&](const ConvBlock& b, Int3 size) {
+    out.push_back(b.conv.Cost(size));
+    size = out.back().output_size;
+    out.push_back(norm_cost(b.norm, size));
+    return size;
+  };
+  Int3 size = patch;
+  std::vector<Int3> sizes;
+  for (const auto& stage : encoder_) {
+    for (const auto& b : stage) size = block(b, size);
+    sizes.push_back(size);
+  }
+  for (size_t d = 0; d < decoder_.size(); ++d) {
+    out.push_back(transpconvs_[d].Cost(size));
+    size = out.back().output_size;
+    for (const auto& b : decoder_[d]) size = block(b, size);
+    LayerCost head = seg_layers_[d].Cost(size);
+    head.applied = d + 1 == decoder_.size();
+    if (!head.applied) head.macs = 0;
+    out.push_back(head);
+  }
+  return out;
+}
+
+std::vector<ConvLayer*> PlainConvUNet::MutableConvs() {
+  std::vector<ConvLayer*> out;
+  for (auto& stage : encoder_)
+    for (auto& b : stage) out.push_back(&b.conv);
+  for (auto& stage : decoder_)
+    for (auto& b : stage) out.push_back(&b.conv);
+  for (auto& c : transpconvs_) out.push_back(&c);
+  for (auto& c : seg_layers_) out.push_back(&c);
+  return out;
+}
+
+WeightMap PlainConvUNet::Weights() const {
+  WeightMap w;
+  auto norm = [&](const NormLayer& n) {
+    if (n.weight.defined()) w[n.name + ".weight"] = n.weight;
+    if (n.bias.defined()) w[n.name + ".bias"] = n.bias;
+  };
+  for (const auto& stage : encoder_)
+    for (const auto& b : stage) b.conv.AppendWeights(&w), norm(b.norm);
+  for (const auto& stage : decoder_)
+    for (const auto& b : stage) b.conv.AppendWeights(&w), norm(b.norm);
+  for (const auto& c : transpconvs_) c.AppendWeights(&w);
+  for (const auto& c : seg_layers_) c.AppendWeights(&w);
+  return w;
+}
+
+int64_t PlainConvUNet::NumParameters() const {
+  int64_t total = 0;
+  for (const auto& c : Cost({1, 1, 1})) total += c.parameters;
+  return total;
+}
+
+}  // namespace tucker_seg

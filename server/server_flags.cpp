@@ -1,0 +1,33 @@
+#include "server/server_flags.h"
+
+namespace tucker_seg::server {
+
+void AddServerFlags(CLI::App& app, ServerOptions* o) {
+  auto add = [&app](const std::string& flag, auto* field, const std::string& env, const std::string& help) {
+    return app.add_option(flag, *field, help)->envname(env)->capture_default_str();
+  };
+  add("--model-store", &o->model_store, "TUCKER_SEG_MODEL_STORE", "Folder of model folders, or one model folder");
+  add("--listen", &o->listen, "TUCKER_SEG_LISTEN", "gRPC address");
+  add("--metrics-listen", &o->metrics_listen, "TUCKER_SEG_METRICS_LISTEN", "Prometheus /metrics address");
+  add("--workers", &o->workers, "TUCKER_SEG_WORKERS", "Requests running at once")->check(CLI::Range(1, 64));
+  add("--threads", &o->threads, "TUCKER_SEG_THREADS", "LibTorch intra-op threads, 0 = all cores")->check(CLI::Range(0, 1024));
+  add("--max-queue", &o->max_queue, "TUCKER_SEG_MAX_QUEUE", "Requests waiting for a worker before RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(0, 100000));
+  add("--latency-target", &o->latency_target_seconds, "TUCKER_SEG_LATENCY_TARGET",
+      "Seconds a request should take; auto selection keeps to it (0 = none)")->check(CLI::NonNegativeNumber);
+  add("--hysteresis", &o->hysteresis, "TUCKER_SEG_HYSTERESIS", "Headroom needed to move back to a more accurate variant")
+      ->check(CLI::Range(0.0, 0.99));
+  add("--max-voxels", &o->limits.max_voxels, "TUCKER_SEG_MAX_VOXELS", "Largest volume accepted, in voxels")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  add("--max-bytes", &o->limits.max_bytes, "TUCKER_SEG_MAX_BYTES", "Largest voxel payload accepted, in bytes")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 42));
+  add("--max-streams", &o->limits.max_streams, "TUCKER_SEG_MAX_STREAMS", "Segment streams open at once")->check(CLI::Range(1, 100000));
+  add("--calibration-repeats", &o->calibration.repeats, "TUCKER_SEG_CALIBRATION_REPEATS", "Timed runs per variant at start")
+      ->check(CLI::Range(1, 1000));
+  add("--tls-cert", &o->tls_cert_file, "TUCKER_SEG_TLS_CERT", "PEM certificate chain: serve gRPC over TLS (with --tls-key)");
+  add("--tls-key", &o->tls_key_file, "TUCKER_SEG_TLS_KEY", "PEM private key for --tls-cert");
+  add("--drain-seconds", &o->drain_seconds, "TUCKER_SEG_DRAIN_SECONDS", "On SIGTERM, time open requests get to finish")
+      ->check(CLI::NonNegativeNumber);
+}
+
+}  // namespace tucker_seg::server

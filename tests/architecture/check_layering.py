@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Checks that every library includes only the libraries below it (docs/architecture.md).
+
+Each source folder may include, with quoted includes, only the folders listed for it. Exit 1 and
+one line per offending include otherwise.
+"""
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(sys.argv[1])
+BASE = ["vocabulary/"]
+ENGINE = ["model_store/format/", "model_store/network/"]
+ALLOWED = {
+    "vocabulary": BASE,
+    "command_line": BASE + ["command_line/"],
+    "image_io": BASE + ["image_io/"],
+    "model_store/format": BASE + ["model_store/format/"],
+    "model_store/network": BASE + ENGINE,
+    "model_store/inference": BASE + ENGINE + ["model_store/inference/"],
+    "model_store/import": BASE + ENGINE + ["model_store/import/"],
+    "model_store/compression": BASE + ENGINE + ["model_store/compression/"],
+    "model_store/training": BASE + ENGINE + ["model_store/inference/", "model_store/training/"],
+    "model_store/tools": BASE + ["model_store/", "image_io/", "command_line/"],
+    "proto/wire": BASE + ["wire/", "tuckerseg/"],
+    "server": BASE + ENGINE + ["model_store/inference/", "server/", "wire/", "tuckerseg/", "grpc/", "command_line/", "absl/"],
+    "client": BASE + ["client/", "image_io/", "wire/", "tuckerseg/", "grpc/", "command_line/"],
+}
+
+include = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
+problems = []
+for folder, allowed in ALLOWED.items():
+    for path in sorted((ROOT / folder).glob("*")):
+        if path.suffix not in (".h", ".cpp"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            m = include.match(line)
+            if m and not any(m.group(1).startswith(prefix) for prefix in allowed):
+                problems.append(f"{path.relative_to(ROOT)}:{number}: includes {m.group(1)}, outside {folder}'s layers")
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
