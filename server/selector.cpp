@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <vector>
 
 namespace tucker_seg::server {
@@ -38,9 +39,6 @@ Result<Selection> VariantSelector::Select(const ModelEntry& model, const Selecti
   if (!std::isfinite(request.min_quality) || request.min_quality < 0 || request.min_quality > 1) {
     return InvalidArgument("min_quality must be in [0, 1], got " + std::to_string(request.min_quality));
   }
-  const auto predicted = [&](const VariantEntry& v) {
-    return queue_wait_seconds + SecondsPerTile(model, v) * static_cast<double>(request.tiles);
-  };
   Selection s;
   if (!request.variant.empty() && request.variant != "auto") {
     s.variant = model.Find(request.variant);
@@ -48,7 +46,7 @@ Result<Selection> VariantSelector::Select(const ModelEntry& model, const Selecti
       return NotFound("variant '" + request.variant + "' of model '" + model.name + "' does not exist (have: " + model.VariantNames() + ")");
     }
     s.reason = "pinned";
-    s.predicted_seconds = predicted(*s.variant);
+    s.predicted_seconds = queue_wait_seconds + SecondsPerTile(model, *s.variant) * static_cast<double>(request.tiles);
     s.run_seconds = s.predicted_seconds - queue_wait_seconds;
     s.detail = "requested by name; predicted " + Seconds(s.predicted_seconds);
     return s;
@@ -74,9 +72,12 @@ Result<Selection> VariantSelector::Select(const ModelEntry& model, const Selecti
   for (size_t i = 0; i < candidates.size(); ++i)
     if (candidates[i]->name == last) last_index = i;
 
-  const auto cost = [&](const VariantEntry* v) {
-    return queue_wait_seconds + SecondsPerTileLocked(model, *v) * static_cast<double>(request.tiles);
-  };
+  // Predicted seconds per candidate, computed under the lock (a lambda would hide the lock from
+  // clang's thread-safety analysis).
+  std::map<const VariantEntry*, double> predicted;
+  for (const VariantEntry* v : candidates)
+    predicted[v] = queue_wait_seconds + SecondsPerTileLocked(model, *v) * static_cast<double>(request.tiles);
+  const auto cost = [&](const VariantEntry* v) { return predicted.at(v); };
   if (!budget) {
     s.variant = candidates[0];
     s.reason = "most_accurate";

@@ -159,7 +159,7 @@ TEST(Tucker, TotalSegmentatorShapedDf03LeavesThePapersParameterCount) {
 TEST(Tucker, BadOptionsAreRejectedByName) {
   const Model m = ImportIso4();
   CompressionOptions none;
-  EXPECT_THAT(CompressModel(m, none).status().message(), HasSubstr("exactly one of --df and --energy"));
+  EXPECT_THAT(CompressModel(m, none).status().message(), HasSubstr("exactly one of df and energy"));
   EXPECT_THAT(CompressModel(m, Df(1.5, false)).status().message(), HasSubstr("df must be in (0, 1]"));
 }
 

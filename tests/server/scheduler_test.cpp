@@ -36,11 +36,12 @@ TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
 }
 
 TEST(Scheduler, IdleWorkersMeanNoWait) {
-  Scheduler scheduler({/*workers=*/2, /*max_queue=*/4});
-  EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);
+  // Declared before the scheduler, so the scheduler joins its workers before these go away.
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::promise<void> started;
+  Scheduler scheduler({/*workers=*/2, /*max_queue=*/4});
+  EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);
   ASSERT_TRUE(scheduler.Submit([&] { started.set_value(); released.wait(); }, 5.0).ok());
   started.get_future().wait();
   EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);  // one of two workers is free
