@@ -2,7 +2,7 @@
 #   podman --runtime runc build --pull=never --network=host --format docker -t tucker-seg-server .
 #   podman --runtime runc run -p 50051:50051 -p 9090:9090 tucker-seg-server
 # A volume on /opt/tucker-seg/models replaces the bundled model store. Configuration: the
-# TUCKER_SEG_* environment variables (docs/server.md). CUDA: docs/deploy.md.
+# TUCKER_SEG_* environment variables (docs/server.md). CUDA image: docs/gpu.md.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm
 
 FROM ${BASE_IMAGE} AS build
@@ -16,7 +16,9 @@ COPY . .
 # CI's CMake build (scripts/build.sh), without tests and benchmarks.
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTUCKER_SEG_BUILD_TESTS=OFF -DTUCKER_SEG_BUILD_BENCH=OFF ${CMAKE_EXTRA_ARGS} \
  && cmake --build build -j "$(nproc)" --target tucker-seg-server tucker-seg tucker-seg-models \
- && bash scripts/runtime-packages.sh build/tucker-seg-server build/tucker-seg build/tucker-seg-models > /runtime-packages.txt
+ && bash scripts/runtime-packages.sh build/tucker-seg-server build/tucker-seg build/tucker-seg-models > /runtime-packages.txt \
+ && mkdir -p /opt/tucker-seg-lib \
+ && if [ -d third_party/libtorch/lib ]; then cp -a third_party/libtorch/lib/. /opt/tucker-seg-lib/; fi
 
 FROM ${BASE_IMAGE}
 COPY --from=build /runtime-packages.txt /tmp/runtime-packages.txt
@@ -25,8 +27,11 @@ RUN apt-get update -q \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --system --uid 10001 --home-dir /opt/tucker-seg --shell /usr/sbin/nologin tucker
 COPY --from=build /src/build/tucker-seg-server /src/build/tucker-seg /src/build/tucker-seg-models /usr/local/bin/
+# Empty for Debian's LibTorch; a CUDA LibTorch's libraries otherwise (docs/gpu.md).
+COPY --from=build /opt/tucker-seg-lib /opt/tucker-seg/lib
 COPY models /opt/tucker-seg/models
-ENV TUCKER_SEG_MODEL_STORE=/opt/tucker-seg/models \
+ENV LD_LIBRARY_PATH=/opt/tucker-seg/lib \
+    TUCKER_SEG_MODEL_STORE=/opt/tucker-seg/models \
     TUCKER_SEG_LISTEN=0.0.0.0:50051 \
     TUCKER_SEG_METRICS_LISTEN=0.0.0.0:9090
 USER tucker

@@ -83,7 +83,7 @@ std::unique_ptr<client::SegmentationClient> ConnectTo(int port) {
 int Overhead(int64_t slices, int repeats) {
   const std::string store = std::string(TUCKER_SEG_SOURCE_DIR) + "/models";
   auto server = StartServer(store, 0);
-  const auto catalog = server->state().catalog.Get();
+  const auto catalog = server->state().devices[0]->catalog.Get();
   const auto& model = catalog->models[0];
   const auto* original = model.Find("original");
   // The in-process run sees exactly what the server decodes: int16 voxels.
@@ -185,7 +185,7 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
   const auto ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
   const std::string store = BuildRampStore(ct);
   auto probe_server = StartServer(store, 0);
-  const auto probe_catalog = probe_server->state().catalog.Get();
+  const auto probe_catalog = probe_server->state().devices[0]->catalog.Get();
   for (const auto& v : probe_catalog->models[0].variants) {
     std::printf("calibrated %-8s %.3f s/tile, quality %.3f, %s\n", v.name.c_str(), v.seconds_per_tile, v.quality.value_or(0),
                 v.selectable ? "selectable" : v.not_selectable_reason.c_str());

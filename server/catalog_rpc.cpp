@@ -1,5 +1,5 @@
 // ListModels and DescribeModel: what the server hosts, what each variant costs and how accurate
-// it is, and which variants auto selection may pick on this device.
+// it is, and which variants auto selection may pick on each device.
 #include "server/grpc_status.h"
 #include "server/segmentation_service.h"
 
@@ -16,7 +16,7 @@ void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
 
 grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
-  const auto catalog = state_.catalog.Get();
+  const auto catalog = state_.devices[0]->catalog.Get();
   for (const auto& m : catalog->models) {
     auto* summary = response->add_models();
     summary->set_name(m.name);
@@ -26,10 +26,26 @@ grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckers
   return grpc::Status::OK;
 }
 
+namespace {
+
+void SetProfile(const DeviceProfile& p, tuckerseg::v1::DeviceProfile* d) {
+  d->set_kind(p.kind);
+  d->set_label(p.Label());
+  d->set_name(p.name);
+  d->set_cores(p.cores);
+  for (const auto& isa : p.isa) d->add_isa(isa);
+  d->set_memory_bytes(p.memory_bytes);
+  d->set_cuda_devices(p.cuda_devices);
+  d->set_nvml(p.nvml);
+}
+
+}  // namespace
+
 grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
-  const auto catalog = state_.catalog.Get();
-  const auto model = catalog->Find(request->model());
+  std::vector<std::shared_ptr<const ModelCatalog>> catalogs;
+  for (const auto& d : state_.devices) catalogs.push_back(d->catalog.Get());
+  const auto model = catalogs[0]->Find(request->model());
   if (!model.ok()) return ToGrpc(model.status());
   const ModelEntry& m = *model.value();
   const auto& info = m.variants[0].info;
@@ -37,26 +53,34 @@ grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuck
   for (auto p : info.patch_size) response->add_patch_size(p);
   for (auto s : info.spacing) response->add_spacing(s);
   AddLabels(info.labels, response->mutable_labels());
-  const bool calibrated = catalog->calibrated;
-  for (const auto& v : m.variants) {
+  for (size_t i = 0; i < m.variants.size(); ++i) {
+    const VariantEntry& v = m.variants[i];
     auto* out = response->add_variants();
     out->set_name(v.name);
     out->set_parameters(v.parameters);
     out->set_macs_per_tile(v.macs_per_tile);
     out->set_quality_known(v.quality.has_value());
     out->set_quality(v.quality.value_or(0));
-    out->set_calibrated_seconds_per_tile(calibrated ? v.seconds_per_tile : 0);
-    out->set_selectable(calibrated && v.selectable);
-    out->set_not_selectable_reason(calibrated ? v.not_selectable_reason : "calibration is still running");
+    for (size_t d = 0; d < catalogs.size(); ++d) {
+      const bool calibrated = catalogs[d]->calibrated;
+      auto on_device = catalogs[d]->Find(m.name);
+      if (!on_device.ok() || on_device.value()->variants.size() != m.variants.size()) continue;
+      const VariantEntry& there = on_device.value()->variants[i];
+      auto* figures = out->add_devices();
+      figures->set_device(state_.devices[d]->profile.Label());
+      figures->set_calibrated_seconds_per_tile(calibrated ? there.seconds_per_tile : 0);
+      figures->set_selectable(calibrated && there.selectable);
+      figures->set_not_selectable_reason(calibrated ? there.not_selectable_reason : "calibration is still running");
+      figures->set_device_memory_bytes(there.device_memory_bytes);
+      if (d == 0) {
+        out->set_calibrated_seconds_per_tile(figures->calibrated_seconds_per_tile());
+        out->set_selectable(figures->selectable());
+        out->set_not_selectable_reason(figures->not_selectable_reason());
+      }
+    }
   }
-  auto* d = response->mutable_device();
-  d->set_kind(state_.device.kind);
-  d->set_name(state_.device.name);
-  d->set_cores(state_.device.cores);
-  for (const auto& isa : state_.device.isa) d->add_isa(isa);
-  d->set_memory_bytes(state_.device.memory_bytes);
-  d->set_cuda_devices(state_.device.cuda_devices);
-  d->set_nvml(state_.device.nvml);
+  SetProfile(state_.devices[0]->profile, response->mutable_device());
+  for (const auto& d : state_.devices) SetProfile(d->profile, response->add_devices());
   return grpc::Status::OK;
 }
 

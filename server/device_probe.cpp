@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include <torch/cuda.h>
+#include "model_store/network/device.h"
 
 namespace tucker_seg::server {
 namespace {
@@ -105,24 +105,49 @@ std::optional<GpuSample> Nvml::Sample(int index) const {
 
 DeviceProfile ProbeDevice(int threads) {
   DeviceProfile p;
-  p.cuda_devices = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
-  const auto nvml = Nvml::Open();
-  p.nvml = nvml != nullptr;
-  if (p.cuda_devices > 0) {
-    // Debian's LibTorch has no CUDA; with a CUDA LibTorch the name comes from NVML when present.
-    p.kind = "cuda";
-    p.name = nvml ? nvml->DeviceName(0) : "CUDA device 0";
-    if (nvml) {
-      if (auto s = nvml->Sample(0)) p.memory_bytes = s->memory_total_bytes;
-    }
-    p.cores = 0;  // multiprocessors need the CUDA runtime headers, which a CPU build lacks
-    return p;
-  }
+  p.cuda_devices = CudaDeviceCount();
+  p.nvml = Nvml::Open() != nullptr;
   p.name = CpuModelName();
   p.cores = threads;
   p.isa = CpuFeatures();
   p.memory_bytes = HostMemoryBytes();
   return p;
+}
+
+Result<std::vector<DeviceProfile>> ProbeDevices(const std::string& devices, int threads) {
+  std::vector<std::string> specs;
+  if (devices == "auto" || devices.empty()) {
+    for (int i = 0; i < CudaDeviceCount(); ++i) specs.push_back("cuda:" + std::to_string(i));
+    specs.push_back("cpu");
+  } else {
+    std::stringstream list(devices);
+    for (std::string spec; std::getline(list, spec, ',');) specs.push_back(spec);
+  }
+  const auto nvml = Nvml::Open();
+  std::vector<DeviceProfile> out;
+  for (const auto& spec : specs) {
+    auto device = ParseDevice(spec);
+    if (!device.ok()) return Annotate(device.status(), "devices");
+    DeviceProfile p = ProbeDevice(threads);
+    if (device.value().is_cuda()) {
+      p.kind = "cuda";
+      p.index = device.value().index();
+      p.spec = "cuda:" + std::to_string(p.index);
+      p.isa.clear();
+      p.cores = 0;  // multiprocessors need the CUDA runtime headers, which a CPU build lacks
+      p.name = nvml ? nvml->DeviceName(p.index) : "";
+      if (p.name.empty()) p.name = "CUDA device " + std::to_string(p.index);
+      p.memory_bytes = 0;
+      if (nvml) {
+        if (auto sample = nvml->Sample(p.index)) p.memory_bytes = sample->memory_total_bytes;
+      }
+    }
+    for (const auto& other : out)
+      if (other.spec == p.spec) return InvalidArgument("devices: '" + p.spec + "' is listed twice");
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) return InvalidArgument("devices: the list is empty");
+  return out;
 }
 
 }  // namespace tucker_seg::server

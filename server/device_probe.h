@@ -8,10 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "vocabulary/status.h"
+
 namespace tucker_seg::server {
 
 struct DeviceProfile {
   std::string kind = "cpu";   // "cpu" or "cuda": where inference runs
+  std::string spec = "cpu";   // what --devices names it: "cpu" or "cuda:N"
+  int index = -1;             // the CUDA device index (also NVML's, see docs/gpu.md); -1 on CPU
   std::string name;           // CPU model name or GPU name
   int cores = 0;              // inference threads (CPU) or multiprocessors (GPU)
   std::vector<std::string> isa;  // CPU features that matter for convolutions
@@ -19,11 +23,15 @@ struct DeviceProfile {
   int cuda_devices = 0;
   bool nvml = false;
 
-  std::string Label() const { return kind + ":" + name; }  // the `device` metric label
+  // The `device` metric label: "cpu:<model>" or "cuda:N:<GPU name>".
+  std::string Label() const { return (kind == "cpu" ? std::string("cpu") : spec) + ":" + name; }
 };
 
 // `threads`: the intra-op threads inference will use (reported as cores on CPU).
-DeviceProfile ProbeDevice(int threads);
+DeviceProfile ProbeDevice(int threads);  // the CPU
+// The devices named by `devices` ("cpu,cuda:0"; "auto" = every CUDA device, then the CPU), each
+// checked to exist in this build and on this machine; duplicates are refused.
+Result<std::vector<DeviceProfile>> ProbeDevices(const std::string& devices, int threads);
 
 struct GpuSample {
   double utilization = 0;  // 0..1

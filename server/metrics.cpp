@@ -13,7 +13,7 @@ const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.01, 0.025, 0.05,
 // GPU utilisation and memory, sampled through NVML at scrape time (absent without NVML).
 class ServerMetrics::GpuCollector : public prometheus::Collectable {
  public:
-  explicit GpuCollector(std::string device) : device_(std::move(device)), nvml_(Nvml::Open()) {}
+  GpuCollector() : nvml_(Nvml::Open()) {}
   std::vector<prometheus::MetricFamily> Collect() const override {
     if (!nvml_) return {};
     prometheus::MetricFamily util{"tuckerseg_gpu_utilization_ratio", "GPU busy fraction (NVML)", prometheus::MetricType::Gauge, {}};
@@ -22,7 +22,8 @@ class ServerMetrics::GpuCollector : public prometheus::Collectable {
     for (int i = 0; i < nvml_->device_count(); ++i) {
       const auto sample = nvml_->Sample(i);
       if (!sample) continue;
-      const std::vector<prometheus::ClientMetric::Label> labels{{"device", device_}, {"gpu", std::to_string(i)}};
+      const std::vector<prometheus::ClientMetric::Label> labels{{"device", "cuda:" + std::to_string(i) + ":" + nvml_->DeviceName(i)},
+                                                                {"gpu", std::to_string(i)}};
       prometheus::ClientMetric m;
       m.label = labels;
       m.gauge.value = sample->utilization;
@@ -36,43 +37,41 @@ class ServerMetrics::GpuCollector : public prometheus::Collectable {
   }
 
  private:
-  std::string device_;
   std::unique_ptr<Nvml> nvml_;
 };
 
-ServerMetrics::ServerMetrics(const DeviceProfile& device)
+ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
     : registry_(std::make_shared<prometheus::Registry>()),
-      gpu_(std::make_shared<GpuCollector>(device.Label())),
+      gpu_(std::make_shared<GpuCollector>()),
       requests_(prometheus::BuildCounter().Name("tuckerseg_requests_total").Help("Segment requests by outcome (gRPC status code name)")
-                    .Labels({{"device", device.Label()}}).Register(*registry_)),
+                    .Register(*registry_)),
       request_seconds_(prometheus::BuildHistogram().Name("tuckerseg_request_duration_seconds")
-                           .Help("Segment requests, header received to last label chunk sent").Labels({{"device", device.Label()}})
+                           .Help("Segment requests, header received to last label chunk sent")
                            .Register(*registry_)),
       queue_wait_seconds_(prometheus::BuildHistogram().Name("tuckerseg_queue_wait_seconds").Help("Time admitted requests waited for a worker")
-                              .Labels({{"device", device.Label()}}).Register(*registry_)),
+                              .Register(*registry_)),
       voxels_(prometheus::BuildCounter().Name("tuckerseg_voxels_processed_total").Help("Input voxels segmented successfully")
-                  .Labels({{"device", device.Label()}}).Register(*registry_)),
+                  .Register(*registry_)),
       stage_seconds_(prometheus::BuildHistogram().Name("tuckerseg_inference_stage_seconds")
-                         .Help("Seconds per inference stage (preprocess, network, aggregation, export)").Labels({{"device", device.Label()}})
+                         .Help("Seconds per inference stage (preprocess, network, aggregation, export)")
                          .Register(*registry_)),
       selections_(prometheus::BuildCounter().Name("tuckerseg_selections_total").Help("Variant choices by reason")
-                      .Labels({{"device", device.Label()}}).Register(*registry_)),
+                      .Register(*registry_)),
       variant_seconds_per_tile_(prometheus::BuildGauge().Name("tuckerseg_variant_calibrated_seconds_per_tile")
-                                    .Help("One sliding-window tile, measured at start on this device").Labels({{"device", device.Label()}})
+                                    .Help("One sliding-window tile, measured at start on this device")
                                     .Register(*registry_)),
       variant_selectable_(prometheus::BuildGauge().Name("tuckerseg_variant_selectable")
-                              .Help("1 when auto selection may pick the variant on this device").Labels({{"device", device.Label()}})
+                              .Help("1 when auto selection may pick the variant on this device")
                               .Register(*registry_)),
-      queue_depth_(prometheus::BuildGauge().Name("tuckerseg_queue_depth").Help("Requests waiting for a worker")
-                       .Labels({{"device", device.Label()}}).Register(*registry_).Add({})),
+      queue_depth_(prometheus::BuildGauge().Name("tuckerseg_queue_depth").Help("Requests waiting for a worker of the device")
+                       .Register(*registry_)),
       in_flight_(prometheus::BuildGauge().Name("tuckerseg_in_flight_requests").Help("Segment streams open now")
-                     .Labels({{"device", device.Label()}}).Register(*registry_).Add({})) {
-  prometheus::BuildGauge()
-      .Name("tuckerseg_device_info")
-      .Help("The device this server runs inference on (value 1)")
-      .Register(*registry_)
-      .Add({{"device", device.Label()}, {"kind", device.kind}, {"name", device.name}, {"cores", std::to_string(device.cores)}})
-      .Set(1);
+                     .Register(*registry_).Add({})) {
+  auto& info = prometheus::BuildGauge().Name("tuckerseg_device_info").Help("The devices this server runs inference on (value 1)").Register(*registry_);
+  for (const auto& device : devices) {
+    info.Add({{"device", device.Label()}, {"kind", device.kind}, {"name", device.name}, {"cores", std::to_string(device.cores)}}).Set(1);
+    queue_depth_.Add({{"device", device.Label()}}).Set(0);
+  }
 }
 
 ServerMetrics::~ServerMetrics() = default;
@@ -90,28 +89,30 @@ Status ServerMetrics::Serve(const std::string& listen) {
 
 int ServerMetrics::port() const { return endpoint_ ? endpoint_->port() : 0; }
 
-void ServerMetrics::RequestFinished(const std::string& model, const std::string& variant, const std::string& status, double seconds) {
-  requests_.Add({{"model", model}, {"variant", variant}, {"status", status}}).Increment();
-  request_seconds_.Add({{"model", model}, {"variant", variant}}, kLatencyBuckets).Observe(seconds);
+void ServerMetrics::RequestFinished(const std::string& device, const std::string& model, const std::string& variant,
+                                    const std::string& status, double seconds) {
+  requests_.Add({{"device", device}, {"model", model}, {"variant", variant}, {"status", status}}).Increment();
+  request_seconds_.Add({{"device", device}, {"model", model}, {"variant", variant}}, kLatencyBuckets).Observe(seconds);
 }
 
-void ServerMetrics::Served(const std::string& model, const std::string& variant, int64_t voxels, double queue_wait_seconds,
-                           const PredictionTimings& t) {
-  voxels_.Add({{"model", model}, {"variant", variant}}).Increment(static_cast<double>(voxels));
-  queue_wait_seconds_.Add({{"model", model}, {"variant", variant}}, kLatencyBuckets).Observe(queue_wait_seconds);
+void ServerMetrics::Served(const std::string& device, const std::string& model, const std::string& variant, int64_t voxels,
+                           double queue_wait_seconds, const PredictionTimings& t) {
+  voxels_.Add({{"device", device}, {"model", model}, {"variant", variant}}).Increment(static_cast<double>(voxels));
+  queue_wait_seconds_.Add({{"device", device}, {"model", model}, {"variant", variant}}, kLatencyBuckets).Observe(queue_wait_seconds);
   const std::pair<const char*, double> stages[] = {
       {"preprocess", t.preprocess_seconds}, {"network", t.network_seconds}, {"aggregation", t.aggregation_seconds}, {"export", t.export_seconds}};
   for (const auto& [stage, seconds] : stages)
-    stage_seconds_.Add({{"model", model}, {"variant", variant}, {"stage", stage}}, kLatencyBuckets).Observe(seconds);
+    stage_seconds_.Add({{"device", device}, {"model", model}, {"variant", variant}, {"stage", stage}}, kLatencyBuckets).Observe(seconds);
 }
 
-void ServerMetrics::Selected(const std::string& model, const std::string& variant, const std::string& reason) {
-  selections_.Add({{"model", model}, {"variant", variant}, {"reason", reason}}).Increment();
+void ServerMetrics::Selected(const std::string& device, const std::string& model, const std::string& variant, const std::string& reason) {
+  selections_.Add({{"device", device}, {"model", model}, {"variant", variant}, {"reason", reason}}).Increment();
 }
 
-void ServerMetrics::Calibrated(const std::string& model, const std::string& variant, double seconds_per_tile, bool selectable) {
-  variant_seconds_per_tile_.Add({{"model", model}, {"variant", variant}}).Set(seconds_per_tile);
-  variant_selectable_.Add({{"model", model}, {"variant", variant}}).Set(selectable ? 1 : 0);
+void ServerMetrics::Calibrated(const std::string& device, const std::string& model, const std::string& variant, double seconds_per_tile,
+                               bool selectable) {
+  variant_seconds_per_tile_.Add({{"device", device}, {"model", model}, {"variant", variant}}).Set(seconds_per_tile);
+  variant_selectable_.Add({{"device", device}, {"model", model}, {"variant", variant}}).Set(selectable ? 1 : 0);
 }
 
 }  // namespace tucker_seg::server

@@ -1,10 +1,12 @@
 // The server's Prometheus metrics (prometheus-cpp registry), served on their own port at /metrics.
-// Names follow Prometheus conventions: base units, counters end in _total; every family carries
-// the `device` label of the device the server probed.
+// Names follow Prometheus conventions: base units, counters end in _total; the request, stage,
+// selection, calibration and queue families carry the `device` label of the device where the
+// work ran ("none" for requests refused before a device was chosen).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -20,19 +22,21 @@ namespace tucker_seg::server {
 
 class ServerMetrics {
  public:
-  explicit ServerMetrics(const DeviceProfile& device);
+  explicit ServerMetrics(const std::vector<DeviceProfile>& devices);
   ~ServerMetrics();
 
   // Starts the HTTP endpoint ("host:port"; port 0 picks a free one).
   Status Serve(const std::string& listen);
   int port() const;
 
-  void RequestFinished(const std::string& model, const std::string& variant, const std::string& status, double seconds);
-  void Served(const std::string& model, const std::string& variant, int64_t voxels, double queue_wait_seconds,
-              const PredictionTimings& timings);
-  void Selected(const std::string& model, const std::string& variant, const std::string& reason);
-  void Calibrated(const std::string& model, const std::string& variant, double seconds_per_tile, bool selectable);
-  void SetQueueDepth(int depth) { queue_depth_.Set(depth); }
+  void RequestFinished(const std::string& device, const std::string& model, const std::string& variant, const std::string& status,
+                       double seconds);
+  void Served(const std::string& device, const std::string& model, const std::string& variant, int64_t voxels,
+              double queue_wait_seconds, const PredictionTimings& timings);
+  void Selected(const std::string& device, const std::string& model, const std::string& variant, const std::string& reason);
+  void Calibrated(const std::string& device, const std::string& model, const std::string& variant, double seconds_per_tile,
+                  bool selectable);
+  void SetQueueDepth(const std::string& device, int depth) { queue_depth_.Add({{"device", device}}).Set(depth); }
   prometheus::Gauge& in_flight() { return in_flight_; }
 
  private:
@@ -48,7 +52,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& selections_;
   prometheus::Family<prometheus::Gauge>& variant_seconds_per_tile_;
   prometheus::Family<prometheus::Gauge>& variant_selectable_;
-  prometheus::Gauge& queue_depth_;
+  prometheus::Family<prometheus::Gauge>& queue_depth_;
   prometheus::Gauge& in_flight_;
 };
 

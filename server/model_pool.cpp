@@ -124,21 +124,45 @@ Result<ModelCatalog> LoadModelPool(const std::string& store) {
   return catalog;
 }
 
+Result<ModelCatalog> PlaceOnDevice(const ModelCatalog& catalog, const torch::Device& device, torch::ScalarType dtype,
+                                   const std::string& label) {
+  ModelCatalog placed = catalog;
+  for (auto& model : placed.models) {
+    model.device = label;
+    for (auto& v : model.variants) {
+      if (v.network->device() == device && v.network->dtype() == dtype) continue;
+      TS_ASSIGN_OR_RETURN(PlainConvUNet moved,
+                          StatusFromExceptions("placing " + model.name + "/" + v.name + " on " + device.str(),
+                                               [&]() -> Result<PlainConvUNet> { return v.network->To(device, dtype); }));
+      v.network = std::make_shared<const PlainConvUNet>(std::move(moved));
+    }
+  }
+  return placed;
+}
+
 Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
   using Clock = std::chrono::steady_clock;
   torch::NoGradGuard no_grad;
   for (auto& v : model->variants) {
     const auto& p = v.info.patch_size;
-    const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]});
+    const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]})
+                       .to(torch::TensorOptions().device(v.network->device()).dtype(v.network->dtype()));
     std::vector<double> times;
     for (int i = 0; i < options.warmup + std::max(1, options.repeats); ++i) {
       const auto start = Clock::now();
       const auto y = v.network->Run(x);
       if (!y.ok()) return Annotate(y.status(), "calibrating " + model->name + "/" + v.name);
+      // Reading one value back waits for a GPU to finish the tile (a no-op wait on the CPU).
+      auto done = StatusFromExceptions("calibrating " + model->name + "/" + v.name,
+                                       [&]() -> Result<double> { return y.value().flatten()[0].item<double>(); });
+      if (!done.ok()) return done.status();
       if (i >= options.warmup) times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
     }
     std::sort(times.begin(), times.end());
     v.seconds_per_tile = times[times.size() / 2];
+    if (v.network->device().is_cuda() && options.memory_used) {
+      if (const auto used = options.memory_used()) v.device_memory_bytes = *used;
+    }
   }
   MarkDominatedVariants(model);
   return Status::Ok();

@@ -3,6 +3,7 @@
 // through a CatalogSnapshot; calibration builds a new catalog and publishes it whole. No gRPC here.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,12 +28,15 @@ struct VariantEntry {
   // empty when the variant was never evaluated.
   std::optional<double> quality;
   double seconds_per_tile = 0;  // calibrated on this device
+  // GPU only: device memory this process held (NVML) once the variant had run a tile; 0 elsewhere.
+  int64_t device_memory_bytes = 0;
   bool selectable = true;
   std::string not_selectable_reason;
 };
 
 struct ModelEntry {
   std::string name;
+  std::string device;  // the label of the device its networks live on (DeviceProfile::Label)
   std::vector<VariantEntry> variants;  // [0] is the original
   const VariantEntry* Find(const std::string& variant) const;
   std::string VariantNames() const;  // "original, df0.5, ..." for messages
@@ -62,9 +66,16 @@ class CatalogSnapshot {
 // model.json, weights.safetensors and optionally variants/<name>/ (docs/model-format.md).
 Result<ModelCatalog> LoadModelPool(const std::string& store);
 
+// The catalog with every network copied onto `device` as `dtype` (shared when that is where they
+// are already), each model tagged with the device's label.
+Result<ModelCatalog> PlaceOnDevice(const ModelCatalog& catalog, const torch::Device& device, torch::ScalarType dtype,
+                                   const std::string& label);
+
 struct CalibrationOptions {
   int warmup = 1;
   int repeats = 3;  // median of these
+  // Device memory in use now (NVML), for GPU footprints; unset or nullopt where unknown.
+  std::function<std::optional<int64_t>()> memory_used;
 };
 
 // Times one tile (the model's patch, batch 1) per variant on this device, then marks variants

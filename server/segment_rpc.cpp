@@ -1,5 +1,6 @@
 // Segment: header -> validate (before any allocation) -> voxels -> select a variant -> queue ->
 // predict on a worker -> result header -> label chunks. One log line per request, no patient data.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -25,6 +26,7 @@ struct RequestRecord {
   std::string model = "-";
   std::string variant = "-";
   std::string reason = "-";
+  std::string device = "none";  // where the work ran; "none" when refused before placement
   int64_t voxels = 0;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
@@ -131,9 +133,10 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
   return Predict(variant.info, net, ct, options);
 }
 
-// Queues the prediction, reports QUEUED and RUNNING to the client, and waits for the worker.
-Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, grpc::ServerContext* context, Stream* stream, const VariantEntry& variant,
-                                         CtVolume ct, const Selection& selection, double wait) {
+// Queues the prediction on the device's workers, reports QUEUED and RUNNING to the client, and
+// waits for the worker.
+Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& device, grpc::ServerContext* context, Stream* stream,
+                                         const VariantEntry& variant, CtVolume ct, const Selection& selection, double wait) {
   auto job = std::make_shared<Job>();
   const auto enqueued = Clock::now();
   auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step]() {
@@ -152,20 +155,20 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, grpc::ServerContex
     job->changed.SignalAll();
   };
   WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
-  TS_RETURN_IF_ERROR(state.scheduler->Submit(std::move(work), selection.run_seconds));
-  state.metrics->SetQueueDepth(state.scheduler->queued());
+  TS_RETURN_IF_ERROR(device.scheduler->Submit(std::move(work), selection.run_seconds));
+  state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
   {
     absl::MutexLock lock(&job->mutex);
     while (!job->started && !job->done) job->changed.Wait(&job->mutex);
   }
-  state.metrics->SetQueueDepth(state.scheduler->queued());
+  state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
   WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
   absl::MutexLock lock(&job->mutex);
   while (!job->done) job->changed.Wait(&job->mutex);
   return job;
 }
 
-tuckerseg::v1::ResultHeader MakeResultHeader(const ServiceState& state, const RequestRecord& record, const Selection& selection,
+tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const Selection& selection,
                                              const Prediction& p, double receive_seconds, double queue_wait_seconds, double total_seconds) {
   tuckerseg::v1::ResultHeader result;
   result.set_request_id(record.id);
@@ -173,7 +176,7 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const ServiceState& state, const Re
   result.set_variant(record.variant);
   result.set_selection_reason(record.reason);
   result.set_selection_detail(selection.detail);
-  result.set_device(state.device.Label());
+  result.set_device(record.device);
   AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);
@@ -189,14 +192,31 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const ServiceState& state, const Re
   return result;
 }
 
+// A device's load for the selector: its queue, and on a GPU, NVML's utilisation (counted as a
+// slowdown only while our own workers there are idle, i.e. someone else's work) and free memory.
+DeviceCandidate DeviceLoad(const ServiceState& state, const ServedDevice& device, const ModelEntry* model) {
+  DeviceCandidate c;
+  c.model = model;
+  c.queue_wait_seconds = device.scheduler->EstimatedWaitSeconds();
+  if (device.device.is_cuda() && state.nvml) {
+    if (const auto sample = state.nvml->Sample(device.profile.index)) {
+      if (device.scheduler->running() == 0) c.slowdown = 1 / (1 - std::min(sample->utilization, 0.9));
+      c.free_bytes = sample->memory_total_bytes - sample->memory_used_bytes;
+    }
+  }
+  return c;
+}
+
 // One Segment call from its first message to its last label chunk.
 Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* stream, RequestRecord* record) {
   const auto start = Clock::now();
   tuckerseg::v1::SegmentHeader header;
   TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
   record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
-  const auto catalog = state.catalog.Get();  // keeps the entries below alive for this call
-  auto model = catalog->Find(header.model());
+  // Every device's catalog, held for this call so the entries below stay alive.
+  std::vector<std::shared_ptr<const ModelCatalog>> catalogs;
+  for (const auto& d : state.devices) catalogs.push_back(d->catalog.Get());
+  auto model = catalogs[0]->Find(header.model());
   if (!model.ok()) return model.status();
   const ModelEntry& m = *model.value();
   record->model = m.name;
@@ -226,16 +246,25 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   if (context->deadline() != std::chrono::system_clock::time_point::max()) {
     wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
   }
-  const double wait = state.scheduler->EstimatedWaitSeconds();
-  auto selection = state.selector->Select(m, wanted, wait);
-  if (!selection.ok()) return selection.status();
-  const VariantEntry& variant = *selection.value().variant;
+  std::vector<DeviceCandidate> candidates;
+  for (size_t d = 0; d < state.devices.size(); ++d) {
+    TS_ASSIGN_OR_RETURN(const ModelEntry* on_device, catalogs[d]->Find(m.name));
+    candidates.push_back(DeviceLoad(state, *state.devices[d], on_device));
+  }
+  TS_ASSIGN_OR_RETURN(const Placement placement,
+                      state.selector->SelectDevice(candidates, wanted, EstimateWindowBytes(m.variants[0].info, ct.value().geometry)));
+  ServedDevice& device = *state.devices[placement.device];
+  const ModelEntry& placed_model = *candidates[placement.device].model;
+  const Selection& selection = placement.selection;
+  const VariantEntry& variant = *selection.variant;
   record->variant = variant.name;
-  record->reason = selection.value().reason;
+  record->reason = selection.reason;
+  record->device = device.profile.Label();
   record->tiles = wanted.tiles;
-  state.metrics->Selected(m.name, variant.name, record->reason);
+  state.metrics->Selected(record->device, m.name, variant.name, record->reason);
 
-  auto ran = RunOnWorker(state, context, stream, variant, std::move(ct.value()), selection.value(), wait);
+  const double wait = candidates[placement.device].queue_wait_seconds;
+  auto ran = RunOnWorker(state, device, context, stream, variant, std::move(ct.value()), selection, wait);
   if (!ran.ok()) return ran.status();
   const auto& job = ran.value();
   absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
@@ -243,9 +272,9 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   if (!job->result->ok()) return job->result->status();
   const Prediction& p = job->result->value();
   // Per estimated tile, the unit the selector predicts in.
-  state.selector->Observe(m, variant, job->run_seconds, record->tiles);
-  state.metrics->Served(m.name, variant.name, record->voxels, job->queue_wait_seconds, p.timings);
-  const auto result = MakeResultHeader(state, *record, selection.value(), p, receive_seconds, job->queue_wait_seconds, Since(start));
+  state.selector->Observe(placed_model, variant, job->run_seconds, record->tiles);
+  state.metrics->Served(record->device, m.name, variant.name, record->voxels, job->queue_wait_seconds, p.timings);
+  const auto result = MakeResultHeader(*record, selection, p, receive_seconds, job->queue_wait_seconds, Since(start));
   return SendResult(stream, result, p.labels, state.limits.chunk_bytes);
 }
 
@@ -266,10 +295,10 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   }
   const double seconds = Since(start);
   const std::string code = StatusName(status.code());
-  state_.metrics->RequestFinished(record.model, record.variant, code, seconds);
+  state_.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
   state_.metrics->in_flight().Decrement();
-  std::fprintf(stderr, "request id=%s model=%s variant=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s\n",
-               record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.reason.c_str(),
+  std::fprintf(stderr, "request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s\n",
+               record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.device.c_str(), record.reason.c_str(),
                static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds,
                code.c_str(), status.ok() ? "" : " message=", status.ok() ? "" : status.message().c_str());
   return ToGrpc(status);

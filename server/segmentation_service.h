@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <vector>
 
 #include "server/device_probe.h"
@@ -22,15 +23,23 @@ struct ServiceLimits {
   int64_t chunk_bytes = 1 << 20;          // label chunks sent back
 };
 
-// What the handlers share. `catalog` is replaced whole when calibration finishes; `ready` says
-// whether Segment calls are served (calibrated and not shutting down).
-struct ServiceState {
+// One device the server runs inference on: the models placed and calibrated there (replaced
+// whole when its calibration finishes) and its workers (one per GPU, --workers on the CPU).
+struct ServedDevice {
+  DeviceProfile profile;
+  torch::Device device{torch::kCPU};
   CatalogSnapshot catalog;
-  DeviceProfile device;
+  std::unique_ptr<Scheduler> scheduler;
+};
+
+// What the handlers share. `ready` says whether Segment calls are served (every device
+// calibrated and not shutting down).
+struct ServiceState {
+  std::vector<std::unique_ptr<ServedDevice>> devices;  // never empty; [0] answers ListModels
+  const Nvml* nvml = nullptr;                          // GPU load and free memory at request time
   ServiceLimits limits;
   double window_step = 0.5;
   VariantSelector* selector = nullptr;
-  Scheduler* scheduler = nullptr;
   ServerMetrics* metrics = nullptr;
   std::atomic<bool> ready{false};
   std::atomic<int> open_streams{0};

@@ -7,6 +7,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -26,6 +28,8 @@ struct SelectionRequest {
   double min_quality = 0;     // auto only
   std::optional<double> deadline_seconds;  // time left until the client's deadline
   int64_t tiles = 1;          // EstimateTiles for the request's geometry
+  // >= 1: how much slower than calibrated the device runs now (external GPU load, NVML).
+  double slowdown = 1;
 };
 
 struct Selection {
@@ -36,6 +40,19 @@ struct Selection {
   double run_seconds = 0;        // run time estimate alone (what the queue adds for later requests)
 };
 
+// One device's view of a request: the model as calibrated there, its queue, and what NVML says.
+struct DeviceCandidate {
+  const ModelEntry* model = nullptr;
+  double queue_wait_seconds = 0;
+  double slowdown = 1;                // SelectionRequest::slowdown for this device
+  std::optional<int64_t> free_bytes;  // GPU memory free now (NVML); unset: not checked (CPU)
+};
+
+struct Placement {
+  size_t device = 0;  // index into the candidates
+  Selection selection;
+};
+
 class VariantSelector {
  public:
   explicit VariantSelector(SelectorOptions options) : options_(options) {}
@@ -43,18 +60,25 @@ class VariantSelector {
   Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds)
       ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // Select on every device that has the memory for the request (`request_device_bytes`, what the
+  // sliding window allocates there), then the best of those choices: within budget first, then
+  // the more accurate variant, then the sooner predicted finish. RESOURCE_EXHAUSTED when no
+  // device has the memory.
+  Result<Placement> SelectDevice(const std::vector<DeviceCandidate>& devices, const SelectionRequest& request,
+                                 int64_t request_device_bytes) ABSL_LOCKS_EXCLUDED(mutex_);
+
   // Seconds per tile of a variant as served: the calibration, then a running average of what
   // whole requests took (preprocessing and export included).
   double SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const ABSL_LOCKS_EXCLUDED(mutex_);
   void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
-  using Key = std::pair<std::string, std::string>;
+  using Key = std::tuple<std::string, std::string, std::string>;  // device, model, variant
   double SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   const SelectorOptions options_;
   mutable absl::Mutex mutex_;
   std::map<Key, double> observed_seconds_per_tile_ ABSL_GUARDED_BY(mutex_);
-  std::map<std::string, std::string> last_choice_ ABSL_GUARDED_BY(mutex_);  // model -> variant
+  std::map<std::pair<std::string, std::string>, std::string> last_choice_ ABSL_GUARDED_BY(mutex_);  // (device, model) -> variant
 };
 
 }  // namespace tucker_seg::server

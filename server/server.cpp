@@ -12,6 +12,8 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include "model_store/network/device.h"
+
 namespace tucker_seg::server {
 
 constexpr char kServiceName[] = "tuckerseg.v1.Segmentation";
@@ -53,18 +55,28 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   auto credentials = ServerCredentials(options);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
-  auto catalog = LoadModelPool(options.model_store);
-  if (!catalog.ok()) return catalog.status();
-  s->state_.catalog.Publish(std::make_shared<const ModelCatalog>(std::move(catalog).value()));
-  s->state_.device = ProbeDevice(at::get_num_threads());
+  TS_ASSIGN_OR_RETURN(const std::vector<DeviceProfile> profiles, ProbeDevices(options.devices, at::get_num_threads()));
+  TS_ASSIGN_OR_RETURN(const Precision gpu_precision, ParsePrecision(options.gpu_precision));
+  TS_ASSIGN_OR_RETURN(ModelCatalog loaded, LoadModelPool(options.model_store));
+  const auto catalog = std::make_shared<const ModelCatalog>(std::move(loaded));
+  for (const auto& profile : profiles) {
+    auto device = std::make_unique<ServedDevice>();
+    device->profile = profile;
+    device->device = ParseDevice(profile.spec).value();  // ProbeDevices checked it
+    device->catalog.Publish(catalog);  // on the CPU and uncalibrated until CalibrateAll places it
+    const int workers = device->device.is_cuda() ? 1 : options.workers;
+    device->scheduler = std::make_unique<Scheduler>(SchedulerOptions{workers, options.max_queue});
+    s->state_.devices.push_back(std::move(device));
+  }
+  s->gpu_dtype_ = ScalarTypeOf(gpu_precision);
+  s->nvml_ = Nvml::Open();
+  s->state_.nvml = s->nvml_.get();
   s->state_.limits = options.limits;
   s->drain_seconds_ = options.drain_seconds;
   s->selector_ = std::make_unique<VariantSelector>(SelectorOptions{options.latency_target_seconds, options.hysteresis});
-  s->scheduler_ = std::make_unique<Scheduler>(SchedulerOptions{options.workers, options.max_queue});
-  s->metrics_ = std::make_unique<ServerMetrics>(s->state_.device);
+  s->metrics_ = std::make_unique<ServerMetrics>(profiles);
   TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen));
   s->state_.selector = s->selector_.get();
-  s->state_.scheduler = s->scheduler_.get();
   s->state_.metrics = s->metrics_.get();
   s->service_ = std::make_unique<SegmentationService>(&s->state_);
 
@@ -84,22 +96,37 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   return s;
 }
 
-void SegmentationServer::CalibrateAll(CalibrationOptions options) {
-  Status status;
-  auto calibrated = std::make_shared<ModelCatalog>(*state_.catalog.Get());  // networks are shared, not copied
-  for (auto& model : calibrated->models) {
-    status = Calibrate(&model, options);
-    if (!status.ok()) break;
+Status SegmentationServer::CalibrateDevice(ServedDevice& device, CalibrationOptions options) {
+  const std::string label = device.profile.Label();
+  const torch::ScalarType dtype = device.device.is_cuda() ? gpu_dtype_ : torch::kFloat32;
+  // Networks are shared with the loaded catalog where they already live on this device.
+  TS_ASSIGN_OR_RETURN(ModelCatalog placed, PlaceOnDevice(*device.catalog.Get(), device.device, dtype, label));
+  PrepareDevice(device.device);
+  if (device.device.is_cuda() && nvml_) {
+    options.memory_used = [this, index = device.profile.index]() -> std::optional<int64_t> {
+      const auto sample = nvml_->Sample(index);
+      return sample ? std::optional<int64_t>(sample->memory_used_bytes) : std::nullopt;
+    };
+  }
+  for (auto& model : placed.models) {
+    TS_RETURN_IF_ERROR(Calibrate(&model, options));
     for (const auto& v : model.variants) {
-      metrics_->Calibrated(model.name, v.name, v.seconds_per_tile, v.selectable);
-      std::fprintf(stderr, "calibrated %s/%s: %.4f s/tile, quality %s, %s\n", model.name.c_str(), v.name.c_str(), v.seconds_per_tile,
-                   v.quality ? std::to_string(*v.quality).c_str() : "unknown",
+      metrics_->Calibrated(label, model.name, v.name, v.seconds_per_tile, v.selectable);
+      std::fprintf(stderr, "calibrated %s/%s on %s: %.4f s/tile, quality %s, %s\n", model.name.c_str(), v.name.c_str(), label.c_str(),
+                   v.seconds_per_tile, v.quality ? std::to_string(*v.quality).c_str() : "unknown",
                    v.selectable ? "selectable" : ("not selectable: " + v.not_selectable_reason).c_str());
     }
   }
-  if (status.ok()) {
-    calibrated->calibrated = true;
-    state_.catalog.Publish(std::move(calibrated));
+  placed.calibrated = true;
+  device.catalog.Publish(std::make_shared<const ModelCatalog>(std::move(placed)));
+  return Status::Ok();
+}
+
+void SegmentationServer::CalibrateAll(CalibrationOptions options) {
+  Status status;
+  for (auto& device : state_.devices) {
+    status = Annotate(CalibrateDevice(*device, options), device->profile.spec);
+    if (!status.ok()) break;
   }
   {
     absl::MutexLock lock(&mutex_);
@@ -135,7 +162,7 @@ void SegmentationServer::Shutdown() {
   // Open calls finish (their queued work still runs); new calls are refused. Calls still open
   // after the drain time are cancelled.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(drain_seconds_ * 1000)));
-  scheduler_->Shutdown();
+  for (auto& device : state_.devices) device->scheduler->Shutdown();
 }
 
 SegmentationServer::~SegmentationServer() { Shutdown(); }

@@ -19,7 +19,9 @@ struct ServerOptions {
   std::string model_store = "models";
   std::string listen = "0.0.0.0:50051";
   std::string metrics_listen = "0.0.0.0:9090";
-  int workers = 1;                 // requests running at once
+  int workers = 1;                 // CPU requests running at once (each GPU runs one at a time)
+  std::string devices = "auto";    // "auto" (every CUDA device, then the CPU) or a list: "cpu", "cuda:0", "cpu,cuda:0"
+  std::string gpu_precision = "fp32";  // fp32, fp16 or bf16 for the networks on GPUs
   int threads = 0;                 // LibTorch intra-op threads; 0 = all cores
   int max_queue = 8;
   double latency_target_seconds = 0;  // 0: none (auto picks the most accurate variant)
@@ -49,10 +51,13 @@ class SegmentationServer {
   SegmentationServer() = default;
   // Calibrates a copy of the catalog, publishes it, then turns health SERVING.
   void CalibrateAll(CalibrationOptions options) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Places the models on one device, times every variant there, publishes its catalog.
+  Status CalibrateDevice(ServedDevice& device, CalibrationOptions options);
 
   ServiceState state_;
   std::unique_ptr<VariantSelector> selector_;
-  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Nvml> nvml_;
+  torch::ScalarType gpu_dtype_ = torch::kFloat32;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<SegmentationService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -9,7 +9,11 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   add("--model-store", &o->model_store, "TUCKER_SEG_MODEL_STORE", "Folder of model folders, or one model folder");
   add("--listen", &o->listen, "TUCKER_SEG_LISTEN", "gRPC address");
   add("--metrics-listen", &o->metrics_listen, "TUCKER_SEG_METRICS_LISTEN", "Prometheus /metrics address");
-  add("--workers", &o->workers, "TUCKER_SEG_WORKERS", "Requests running at once")->check(CLI::Range(1, 64));
+  add("--devices", &o->devices, "TUCKER_SEG_DEVICES",
+      "Where inference runs: auto (every CUDA device, then the CPU) or a list such as cpu,cuda:0");
+  add("--gpu-precision", &o->gpu_precision, "TUCKER_SEG_GPU_PRECISION", "Precision of the networks on GPUs")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  add("--workers", &o->workers, "TUCKER_SEG_WORKERS", "CPU requests running at once (each GPU runs one at a time)")->check(CLI::Range(1, 64));
   add("--threads", &o->threads, "TUCKER_SEG_THREADS", "LibTorch intra-op threads, 0 = all cores")->check(CLI::Range(0, 1024));
   add("--max-queue", &o->max_queue, "TUCKER_SEG_MAX_QUEUE", "Requests waiting for a worker before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100000));

@@ -32,9 +32,11 @@ int main(int argc, char** argv) {
     return tucker_seg::command_line::kExitFailure;
   }
   const auto& state = server.value()->state();
-  std::printf("%s listening on port %d (gRPC), metrics on port %d; device %s; %zu model(s); calibrating\n",
+  std::string devices;
+  for (const auto& d : state.devices) devices += (devices.empty() ? "" : ", ") + d->profile.Label();
+  std::printf("%s listening on port %d (gRPC), metrics on port %d; devices %s; %zu model(s); calibrating\n",
               tucker_seg::command_line::VersionLine("tucker-seg-server").c_str(), server.value()->port(), server.value()->metrics_port(),
-              state.device.Label().c_str(), state.catalog.Get()->models.size());
+              devices.c_str(), state.devices[0]->catalog.Get()->models.size());
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);

@@ -63,14 +63,24 @@ void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, 
   });
 }
 
+// The same mapping with LibTorch's ops on the plane's device (PyTorch's bilinear with
+// align_corners=false is nnU-Net's mapping, edges clamped): the label ids of the row, on the CPU.
+torch::Tensor DeviceArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, const torch::Tensor& label_lut) {
+  const torch::Tensor resized =
+      plane.size(1) == out_h && plane.size(2) == out_w
+          ? plane
+          : torch::upsample_bilinear2d(plane.unsqueeze(0), {out_h, out_w}, /*align_corners=*/false).squeeze(0);
+  return label_lut.index({resized.argmax(0)}).to(torch::kCPU);
+}
+
 // Turns finalised logits rows (network space, axis 0) into label rows on the cropped,
 // transposed input grid as soon as the rows each output row interpolates from have arrived.
 class SlabExporter {
  public:
   SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis,
-               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels)
+               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels, bool cpu_kernel)
       : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
-        row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
+        cpu_kernel_(cpu_kernel), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
   void Add(int64_t first_row, const torch::Tensor& rows) {
     for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back(rows.select(1, r).contiguous().clone());
@@ -101,9 +111,16 @@ class SlabExporter {
       const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
       const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
       const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
-      uint8_t* row = row_.data_ptr<uint8_t>();
-      ArgmaxOfBilinear(plane, out_[1], out_[2], row);
-      for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
+      if (cpu_kernel_ && plane.is_cpu()) {
+        uint8_t* row = row_.data_ptr<uint8_t>();
+        ArgmaxOfBilinear(plane, out_[1], out_[2], row);
+        for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
+      } else {
+        if (!label_lut_.defined()) {
+          label_lut_ = torch::tensor(std::vector<int64_t>(label_ids_.begin(), label_ids_.end())).to(torch::kUInt8).to(plane.device());
+        }
+        row_.copy_(DeviceArgmaxOfBilinear(plane, out_[1], out_[2], label_lut_));
+      }
       // Rows and planes come in the network's (possibly flipped) orientation; the target is a
       // strided view of the output in the input's own orientation.
       std::vector<int64_t> dims;
@@ -125,7 +142,9 @@ class SlabExporter {
   std::vector<uint8_t> label_ids_;
   std::array<bool, 3> flip_;
   torch::Tensor* labels_;
+  bool cpu_kernel_;
   torch::Tensor row_;
+  torch::Tensor label_lut_;  // output index -> label id, on the rows' device
   std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
   int64_t buffer_first_ = 0;
   int64_t received_ = 0;
@@ -181,7 +200,10 @@ NetworkAxes AxesForNetwork(const ModelInfo& info, const Geometry& g) {
 
 }  // namespace
 
-int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
+namespace {
+
+// The padded network grid of a volume with this geometry (before the crop to the non-zero box).
+Int3 PaddedNetworkShape(const ModelInfo& info, const Geometry& geometry) {
   const NetworkAxes n = AxesForNetwork(info, geometry);
   const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
   Int3 padded{};
@@ -189,9 +211,23 @@ int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double st
     const double extent_mm = n.spacing[a] * static_cast<double>(zyx_size[n.axes[a]]);
     padded[a] = std::max<int64_t>(info.patch_size[a], static_cast<int64_t>(std::nearbyint(extent_mm / info.spacing[a])));
   }
+  return padded;
+}
+
+}  // namespace
+
+int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
   int64_t tiles = 1;
-  for (const auto& steps : ComputeSteps(padded, info.patch_size, step)) tiles *= static_cast<int64_t>(steps.size());
+  for (const auto& steps : ComputeSteps(PaddedNetworkShape(info, geometry), info.patch_size, step)) tiles *= static_cast<int64_t>(steps.size());
   return tiles;
+}
+
+int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry) {
+  const Int3 p = PaddedNetworkShape(info, geometry);
+  const auto classes = static_cast<int64_t>(info.labels.size());
+  const int64_t rows = info.patch_size[0] * p[1] * p[2];
+  // The image, the logits and weight accumulators, and the export's buffered rows (at most as many).
+  return static_cast<int64_t>(sizeof(float)) * (p[0] * p[1] * p[2] + (2 * classes + 1) * rows);
 }
 
 Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
@@ -287,7 +323,7 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
                             .narrow(2, p.crop_begin[2], p.crop_shape[2]);
   std::vector<uint8_t> label_ids;
   for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
-  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels);
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels, options.cpu_export_kernel);
   double export_seconds = 0;
   const Int3 n = result.network_shape;
   auto on_rows = [&](int64_t first, const torch::Tensor& rows) {

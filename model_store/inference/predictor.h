@@ -21,6 +21,9 @@ namespace tucker_seg {
 struct PredictionOptions {
   SlidingWindowOptions window;
   int64_t max_voxels = 1024LL * 1024 * 1024;  // input volumes larger than this are refused
+  // On the CPU, the slab export's fused resample-and-argmax kernel; false runs the LibTorch ops
+  // every other device runs (upsample + argmax on the device), so tests cover that path on CPU.
+  bool cpu_export_kernel = true;
 };
 
 struct Prediction {
@@ -32,12 +35,17 @@ struct Prediction {
   int64_t peak_logits_bytes = 0;                         // the sliding window's slab buffer
 };
 
-// Runs a PlainConvUNet as a PatchNetwork.
+// Runs a PlainConvUNet as a PatchNetwork on the network's device and in its precision (tiles
+// are cast to the weights' type, logits back to float32 for the accumulation).
 class UNetPatchNetwork : public PatchNetwork {
  public:
   explicit UNetPatchNetwork(const PlainConvUNet& net) : net_(net) {}
-  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
+  torch::Tensor Forward(const torch::Tensor& x) const override {
+    if (net_.dtype() == torch::kFloat32) return net_.Forward(x);
+    return net_.Forward(x.to(net_.dtype())).to(torch::kFloat32);
+  }
   int64_t num_classes() const override { return net_.config().num_classes; }
+  torch::Device device() const override { return net_.device(); }
 
  private:
   const PlainConvUNet& net_;
@@ -69,6 +77,9 @@ void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array
 // Sliding-window tiles a volume with this geometry needs at most (before nnU-Net's crop to the
 // non-zero box): what the server's selector multiplies calibrated seconds per tile by.
 int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step = 0.5);
+// Bytes the sliding window holds on the network's device for such a volume (image, accumulators,
+// export buffer), beside the network's own weights and one tile's activations.
+int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry);
 
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
 

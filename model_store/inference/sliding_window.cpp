@@ -91,12 +91,18 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
   if (!(o.step > 0 && o.step <= 1)) return InvalidArgument("step must be in (0, 1], got " + std::to_string(o.step));
   if (o.batch < 1 || o.batch > 64) return InvalidArgument("batch must be 1..64, got " + std::to_string(o.batch));
   const auto steps = ComputeSteps(size, tile, o.step);
-  const auto gaussian = GaussianImportanceMap(tile);
+  const torch::Device device = net.device();
+  const auto on_device = torch::TensorOptions().device(device).dtype(torch::kFloat32);
+  const auto gaussian = GaussianImportanceMap(tile).to(on_device);
   const int64_t classes = net.num_classes();
+  // The whole (small, network-resolution) image crosses to the device once; tiles are views of it.
+  const torch::Tensor source = image.device() == device ? image
+                               : device.is_cuda()       ? image.contiguous().pin_memory().to(on_device, /*non_blocking=*/true)
+                                                        : image.to(on_device);
 
   // Accumulators for rows [base, base + tile[0]); at the start of each z group, base is its start.
-  auto logits = torch::zeros({classes, tile[0], size[1], size[2]});
-  auto weights = torch::zeros({tile[0], size[1], size[2]});
+  auto logits = torch::zeros({classes, tile[0], size[1], size[2]}, on_device);
+  auto weights = torch::zeros({tile[0], size[1], size[2]}, on_device);
   SlidingWindowStats local;
   local.peak_buffer_bytes = (logits.numel() + weights.numel()) * static_cast<int64_t>(sizeof(float));
   torch::NoGradGuard no_grad;
@@ -111,7 +117,7 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
       if (o.should_continue) TS_RETURN_IF_ERROR(o.should_continue());
       std::vector<torch::Tensor> inputs;
       for (size_t t = first; t < last; ++t) {
-        inputs.push_back(image.slice(1, z, z + tile[0]).slice(2, tiles[t].first, tiles[t].first + tile[1])
+        inputs.push_back(source.slice(1, z, z + tile[0]).slice(2, tiles[t].first, tiles[t].first + tile[1])
                              .slice(3, tiles[t].second, tiles[t].second + tile[2]));
       }
       auto start = Clock::now();
@@ -153,10 +159,10 @@ Result<torch::Tensor> SlidingWindowLogits(const torch::Tensor& image, const Int3
                                           const SlidingWindowOptions& options) {
   Int3 pad{};
   const auto padded = PadToTile(image, tile, &pad);
-  auto out = torch::empty({net.num_classes(), padded.size(1), padded.size(2), padded.size(3)});
+  auto out = torch::empty({net.num_classes(), padded.size(1), padded.size(2), padded.size(3)}, net.device());
   TS_RETURN_IF_ERROR(SlidingWindow(padded, tile, net, options,
                                    [&](int64_t row, const torch::Tensor& l) { out.narrow(1, row, l.size(1)).copy_(l); }, nullptr));
-  return out.narrow(1, pad[0], image.size(1)).narrow(2, pad[1], image.size(2)).narrow(3, pad[2], image.size(3)).contiguous();
+  return out.narrow(1, pad[0], image.size(1)).narrow(2, pad[1], image.size(2)).narrow(3, pad[2], image.size(3)).to(torch::kCPU).contiguous();
 }
 
 }  // namespace tucker_seg

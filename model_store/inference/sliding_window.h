@@ -18,8 +18,12 @@ namespace tucker_seg {
 class PatchNetwork {
  public:
   virtual ~PatchNetwork() = default;
+  // x: float32 on device(); returns float32 logits on device().
   virtual torch::Tensor Forward(const torch::Tensor& x) const = 0;
   virtual int64_t num_classes() const = 0;
+  // Where the network runs: the sliding window keeps the image, the Gaussian and its
+  // accumulators there and hands out rows of logits on it.
+  virtual torch::Device device() const { return torch::kCPU; }
 };
 
 // nnU-Net's compute_steps_for_sliding_window for one axis: ceil((size - tile) / (tile * step)) + 1
@@ -48,10 +52,12 @@ struct SlidingWindowStats {
   int64_t peak_buffer_bytes = 0;
 };
 
-// Receives rows [first_row, first_row + logits.size(1)) of the final logits (K, rows, P1, P2).
+// Receives rows [first_row, first_row + logits.size(1)) of the final logits (K, rows, P1, P2),
+// on the network's device.
 using RowsCallback = std::function<void(int64_t first_row, const torch::Tensor& logits)>;
 
-// image: (C, P0, P1, P2) with every P >= tile. Rows arrive in order, each exactly once.
+// image: (C, P0, P1, P2) with every P >= tile, on any device (copied to the network's device
+// once, from pinned memory for CUDA). Rows arrive in order, each exactly once.
 Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNetwork& net,
                      const SlidingWindowOptions& options, const RowsCallback& on_rows, SlidingWindowStats* stats);
 

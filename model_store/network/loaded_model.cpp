@@ -8,4 +8,15 @@ Result<LoadedModel> LoadNetwork(const std::string& dir) {
   return LoadedModel{std::move(model.info), std::move(net)};
 }
 
+Result<LoadedModel> LoadNetwork(const std::string& dir, const torch::Device& device, Precision precision) {
+  TS_RETURN_IF_ERROR(CheckPrecision(device, precision));
+  TS_ASSIGN_OR_RETURN(LoadedModel loaded, LoadNetwork(dir));
+  if (device.is_cpu() && precision == Precision::kFloat32) return loaded;
+  PrepareDevice(device);
+  TS_ASSIGN_OR_RETURN(PlainConvUNet moved, StatusFromExceptions("moving the weights to " + device.str(), [&]() -> Result<PlainConvUNet> {
+                        return loaded.network.To(device, ScalarTypeOf(precision));
+                      }));
+  return LoadedModel{std::move(loaded.info), std::move(moved)};
+}
+
 }  // namespace tucker_seg

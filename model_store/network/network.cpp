@@ -412,7 +412,8 @@ Status PlainConvUNet::CheckInput(const torch::Tensor& x) const {
   if (x.size(1) != config_.input_channels) {
     return InvalidArgument("input has " + std::to_string(x.size(1)) + " channels, the network takes " + std::to_string(config_.input_channels));
   }
-  if (x.scalar_type() != torch::kFloat32) return InvalidArgument("input must be float32");
+  if (x.scalar_type() != dtype()) return InvalidArgument(std::string("input must be ") + c10::toString(dtype()) + " like the weights");
+  if (x.device() != device()) return InvalidArgument("input is on " + x.device().str() + ", the network on " + device().str());
   return config_.ValidatePatch({x.size(2), x.size(3), x.size(4)});
 }
 
@@ -520,6 +521,41 @@ WeightMap PlainConvUNet::Weights() const {
   for (const auto& c : transpconvs_) c.AppendWeights(&w);
   for (const auto& c : seg_layers_) c.AppendWeights(&w);
   return w;
+}
+
+namespace {
+
+void MoveLayer(ConvLayer* c, const torch::TensorOptions& to) {
+  if (c->weight.defined()) c->weight = c->weight.to(to);
+  if (c->bias.defined()) c->bias = c->bias.to(to);
+  for (auto& part : c->tucker_parts) MoveLayer(&part, to);
+}
+
+void MoveNorm(NormLayer* n, const torch::TensorOptions& to) {
+  if (n->weight.defined()) n->weight = n->weight.to(to);
+  if (n->bias.defined()) n->bias = n->bias.to(to);
+}
+
+}  // namespace
+
+PlainConvUNet PlainConvUNet::To(const torch::Device& device, torch::ScalarType dtype) const {
+  PlainConvUNet out = *this;
+  const auto to = torch::TensorOptions().device(device).dtype(dtype);
+  for (ConvLayer* c : out.MutableConvs()) MoveLayer(c, to);
+  for (auto* stages : {&out.encoder_, &out.decoder_})
+    for (auto& stage : *stages)
+      for (auto& b : stage) MoveNorm(&b.norm, to);
+  return out;
+}
+
+torch::Device PlainConvUNet::device() const {
+  const ConvLayer& head = seg_layers_.back();
+  return (head.factorized() ? head.tucker_parts.front().weight : head.weight).device();
+}
+
+torch::ScalarType PlainConvUNet::dtype() const {
+  const ConvLayer& head = seg_layers_.back();
+  return (head.factorized() ? head.tucker_parts.front().weight : head.weight).scalar_type();
 }
 
 int64_t PlainConvUNet::NumParameters() const {

@@ -130,6 +130,13 @@ class PlainConvUNet {
   // CheckInput, then Forward without gradients; LibTorch's exceptions come back as a status.
   Result<torch::Tensor> Run(const torch::Tensor& x) const;
 
+  // A copy whose weights live on `device` as `dtype`: float32, or float16/bfloat16 for half
+  // precision on a GPU (InstanceNorm then runs in that precision too). The CPU's fused kernels
+  // run only for float32 on the CPU; everywhere else the layers are LibTorch's own ops.
+  PlainConvUNet To(const torch::Device& device, torch::ScalarType dtype = torch::kFloat32) const;
+  torch::Device device() const;
+  torch::ScalarType dtype() const;
+
   // Per-layer parameters and MACs for one patch, in execution order.
   std::vector<LayerCost> Cost(const Int3& patch) const;
   int64_t NumParameters() const;

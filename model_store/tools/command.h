@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "command_line/command_line.h"
+#include "model_store/network/loaded_model.h"
 #include "vocabulary/volume.h"
 
 namespace tucker_seg::tools {
@@ -31,6 +32,16 @@ Command AddForwardCommand(CLI::App& parent);
 
 // --patch Z,Y,X: three integers; `patch` stays empty when the flag is absent.
 CLI::Option* AddPatchOption(CLI::App* app, std::optional<Int3>* patch, const std::string& description);
+
+// --device cpu|cuda[:N] and --precision fp32|fp16|bf16 (half precision on CUDA only).
+struct DeviceFlags {
+  std::string device = "cpu";
+  std::string precision = "fp32";
+};
+void AddDeviceOptions(CLI::App* app, DeviceFlags* flags);
+// The model folder's network on the flags' device and precision; errors (no CUDA in this build
+// or on this machine, half precision on the CPU) name the device.
+Result<LoadedModel> LoadNetworkOn(const std::string& dir, const DeviceFlags& flags);
 
 // "as-is", "RAS" or "LPS" (how voxel arrays are oriented before nnU-Net's transpose).
 CLI::Option* AddOrientationOption(CLI::App* app, std::string* orientation);

@@ -15,6 +15,7 @@ Command AddForwardCommand(CLI::App& parent) {
   struct Flags {
     std::string model, input, output, reference;
     std::optional<Int3> patch;
+    DeviceFlags device;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = parent.add_subcommand(
@@ -25,22 +26,26 @@ Command AddForwardCommand(CLI::App& parent) {
   app->add_option("-o,--output", f->output, "Raw float32 logits to write")->required();
   AddPatchOption(app, &f->patch, "Patch size of the input (default: the model's)");
   app->add_option("--reference", f->reference, "Raw float32 logits to compare with");
+  AddDeviceOptions(app, &f->device);
 
   return {app, [f](std::ostream& out, std::ostream& err) {
-            auto model = LoadNetwork(f->model);
+            auto model = LoadNetworkOn(f->model, f->device);
             if (!model.ok()) return command_line::Fail(err, model.status());
             const ModelInfo& info = model.value().info;
             const Int3 patch = f->patch.value_or(info.patch_size);
             auto x = ReadRawFloat32(f->input, {1, info.network.input_channels, patch[0], patch[1], patch[2]});
             if (!x.ok()) return command_line::Fail(err, x.status());
+            const PlainConvUNet& net = model.value().network;
             const auto start = std::chrono::steady_clock::now();
-            auto y = model.value().network.Run(x.value());
+            auto y = net.Run(x.value().to(net.device()).to(net.dtype()));
             if (!y.ok()) return command_line::Fail(err, y.status());
+            y.value() = y.value().to(torch::kCPU).to(torch::kFloat32);  // waits for the device
             const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             const Status written = WriteRawFloat32(f->output, y.value());
             if (!written.ok()) return command_line::Fail(err, written);
             out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.value().sizes() << " in "
-                << std::fixed << std::setprecision(3) << seconds << " s (" << torch::get_num_threads() << " threads)\n";
+                << std::fixed << std::setprecision(3) << seconds << " s on " << net.device() << " "
+                << f->device.precision << " (" << torch::get_num_threads() << " CPU threads)\n";
             if (!f->reference.empty()) {
               auto ref = ReadRawFloat32(f->reference, y.value().sizes().vec());
               if (!ref.ok()) return command_line::Fail(err, ref.status());

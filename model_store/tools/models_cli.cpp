@@ -20,6 +20,27 @@ CLI::Option* AddPatchOption(CLI::App* app, std::optional<Int3>* patch, const std
       ->type_name("Z,Y,X");
 }
 
+void AddDeviceOptions(CLI::App* app, DeviceFlags* flags) {
+  app->add_option("--device", flags->device, "Where the network runs: cpu, cuda or cuda:N")
+      ->check(CLI::Validator(
+          [](std::string& spec) {
+            const bool cuda_index = spec.rfind("cuda:", 0) == 0 && spec.size() > 5 && spec.size() <= 8 &&
+                                    spec.find_first_not_of("0123456789", 5) == std::string::npos;
+            return spec == "cpu" || spec == "cuda" || cuda_index ? std::string() : "must be cpu, cuda or cuda:N, got '" + spec + "'";
+          },
+          "DEVICE"))
+      ->capture_default_str();
+  app->add_option("--precision", flags->precision, "fp32, or fp16/bf16 on a CUDA device")
+      ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
+      ->capture_default_str();
+}
+
+Result<LoadedModel> LoadNetworkOn(const std::string& dir, const DeviceFlags& flags) {
+  TS_ASSIGN_OR_RETURN(const torch::Device device, ParseDevice(flags.device));
+  TS_ASSIGN_OR_RETURN(const Precision precision, ParsePrecision(flags.precision));
+  return LoadNetwork(dir, device, precision);
+}
+
 CLI::Option* AddOrientationOption(CLI::App* app, std::string* orientation) {
   return app->add_option("--orientation", *orientation, "How the voxel array is oriented before nnU-Net's transpose")
       ->check(CLI::IsMember({"as-is", "RAS", "LPS"}))

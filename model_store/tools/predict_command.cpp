@@ -16,6 +16,7 @@ Command AddPredictCommand(CLI::App& parent) {
   struct Flags {
     std::string model, input, output;
     PredictionOptions prediction;
+    DeviceFlags device;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = parent.add_subcommand(
@@ -27,9 +28,10 @@ Command AddPredictCommand(CLI::App& parent) {
       ->check(CLI::Range(0.01, 1.0))->capture_default_str();
   app->add_option("--batch", f->prediction.window.batch, "Tiles per network call")->check(CLI::Range(1, 64))->capture_default_str();
   app->add_flag("--mirror", f->prediction.window.mirror, "Test-time mirroring over the three axes");
+  AddDeviceOptions(app, &f->device);
 
   return {app, [f](std::ostream& out, std::ostream& err) {
-            auto model = LoadNetwork(f->model);
+            auto model = LoadNetworkOn(f->model, f->device);
             if (!model.ok()) return command_line::Fail(err, model.status());
             auto ct = ReadCt(f->input);
             if (!ct.ok()) return command_line::Fail(err, ct.status());
@@ -46,7 +48,7 @@ Command AddPredictCommand(CLI::App& parent) {
                 << " voxels at " << std::fixed << std::setprecision(2) << g.spacing[0] << "x" << g.spacing[1] << "x" << g.spacing[2]
                 << " mm -> network grid " << ToString(p.value().network_shape) << ", " << p.value().tiles << " tiles (step "
                 << window.step << ", batch " << window.batch << (window.mirror ? ", mirrored" : "") << ", "
-                << torch::get_num_threads() << " threads)\n"
+                << model.value().network.device() << " " << f->device.precision << ", " << torch::get_num_threads() << " CPU threads)\n"
                 << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
                 << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
             std::vector<int64_t> counts(256, 0);  // by label id

@@ -2,6 +2,7 @@
 #include "model_store/tools/models_cli.h"
 
 #include "image_io/image_io.h"
+#include "model_store/network/device.h"
 
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,20 @@ TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
   r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--step", "1.5"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--step"));
+  r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--device", "gpu"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--device"));
+  r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--precision", "fp16"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("precision fp16 runs on CUDA devices only"));
+  if (CudaDeviceCount() == 0) {
+    for (const std::string command : {"predict", "forward"}) {
+      r = command == "predict" ? Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--device", "cuda"})
+                               : Cli({"forward", model, "-i", "in.f32", "-o", "out.f32", "--device", "cuda:0"});
+      EXPECT_EQ(r.code, 1) << command;
+      EXPECT_THAT(r.err, HasSubstr("is not available")) << command;
+    }
+  }
 }
 
 // train -> compress -> distill -> finetune -> evaluate on a small synthetic CT written as NIfTI.

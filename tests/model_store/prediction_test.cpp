@@ -12,6 +12,7 @@
 #include "model_store/import/nnunet_import.h"
 #include "model_store/format/raw_tensor.h"
 #include "model_store/inference/resample.h"
+#include "model_store/network/loaded_model.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -233,6 +234,41 @@ TEST(Prediction, BadVolumesAreRejectedWithClearMessages) {
   ct.geometry.spacing = {0.05, 0.05, 0.05};
   expect(ct, "smaller than one voxel along axis 0 after resampling to 1.5");
   EXPECT_TRUE(Predict(info, net, make(), {}).ok());  // and a good one passes
+}
+
+// The path every non-CPU device runs (LibTorch's generic ops in the network, upsample + argmax
+// in the export), taken on the CPU: a float64 copy of the bundled model through the same
+// Predict must label a real CT like the CPU's fused kernels do.
+TEST(Prediction, DeviceGenericPathAgreesWithTheCpuKernels) {
+  auto model = LoadNetwork((testing::SourceDir() / "models/tucker-abdomen-3mm").string());
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());
+  ASSERT_TRUE(ct.ok()) << ct.status().message();
+  const ModelInfo& info = model.value().info;
+
+  UNetPatchNetwork cpu_net(model.value().network);
+  auto fused = Predict(info, cpu_net, ct.value(), {});
+  ASSERT_TRUE(fused.ok()) << fused.status().message();
+
+  const PlainConvUNet generic_weights = model.value().network.To(torch::kCPU, torch::kFloat64);
+  UNetPatchNetwork generic_net(generic_weights);
+  PredictionOptions generic_options;
+  generic_options.cpu_export_kernel = false;
+  auto generic = Predict(info, generic_net, ct.value(), generic_options);
+  ASSERT_TRUE(generic.ok()) << generic.status().message();
+
+  const auto& a = fused.value().labels.voxels;
+  const auto& b = generic.value().labels.voxels;
+  ASSERT_EQ(a.size(), b.size());
+  int64_t same = 0, foreground = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    same += a[i] == b[i];
+    foreground += a[i] != 0;
+  }
+  const double agreement = static_cast<double>(same) / static_cast<double>(a.size());
+  std::cout << "[ agree    ] generic vs fused: " << 100 * agreement << "% of " << a.size() << " voxels\n";
+  EXPECT_GT(foreground, 10000);  // the model segments something, so agreement is not all background
+  EXPECT_GE(agreement, 0.999);
 }
 
 }  // namespace

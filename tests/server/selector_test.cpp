@@ -148,5 +148,80 @@ TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
   EXPECT_EQ(s.value().variant->name, "df0.3");
 }
 
+// Two devices with the same variants, timed differently: a GPU-like one 10x faster per tile.
+struct TwoDevices {
+  ModelEntry cpu = ThreeVariants();
+  ModelEntry gpu = ThreeVariants();
+  TwoDevices() {
+    cpu.device = "cpu:test";
+    gpu.device = "cuda:0:test";
+    for (auto& v : gpu.variants) v.seconds_per_tile /= 10;
+  }
+  std::vector<DeviceCandidate> Candidates(double cpu_wait, double gpu_wait) const {
+    return {{&cpu, cpu_wait, 1, std::nullopt}, {&gpu, gpu_wait, 1, int64_t{8} << 30}};
+  }
+};
+
+TEST(Selector, SelectDevicePicksTheDeviceThatFinishesTheMostAccurateVariantSoonest) {
+  TwoDevices d;
+  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  auto p = selector.SelectDevice(d.Candidates(0, 0), Auto(10), 1 << 20);
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p.value().device, 1u);
+  EXPECT_EQ(p.value().selection.variant->name, "original");
+  EXPECT_DOUBLE_EQ(p.value().selection.predicted_seconds, 1.0);
+  EXPECT_NE(p.value().selection.detail.find("cuda:0:test"), std::string::npos) << p.value().selection.detail;
+}
+
+TEST(Selector, SelectDeviceMovesWorkToTheIdleDeviceWhenTheOtherIsLoaded) {
+  TwoDevices d;
+  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  // GPU queue 20 s: nothing fits there; the idle CPU runs the original in 10 s.
+  auto p = selector.SelectDevice(d.Candidates(0, 20), Auto(10), 1 << 20);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.value().device, 0u);
+  EXPECT_EQ(p.value().selection.variant->name, "original");
+  // Both loaded: the CPU (wait 8 s) fits only df0.3 (2.5 s); the GPU (wait 11 s) still fits the original (1 s).
+  p = selector.SelectDevice(d.Candidates(8, 11), Auto(10), 1 << 20);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.value().device, 1u);
+  EXPECT_EQ(p.value().selection.variant->name, "original");
+}
+
+TEST(Selector, SelectDeviceCountsExternalGpuLoadAsSlowdown) {
+  TwoDevices d;
+  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  auto candidates = d.Candidates(0, 0);
+  candidates[1].slowdown = 20;  // someone else keeps the GPU busy: 20 s for the original there
+  auto p = selector.SelectDevice(candidates, Auto(10), 1 << 20);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.value().device, 0u);
+  EXPECT_DOUBLE_EQ(p.value().selection.predicted_seconds, 10.0);
+}
+
+TEST(Selector, SelectDeviceSkipsDevicesWithoutTheMemoryAndRefusesWhenNoneHasIt) {
+  TwoDevices d;
+  VariantSelector selector({});
+  auto candidates = d.Candidates(0, 0);
+  candidates[1].free_bytes = 100 << 20;
+  auto p = selector.SelectDevice(candidates, Auto(10), 200 << 20);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.value().device, 0u);  // the CPU has no GPU memory check
+  candidates.erase(candidates.begin());
+  auto refused = selector.SelectDevice(candidates, Auto(10), 200 << 20);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("200 MiB"), std::string::npos) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("cuda:0:test has 100 MiB free"), std::string::npos) << refused.status().message();
+}
+
+TEST(Selector, ObservationsAreKeptPerDevice) {
+  TwoDevices d;
+  VariantSelector selector({});
+  selector.Observe(d.gpu, d.gpu.variants[0], /*seconds=*/50, /*tiles=*/10);
+  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(d.gpu, d.gpu.variants[0]), 5.0);
+  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(d.cpu, d.cpu.variants[0]), 1.0);
+}
+
 }  // namespace
 }  // namespace tucker_seg::server

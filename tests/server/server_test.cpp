@@ -82,7 +82,7 @@ TEST_F(Server, SegmentingARealCtGivesTheInProcessLabels) {
     EXPECT_DOUBLE_EQ(h.volume().origin(a), ct.value().geometry.origin[a]);
   }
 
-  const auto catalog = server_->state().catalog.Get();
+  const auto catalog = server_->state().devices[0]->catalog.Get();
   const VariantEntry* variant = catalog->models[0].Find(h.variant());
   ASSERT_NE(variant, nullptr);
   UNetPatchNetwork net(*variant->network);
