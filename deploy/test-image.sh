@@ -2,31 +2,18 @@
 # Builds the tucker-seg-server image from a debootstrapped Debian base with podman, starts it,
 # segments the example CT through it with the tucker-seg client, and checks the container's
 # health status and /metrics. Needs root, podman, runc, debootstrap (scripts/install-deps.sh)
-# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 7 minutes,
-# docs/deploy.md).
+# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 9 minutes
+# once the base image exists, deploy/base-image.sh; docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 podman_cmd=(podman --runtime runc)
-base=docker.io/library/debian:bookworm
 image=tucker-seg-server
 name=tucker-seg-test-image
 grpc_port=${TUCKER_SEG_IMAGE_PORT:-50061}
 metrics_port=${TUCKER_SEG_IMAGE_METRICS_PORT:-9099}
 
-# podman on these machines: no default ulimits, cgroupfs (GUIDE.md, "Containers here").
-if ! grep -q cgroupfs /etc/containers/containers.conf 2>/dev/null; then
-  mkdir -p /etc/containers
-  printf '[containers]\ndefault_ulimits = []\n\n[engine]\ncgroup_manager = "cgroupfs"\n' > /etc/containers/containers.conf
-fi
-
-if ! "${podman_cmd[@]}" image exists "$base"; then
-  echo "== debootstrap a bookworm base image"
-  rootfs=$(mktemp -d)
-  debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian
-  tar -C "$rootfs" -c . | "${podman_cmd[@]}" import - "$base"
-  rm -rf "$rootfs"
-fi
+bash deploy/base-image.sh
 
 echo "== build the image"
 "${podman_cmd[@]}" build --pull=never --network=host --format docker -t "$image" .

@@ -7,11 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+image_test=$([[ "${TUCKER_SEG_SKIP_IMAGE_TEST:-0}" != 1 ]] && echo yes || echo no)
+if [[ $image_test == yes ]]; then
+  # The image test's base image is network-bound (debootstrap): made while the code compiles.
+  base_log=$(mktemp)
+  bash deploy/base-image.sh > "$base_log" 2>&1 &
+  base_pid=$!
+fi
 bash scripts/build.sh
 ctest --test-dir build --output-on-failure -j "${JOBS:-2}"
 if [[ "${TUCKER_SEG_SKIP_SANITIZERS:-0}" != 1 ]]; then
   bash scripts/sanitizer-tests.sh
 fi
-if [[ "${TUCKER_SEG_SKIP_IMAGE_TEST:-0}" != 1 ]]; then
+if [[ $image_test == yes ]]; then
+  wait "$base_pid" || { cat "$base_log"; echo "deploy/base-image.sh failed"; exit 1; }
   bash deploy/test-image.sh
 fi
