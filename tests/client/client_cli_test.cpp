@@ -14,8 +14,8 @@ namespace {
 namespace fs = std::filesystem;
 using tucker_seg::testing::RunCommand;
 
-const fs::path kExample = tucker_seg::testing::SharedDir() / "data/totalsegmentator-examples/example_ct_dicom_uids";
-std::string Cli() { return (fs::path(TUCKER_SEG_BINARY_DIR) / "tucker-seg").string(); }
+const fs::path kExample = tucker_seg::testing::ExampleDicomSeries();
+std::string Cli() { return tucker_seg::testing::ProgramPath("tucker-seg"); }
 
 TEST(ClientCli, DoesNotLinkLibTorch) {
   const auto ldd = RunCommand("ldd " + Cli());

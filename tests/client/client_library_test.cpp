@@ -20,7 +20,7 @@
 namespace tucker_seg::client {
 namespace {
 
-std::string ExampleDicom() { return (tucker_seg::testing::SharedDir() / "data/totalsegmentator-examples/example_ct_dicom_uids").string(); }
+std::string ExampleDicom() { return tucker_seg::testing::ExampleDicomSeries().string(); }
 std::string ExampleNifti() { return (tucker_seg::testing::SourceDir() / "tests/data/totalsegmentator/example_ct_sm.nii.gz").string(); }
 
 void ExpectSameGeometry(const Geometry& a, const Geometry& b) {

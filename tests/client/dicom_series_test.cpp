@@ -20,9 +20,9 @@ namespace {
 namespace fs = std::filesystem;
 using tucker_seg::testing::RunCommand;
 
-const fs::path kExample = tucker_seg::testing::SharedDir() / "data/totalsegmentator-examples/example_ct_dicom_uids";
+const fs::path kExample = tucker_seg::testing::ExampleDicomSeries();
 
-std::string Cli() { return (fs::path(TUCKER_SEG_BINARY_DIR) / "tucker-seg").string(); }
+std::string Cli() { return tucker_seg::testing::ProgramPath("tucker-seg"); }
 
 std::vector<fs::path> ExampleFiles() {
   std::vector<fs::path> files;

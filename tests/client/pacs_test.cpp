@@ -49,7 +49,7 @@ TEST(Pacs, SegmentsAStudyFromOrthancAndStoresTheDicomSeg) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // poll interval
   ASSERT_TRUE(tucker_seg::testing::HttpGet(http_port, "/system").has_value()) << "Orthanc did not start; see " << (dir / "orthanc.log");
 
-  const auto series = ScanDicomSeries((tucker_seg::testing::SharedDir() / "data/totalsegmentator-examples/example_ct_dicom_uids").string());
+  const auto series = ScanDicomSeries(tucker_seg::testing::ExampleDicomSeries().string());
   ASSERT_TRUE(series.ok());
   for (const auto& slice : series.value().slices) {
     std::ifstream in(slice.path, std::ios::binary);
@@ -63,7 +63,7 @@ TEST(Pacs, SegmentsAStudyFromOrthancAndStoresTheDicomSeg) {
   ASSERT_TRUE(server.ok()) << server.status().message();
   ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
 
-  const auto run = tucker_seg::testing::RunCommand((fs::path(TUCKER_SEG_BINARY_DIR) / "tucker-seg").string() + " pacs --orthanc http://127.0.0.1:" +
+  const auto run = tucker_seg::testing::RunCommand(tucker_seg::testing::ProgramPath("tucker-seg") + " pacs --orthanc http://127.0.0.1:" +
                                                    std::to_string(http_port) + " --study " + study + " --server 127.0.0.1:" +
                                                    std::to_string(server.value()->port()));
   ASSERT_EQ(run.exit_code, 0) << run.output;

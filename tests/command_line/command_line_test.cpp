@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "support/run_command.h"
+#include "test_paths.h"
 
 namespace tucker_seg {
 namespace {
@@ -15,7 +16,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using testing::RunCommand;
 
-std::string Program(const std::string& name) { return (std::filesystem::path(TUCKER_SEG_BINARY_DIR) / name).string(); }
+std::string Program(const std::string& name) { return tucker_seg::testing::ProgramPath(name); }
 
 TEST(CommandLine, EveryProgramPrintsItsVersion) {
   for (const char* program : {"tucker-seg", "tucker-seg-models", "tucker-seg-server"}) {

@@ -6,7 +6,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model_store/import/nnunet_import.h"
 #include "model_store/import/torch_checkpoint.h"
 #include "test_paths.h"
 
@@ -17,20 +16,10 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::ResultsDir;
 using testing::TempDir;
-
-fs::path Checkpoint(const std::string& c) { return ResultsDir(c) / "fold_0/checkpoint_final.pth"; }
-
-// A writable copy of a conformance results folder.
-fs::path CopyResults(const std::string& c, const std::string& test) {
-  const fs::path dir = TempDir(test) / "Dataset999_Golden/nnUNetTrainer__nnUNetPlans__3d_fullres";
-  fs::create_directories(dir);
-  fs::copy(ResultsDir(c), dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  for (auto& e : fs::recursive_directory_iterator(dir)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
-  return dir;
-}
+using testing::CopyResults;
 
 TEST(Checkpoint, ReadsNetworkWeightsOfARealCheckpointAndSkipsTheRest) {
-  auto tensors = ReadCheckpointStateDict(Checkpoint("iso4").string());
+  auto tensors = ReadCheckpointStateDict(testing::CheckpointFile("iso4").string());
   ASSERT_TRUE(tensors.ok()) << tensors.status().message();
   EXPECT_EQ(tensors.value().size(), 188u);  // golden.json lists 188 state_dict entries
   const auto& first = tensors.value().front();
@@ -46,14 +35,14 @@ TEST(Checkpoint, ReadsNetworkWeightsOfARealCheckpointAndSkipsTheRest) {
 }
 
 TEST(Checkpoint, MissingEntryIsNamed) {
-  auto r = ReadCheckpointStateDict(Checkpoint("iso4").string(), "ema_weights");
+  auto r = ReadCheckpointStateDict(testing::CheckpointFile("iso4").string(), "ema_weights");
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("no 'ema_weights' entry"));
 }
 
 TEST(Checkpoint, TruncatedZipFailsClearly) {
   const fs::path dir = TempDir("truncated");
-  std::ifstream in(Checkpoint("iso4"), std::ios::binary);
+  std::ifstream in(testing::CheckpointFile("iso4"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   std::ofstream(dir / "truncated.pth", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   auto r = ReadCheckpointStateDict((dir / "truncated.pth").string());

@@ -1,13 +1,11 @@
 // Reading real nnU-Net checkpoints, and refusing broken ones with clear messages.
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "model_store/import/nnunet_import.h"
-#include "model_store/import/torch_checkpoint.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -17,17 +15,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::ResultsDir;
 using testing::TempDir;
-
-fs::path Checkpoint(const std::string& c) { return ResultsDir(c) / "fold_0/checkpoint_final.pth"; }
-
-// A writable copy of a conformance results folder.
-fs::path CopyResults(const std::string& c, const std::string& test) {
-  const fs::path dir = TempDir(test) / "Dataset999_Golden/nnUNetTrainer__nnUNetPlans__3d_fullres";
-  fs::create_directories(dir);
-  fs::copy(ResultsDir(c), dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  for (auto& e : fs::recursive_directory_iterator(dir)) fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
-  return dir;
-}
+using testing::CopyResults;
 
 // Replaces the first `from` in the copy's plans.json by `to`.
 void EditPlans(const fs::path& dir, const std::string& from, const std::string& to) {
@@ -63,7 +51,7 @@ TEST(Import, UnsupportedOpIsNamed) {
 TEST(Import, CheckpointOfAnotherArchitectureNamesTheMismatchedTensor) {
   // iso4's plans with aniso5's checkpoint: aniso5 has a fifth stage that iso4's network lacks.
   const fs::path dir = CopyResults("iso4", "mismatch");
-  fs::copy_file(Checkpoint("aniso5"), dir / "fold_0/checkpoint_final.pth", fs::copy_options::overwrite_existing);
+  fs::copy_file(testing::CheckpointFile("aniso5"), dir / "fold_0/checkpoint_final.pth", fs::copy_options::overwrite_existing);
   NnUNetImportOptions opt;
   opt.results_dir = dir.string();
   auto r = ImportNnUNet(opt);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "support/run_command.h"
+#include "test_paths.h"
 
 namespace tucker_seg {
 namespace {
@@ -15,7 +16,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 TEST(ServerLink, HoldsTheEngineButNotTheImporterCompressorOrTrainer) {
-  const std::string server = (std::filesystem::path(TUCKER_SEG_BINARY_DIR) / "tucker-seg-server").string();
+  const std::string server = tucker_seg::testing::ProgramPath("tucker-seg-server");
   const auto symbols = testing::RunCommand("nm -C " + server);
   ASSERT_EQ(symbols.exit_code, 0) << symbols.output.substr(0, 2000);
   EXPECT_THAT(symbols.output, HasSubstr("tucker_seg::PlainConvUNet::Forward"));
