@@ -43,8 +43,7 @@ void SetProfile(const DeviceProfile& p, tuckerseg::v1::DeviceProfile* d) {
 
 grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
-  std::vector<std::shared_ptr<const ModelCatalog>> catalogs;
-  for (const auto& d : state_.devices) catalogs.push_back(d->catalog.Get());
+  const auto catalogs = state_.Catalogs();
   const auto model = catalogs[0]->Find(request->model());
   if (!model.ok()) return ToGrpc(model.status());
   const ModelEntry& m = *model.value();

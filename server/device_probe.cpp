@@ -103,16 +103,20 @@ std::optional<GpuSample> Nvml::Sample(int index) const {
   return GpuSample{u.gpu / 100.0, static_cast<int64_t>(m.used), static_cast<int64_t>(m.total)};
 }
 
-DeviceProfile ProbeDevice(int threads) {
+namespace {
+
+DeviceProfile CpuProfile(int threads, bool nvml) {
   DeviceProfile p;
   p.cuda_devices = CudaDeviceCount();
-  p.nvml = Nvml::Open() != nullptr;
+  p.nvml = nvml;
   p.name = CpuModelName();
   p.cores = threads;
   p.isa = CpuFeatures();
   p.memory_bytes = HostMemoryBytes();
   return p;
 }
+
+}  // namespace
 
 Result<std::vector<DeviceProfile>> ProbeDevices(const std::string& devices, int threads) {
   std::vector<std::string> specs;
@@ -128,7 +132,7 @@ Result<std::vector<DeviceProfile>> ProbeDevices(const std::string& devices, int 
   for (const auto& spec : specs) {
     auto device = ParseDevice(spec);
     if (!device.ok()) return Annotate(device.status(), "devices");
-    DeviceProfile p = ProbeDevice(threads);
+    DeviceProfile p = CpuProfile(threads, nvml != nullptr);
     if (device.value().is_cuda()) {
       p.kind = "cuda";
       p.index = device.value().index();

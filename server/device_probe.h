@@ -27,10 +27,9 @@ struct DeviceProfile {
   std::string Label() const { return (kind == "cpu" ? std::string("cpu") : spec) + ":" + name; }
 };
 
-// `threads`: the intra-op threads inference will use (reported as cores on CPU).
-DeviceProfile ProbeDevice(int threads);  // the CPU
 // The devices named by `devices` ("cpu,cuda:0"; "auto" = every CUDA device, then the CPU), each
-// checked to exist in this build and on this machine; duplicates are refused.
+// checked to exist in this build and on this machine; duplicates are refused. `threads`: the
+// intra-op threads inference will use (reported as the CPU's cores).
 Result<std::vector<DeviceProfile>> ProbeDevices(const std::string& devices, int threads);
 
 struct GpuSample {

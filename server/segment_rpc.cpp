@@ -213,9 +213,7 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   tuckerseg::v1::SegmentHeader header;
   TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
   record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
-  // Every device's catalog, held for this call so the entries below stay alive.
-  std::vector<std::shared_ptr<const ModelCatalog>> catalogs;
-  for (const auto& d : state.devices) catalogs.push_back(d->catalog.Get());
+  const auto catalogs = state.Catalogs();  // held for this call: the entries below stay alive
   auto model = catalogs[0]->Find(header.model());
   if (!model.ok()) return model.status();
   const ModelEntry& m = *model.value();

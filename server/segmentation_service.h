@@ -35,6 +35,13 @@ struct ServedDevice {
 // What the handlers share. `ready` says whether Segment calls are served (every device
 // calibrated and not shutting down).
 struct ServiceState {
+  // Every device's current catalog, in `devices` order; holding them keeps their entries alive.
+  std::vector<std::shared_ptr<const ModelCatalog>> Catalogs() const {
+    std::vector<std::shared_ptr<const ModelCatalog>> out;
+    for (const auto& d : devices) out.push_back(d->catalog.Get());
+    return out;
+  }
+
   std::vector<std::unique_ptr<ServedDevice>> devices;  // never empty; [0] answers ListModels
   const Nvml* nvml = nullptr;                          // GPU load and free memory at request time
   ServiceLimits limits;
