@@ -1,6 +1,6 @@
 # tucker-seg-server: multi-stage on Debian bookworm.
 #   podman --runtime runc build --pull=never --network=host --format docker -t tucker-seg-server .
-#   podman --runtime runc run -p 50051:50051 -p 9090:9090 tucker-seg-server
+#   podman --runtime runc run -p 50051:50051 -p 9180:9180 tucker-seg-server
 # A volume on /opt/tucker-seg/models replaces the bundled model store. Configuration: the
 # TUCKER_SEG_* environment variables (docs/server.md). CUDA image: docs/gpu.md.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm
@@ -33,9 +33,9 @@ COPY models /opt/tucker-seg/models
 ENV LD_LIBRARY_PATH=/opt/tucker-seg/lib \
     TUCKER_SEG_MODEL_STORE=/opt/tucker-seg/models \
     TUCKER_SEG_LISTEN=0.0.0.0:50051 \
-    TUCKER_SEG_METRICS_LISTEN=0.0.0.0:9090
+    TUCKER_SEG_METRICS_LISTEN=0.0.0.0:9180
 USER tucker
-EXPOSE 50051 9090
+EXPOSE 50051 9180
 # The gRPC health service: SERVING once every variant is calibrated.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=120s --retries=3 \
   CMD ["tucker-seg", "health", "--server", "127.0.0.1:50051", "--wait", "5"]

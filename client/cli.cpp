@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "client/dicom_seg.h"
+#include "image_io/segmentation_files.h"
+#include "vocabulary/atomic_file.h"
 #include "client/dicomweb.h"
 #include "image_io/image_io.h"
 #include "client/preview.h"
@@ -42,17 +44,25 @@ class ProgressBar {
     if (!enabled_) return;
     const char* stage = "sending";
     double done = 0;
+    std::string detail;
     switch (p.stage) {
       case SegmentProgress::Stage::kSending: done = p.bytes_to_send ? double(p.bytes_sent) / p.bytes_to_send : 0; break;
       case SegmentProgress::Stage::kHeaderAccepted: stage = "sending"; done = 0; break;
-      case SegmentProgress::Stage::kQueued: stage = "queued"; done = 1; break;
-      case SegmentProgress::Stage::kRunning: stage = "segmenting"; done = 1; break;
+      case SegmentProgress::Stage::kQueued:
+        stage = "queued";
+        detail = "position " + std::to_string(p.queue_position) + ", about " + std::to_string(std::lround(p.estimated_wait_seconds)) + " s";
+        break;
+      case SegmentProgress::Stage::kRunning:
+        stage = "segmenting";
+        done = p.tiles_total ? double(p.tiles_done) / p.tiles_total : 0;
+        if (p.tiles_total) detail = std::to_string(p.tiles_done) + "/" + std::to_string(p.tiles_total) + " tiles";
+        break;
       case SegmentProgress::Stage::kReceiving: stage = "receiving"; done = p.bytes_to_receive ? double(p.bytes_received) / p.bytes_to_receive : 0; break;
       case SegmentProgress::Stage::kDone: stage = "done"; done = 1; break;
     }
     const int filled = static_cast<int>(done * 30);
-    std::fprintf(stderr, "\r%-11s [%s%s] %3.0f%% %s   ", stage, std::string(filled, '#').c_str(), std::string(30 - filled, ' ').c_str(),
-                 100 * done, p.variant.c_str());
+    std::fprintf(stderr, "\r%-11s [%s%s] %3.0f%% %s %s   ", stage, std::string(filled, '#').c_str(), std::string(30 - filled, ' ').c_str(),
+                 100 * done, p.variant.c_str(), detail.c_str());
     std::fflush(stderr);
     shown_ = true;
   }
@@ -65,26 +75,6 @@ class ProgressBar {
   bool enabled_;
   bool shown_ = false;
 };
-
-// Per-class voxels, volume (ml) and mean HU.
-nlohmann::json Statistics(const CtVolume& ct, const LabelMap& labels, const std::vector<std::pair<int64_t, std::string>>& table) {
-  std::map<int64_t, std::pair<int64_t, double>> sums;
-  for (size_t i = 0; i < labels.voxels.size(); ++i) {
-    if (!labels.voxels[i]) continue;
-    auto& s = sums[labels.voxels[i]];
-    ++s.first;
-    s.second += ct.voxels[i];
-  }
-  const double voxel_ml = ct.geometry.spacing[0] * ct.geometry.spacing[1] * ct.geometry.spacing[2] / 1000.0;
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [id, name] : table) {
-    if (id == 0) continue;
-    const auto it = sums.find(id);
-    const int64_t n = it == sums.end() ? 0 : it->second.first;
-    j[name] = {{"id", id}, {"voxels", n}, {"volume_ml", n * voxel_ml}, {"mean_hu", n ? it->second.second / n : 0.0}};
-  }
-  return j;
-}
 
 // Keeps only the named classes (names from the server's label table).
 Status ApplyRoiSubset(const std::string& subset, const std::vector<std::pair<int64_t, std::string>>& table, LabelMap* labels) {
@@ -101,11 +91,63 @@ Status ApplyRoiSubset(const std::string& subset, const std::vector<std::pair<int
   return Status::Ok();
 }
 
+// What `segment` and `pacs` were asked for. `statistics`/`preview` hold a file name, or "auto"
+// (the flag without a value): beside the output.
 struct SegmentJob {
-  std::string input, series, output, dicom_seg, statistics, preview, roi_subset;
+  std::vector<std::string> inputs;
+  std::string series, output, output_type, dicom_seg, statistics, preview, roi_subset;
+  bool exclude_masks_at_border = false;
+  bool fast = false;
   SegmentOptions options;
   bool quiet = false;
 };
+
+// One CT of a job and where its outputs go.
+struct SegmentCase {
+  std::string input, output, statistics, preview;
+  OutputType type = OutputType::kMultilabel;
+};
+
+// Where a side output goes: the given file, or (for "auto") `<folder>/<name>.<ext>` for per-class
+// output and `<stem>_<name>.<ext>` beside a multilabel file.
+std::string SideOutput(const std::string& flag, const SegmentCase& c, const std::string& name, const std::string& extension) {
+  if (flag.empty() || flag != "auto") return flag;
+  if (c.type == OutputType::kPerClass) return (std::filesystem::path(c.output) / (name + extension)).string();
+  return WithoutImageExtension(c.output) + "_" + name + extension;
+}
+
+// One case per CT: a single input writes to -o as given; several write under the -o folder, each
+// to `<o>/<case>/` (per-class) or `<o>/<case>.nii.gz` (multilabel).
+Result<std::vector<SegmentCase>> PlanCases(const SegmentJob& job) {
+  TS_ASSIGN_OR_RETURN(const std::vector<std::string> inputs, ExpandCtInputs(job.inputs));
+  std::optional<OutputType> type;
+  if (!job.output_type.empty()) {
+    TS_ASSIGN_OR_RETURN(type, ParseOutputType(job.output_type));
+  }
+  std::vector<SegmentCase> cases;
+  if (inputs.size() > 1) {
+    if (job.output.empty() || HasImageExtension(job.output)) {
+      return InvalidArgument("-o: " + std::to_string(inputs.size()) + " CTs need an output folder, not '" + job.output + "'");
+    }
+    for (const std::string* flag : {&job.statistics, &job.preview, &job.dicom_seg}) {
+      if (!flag->empty() && *flag != "auto") return InvalidArgument("with several CTs, --statistics/--preview take no file name and --dicom-seg is not available");
+    }
+  }
+  for (const auto& input : inputs) {
+    SegmentCase c;
+    c.input = input;
+    c.type = type.value_or(inputs.size() > 1 ? OutputType::kMultilabel : DefaultOutputType(job.output));
+    if (inputs.size() == 1) c.output = job.output;
+    else c.output = (std::filesystem::path(job.output) / (CaseName(input) + (c.type == OutputType::kPerClass ? "" : ".nii.gz"))).string();
+    if (c.output.empty() && (job.statistics == "auto" || job.preview == "auto")) {
+      return InvalidArgument("--statistics/--preview without a file name need -o");
+    }
+    c.statistics = SideOutput(job.statistics, c, "statistics", ".json");
+    c.preview = SideOutput(job.preview, c, "preview", ".png");
+    cases.push_back(c);
+  }
+  return cases;
+}
 
 Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Connection& connection) {
   ConnectionOptions c;
@@ -122,8 +164,19 @@ Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Connection& connecti
   return SegmentationClient::Connect(c);
 }
 
-Status RunSegment(const SegmentationClient& client, const SegmentJob& job) {
-  auto input = ReadCtInput(job.input, job.series);
+// --fast: the selectable variant with the fewest calibrated seconds per tile on the server's
+// first device.
+Result<std::string> FastestVariant(const SegmentationClient& client, const std::string& model) {
+  TS_ASSIGN_OR_RETURN(const auto description, client.DescribeModel(model));
+  const tuckerseg::v1::VariantInfo* fastest = nullptr;
+  for (const auto& v : description.variants())
+    if (v.selectable() && (!fastest || v.calibrated_seconds_per_tile() < fastest->calibrated_seconds_per_tile())) fastest = &v;
+  if (!fastest) return FailedPrecondition("--fast: model '" + description.name() + "' has no selectable variant");
+  return fastest->name();
+}
+
+Status RunCase(const SegmentationClient& client, const SegmentJob& job, const SegmentCase& c) {
+  auto input = ReadCtInput(c.input, job.series);
   if (!input.ok()) return input.status();
   if (!job.dicom_seg.empty() && !input.value().dicom) return InvalidArgument("--dicom-seg needs a DICOM series folder as input (-i)");
   ProgressBar bar(!job.quiet && isatty(STDERR_FILENO));
@@ -134,17 +187,27 @@ Status RunSegment(const SegmentationClient& client, const SegmentJob& job) {
   if (!result.ok()) return result.status();
   SegmentResult& r = result.value();
   if (!job.roi_subset.empty()) TS_RETURN_IF_ERROR(ApplyRoiSubset(job.roi_subset, r.label_table, &r.labels));
-  if (!job.output.empty()) TS_RETURN_IF_ERROR(WriteLabelMap(job.output, r.labels));
-  if (!job.dicom_seg.empty()) TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table));
-  if (!job.statistics.empty()) {
-    std::ofstream out(job.statistics);
-    out << Statistics(input.value().ct, r.labels, r.label_table).dump(2) << "\n";
-    if (!out) return Internal("cannot write '" + job.statistics + "'");
+  const Provenance provenance{r.model, r.variant, r.variant_quality, command_line::ProjectVersion()};
+  if (!c.output.empty()) {
+    TS_RETURN_IF_ERROR(WriteSegmentationFiles(c.output, r.labels, r.label_table, {c.type, input.value().nifti_codes, provenance}));
   }
-  if (!job.preview.empty()) TS_RETURN_IF_ERROR(WritePreview(job.preview, input.value().ct, r.labels));
-  std::printf("%s: model %s, variant %s (%s), %.1f s on %s%s%s\n", job.input.c_str(), r.model.c_str(), r.variant.c_str(),
-              r.selection_reason.c_str(), r.timings.total_seconds(), r.device.c_str(), job.output.empty() ? "" : " -> ",
-              job.output.c_str());
+  if (!job.dicom_seg.empty()) TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table, provenance));
+  if (!c.statistics.empty()) {
+    const auto stats = SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, job.exclude_masks_at_border);
+    TS_RETURN_IF_ERROR(WriteFileAtomically(c.statistics, stats.dump(2) + "\n"));
+  }
+  if (!c.preview.empty()) TS_RETURN_IF_ERROR(WritePreview(c.preview, input.value().ct, r.labels, r.label_table));
+  std::printf("%s: model %s, variant %s (%s), %.1f s on %s%s%s\n", c.input.c_str(), r.model.c_str(), r.variant.c_str(),
+              r.selection_reason.c_str(), r.timings.total_seconds(), r.device.c_str(), c.output.empty() ? "" : " -> ", c.output.c_str());
+  return Status::Ok();
+}
+
+Status RunSegment(const SegmentationClient& client, SegmentJob job) {
+  TS_ASSIGN_OR_RETURN(const auto cases, PlanCases(job));
+  if (job.fast) {
+    TS_ASSIGN_OR_RETURN(job.options.variant, FastestVariant(client, job.options.model));
+  }
+  for (const auto& c : cases) TS_RETURN_IF_ERROR(RunCase(client, job, c));
   return Status::Ok();
 }
 
@@ -208,7 +271,7 @@ Status Pacs(const Connection& connection, const PacsFlags& flags, SegmentJob job
     ~Cleanup() { std::filesystem::remove_all(dir); }
   } cleanup{dir};
   TS_RETURN_IF_ERROR(pacs.RetrieveSeries(study, ct->series_instance_uid, (dir / "series").string()));
-  job.input = (dir / "series").string();
+  job.inputs = {(dir / "series").string()};
   job.dicom_seg = (dir / "seg.dcm").string();
   auto client = ConnectTo(connection);
   if (!client.ok()) return client.status();
@@ -238,14 +301,25 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
 
   SegmentJob job;
   job.options.variant = "auto";
-  CLI::App* segment = app.add_subcommand("segment", "Segment one CT and write its label map in the CT's own geometry.");
-  segment->add_option("-i,--input", job.input, "CT: .nii/.nii.gz/.nrrd/.mha file or DICOM series folder")->required();
-  segment->add_option("-o,--output", job.output, "Label map to write (.nii.gz)");
+  CLI::App* segment = app.add_subcommand("segment", "Segment CTs and write their label maps in each CT's own geometry.");
+  segment->add_option("-i,--input", job.inputs,
+                      "CTs: .nii/.nii.gz/.nrrd/.mha files, DICOM series folders (recognised by content) or folders of NIfTI files")
+      ->required();
+  segment->add_option("-o,--output", job.output,
+                      "A .nii.gz file (multilabel map), or a folder (one <class>.nii.gz per class; with several CTs, one entry per CT)");
+  segment->add_option("--output-type", job.output_type, "per-class or multilabel (default: multilabel for an image file name, else per-class)")
+      ->check(CLI::IsMember({"per-class", "multilabel"}));
   segment->add_option("--dicom-seg", job.dicom_seg, "DICOM SEG to write (DICOM input only)");
   segment->add_option("--series", job.series, "SeriesInstanceUID, when the folder holds several series");
   segment->add_option("--roi-subset", job.roi_subset, "Keep only these classes, comma-separated names");
-  segment->add_option("--statistics", job.statistics, "JSON file of per-class voxels, volume and mean HU");
-  segment->add_option("--preview", job.preview, "PNG preview of the middle slices");
+  segment->add_option("--statistics", job.statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU); "
+                                                      "without a file name: beside the output")
+      ->expected(0, 1)->default_str("auto");
+  segment->add_flag("--statistics-exclude-masks-at-border", job.exclude_masks_at_border,
+                    "Statistics: zero for classes within 3 voxels of the volume's border (likely cut off)");
+  segment->add_option("--preview", job.preview, "PNG preview (axial, coronal, sagittal; legend); without a file name: beside the output")
+      ->expected(0, 1)->default_str("auto");
+  segment->add_flag("--fast", job.fast, "Use the fastest selectable variant on the server's device (instead of --variant)");
   AddSelectionFlags(segment, &job);
 
   CLI::App* models = app.add_subcommand("models", "List the server's models, variants, their cost, quality and speed on its device.");
@@ -269,6 +343,10 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (auto exit_code = command_line::Parse(app, args, out, err)) return *exit_code;
   if (segment->parsed() && job.output.empty() && job.dicom_seg.empty()) {
     err << "error: segment needs -o <labels> and/or --dicom-seg <file>\n";
+    return command_line::kExitUsage;
+  }
+  if (job.fast && job.options.variant != "auto") {
+    err << "error: --fast and --variant " << job.options.variant << " contradict each other\n";
     return command_line::kExitUsage;
   }
   Status status;

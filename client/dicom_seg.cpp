@@ -1,5 +1,11 @@
 #include "client/dicom_seg.h"
 
+#include "client/class_codes.h"
+#include "vocabulary/label_palette.h"
+
+#include <unistd.h>
+
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -11,6 +17,7 @@
 #include <dcmtk/dcmfg/fgpixmsr.h>
 #include <dcmtk/dcmfg/fgplanor.h>
 #include <dcmtk/dcmfg/fgplanpo.h>
+#include <dcmtk/dcmiod/cielabutil.h>
 #include <dcmtk/dcmiod/iodreferences.h>
 #include <dcmtk/dcmiod/iodutil.h>
 #include <dcmtk/dcmseg/segdoc.h>
@@ -30,10 +37,53 @@ Status Check(const OFCondition& c, const std::string& what) {
   return c.good() ? Status::Ok() : Internal("DICOM SEG: " + what + ": " + c.text());
 }
 
+// LO values hold at most 64 characters.
+OFString LongString(const std::string& s) { return OFString(s.substr(0, 64).c_str()); }
+
+Status SetCode(CodeSequenceMacro& target, const Code& code, const std::string& what) {
+  return Check(target.set(code.value.c_str(), code.scheme.c_str(), code.meaning.c_str()), what);
+}
+
+// A segment coded as TotalSegmentator codes the class (SCT type, laterality, region), coloured
+// as the preview colours it, named with the variant that produced it.
+Status CreateSegment(const std::string& name, int64_t id, const Provenance& provenance, DcmSegment** out) {
+  const auto codes = FindClassCodes(name);
+  const Code category = codes ? codes->category : Code{"SCT", "123037004", "Anatomical Structure"};
+  const Code type = codes ? codes->type : Code{"SCT", "85756007", "Tissue"};
+  DcmSegment* raw = nullptr;
+  TS_RETURN_IF_ERROR(Check(DcmSegment::create(raw, name.c_str(), CodeSequenceMacro(category.value.c_str(), category.scheme.c_str(),
+                                                                                   category.meaning.c_str()),
+                                              CodeSequenceMacro(type.value.c_str(), type.scheme.c_str(), type.meaning.c_str()),
+                                              DcmSegTypes::SAT_AUTOMATIC, LongString("tucker-seg " + provenance.model + "/" + provenance.variant)),
+                           "segment " + name));
+  std::unique_ptr<DcmSegment> segment(raw);
+  if (codes && !codes->type_modifier.empty()) {
+    auto* modifier = new CodeSequenceMacro();
+    segment->getSegmentedPropertyTypeModifierCode().push_back(modifier);
+    TS_RETURN_IF_ERROR(SetCode(*modifier, codes->type_modifier, "type modifier of " + name));
+  }
+  if (codes && !codes->region.empty()) {
+    TS_RETURN_IF_ERROR(SetCode(segment->getGeneralAnatomyCode().getAnatomicRegion(), codes->region, "anatomic region of " + name));
+    if (!codes->region_modifier.empty()) {
+      auto* modifier = new CodeSequenceMacro();
+      segment->getGeneralAnatomyCode().getAnatomicRegionModifier().push_back(modifier);
+      TS_RETURN_IF_ERROR(SetCode(*modifier, codes->region_modifier, "anatomic region modifier of " + name));
+    }
+  }
+  const auto lab = SrgbToCieLab(LabelColour(id));
+  double l = 0, a = 0, b = 0;
+  IODCIELabUtil::lab2DicomLab(l, a, b, lab[0], lab[1], lab[2]);
+  TS_RETURN_IF_ERROR(Check(segment->setRecommendedDisplayCIELabValue(static_cast<Uint16>(std::lround(l)), static_cast<Uint16>(std::lround(a)),
+                                                                     static_cast<Uint16>(std::lround(b))),
+                           "colour of " + name));
+  *out = segment.release();
+  return Status::Ok();
+}
+
 }  // namespace
 
-Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const DicomSeriesInfo& source,
-                     const std::vector<std::pair<int64_t, std::string>>& label_table) {
+Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const DicomSeriesInfo& source, const LabelTable& label_table,
+                     const Provenance& provenance) {
   static std::once_flag quiet;  // DCMTK's own warnings would duplicate the status we return
   std::call_once(quiet, [] { OFLog::configure(OFLogger::ERROR_LOG_LEVEL); });
   if (source.series_instance_uid.empty() || source.study_instance_uid.empty()) {
@@ -61,13 +111,16 @@ Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const Dico
   if (present.empty()) return FailedPrecondition("the label map is empty: no segment to write");
 
   DcmSegmentation* raw = nullptr;
-  IODGeneralEquipmentModule::EquipmentInfo equipment("tucker-seg", "tucker-seg", "0", "0.1.0");
-  ContentIdentificationMacro content("1", "TUCKERSEG", "Automatic segmentation (tucker-seg)", "tucker-seg");
+  // Provenance: which model and variant (and how close that variant is to the original) made it.
+  IODGeneralEquipmentModule::EquipmentInfo equipment("tucker-seg", "tucker-seg", "0", LongString(provenance.software_version));
+  std::string description = provenance.variant + " of " + provenance.model;  // LO: 64 characters, the variant first
+  if (provenance.quality) description += ", agreement " + Decimal(*provenance.quality).substr(0, 5);
+  ContentIdentificationMacro content("1", "TUCKERSEG", LongString(description), "tucker-seg");
   TS_RETURN_IF_ERROR(Check(DcmSegmentation::createBinarySegmentation(raw, static_cast<Uint16>(rows), static_cast<Uint16>(columns),
                                                                      equipment, content), "create"));
   std::unique_ptr<DcmSegmentation> seg(raw);
   TS_RETURN_IF_ERROR(Check(seg->importFromSourceImage(source.slices.front().path.c_str()), "patient/study from the source"));
-  seg->getSeries().setSeriesDescription("tucker-seg segmentation");
+  seg->getSeries().setSeriesDescription(LongString("tucker-seg " + provenance.model + " " + provenance.variant));
   seg->getSeries().setSeriesNumber("901");
 
   FGPixelMeasures measures;
@@ -99,9 +152,7 @@ Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const Dico
   for (const auto& [id, flags] : present) {
     const std::string name = names.count(id) ? names[id] : "label_" + std::to_string(id);
     DcmSegment* segment = nullptr;
-    TS_RETURN_IF_ERROR(Check(DcmSegment::create(segment, name.c_str(), CodeSequenceMacro("123037004", "SCT", "Anatomical Structure"),
-                                                CodeSequenceMacro("85756007", "SCT", "Tissue"), DcmSegTypes::SAT_AUTOMATIC, "tucker-seg"),
-                             "segment " + name));
+    TS_RETURN_IF_ERROR(CreateSegment(name, id, provenance, &segment));
     Uint16 number = 0;
     if (Status s = Check(seg->addSegment(segment, number), "add segment " + name); !s.ok()) {
       delete segment;
@@ -126,7 +177,15 @@ Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const Dico
       TS_RETURN_IF_ERROR(Check(seg->addFrame(frame.data(), number, per_frame), "frame of " + name));
     }
   }
-  return Check(seg->saveFile(path.c_str(), EXS_LittleEndianExplicit), "save '" + path + "'");
+  // Deflated: binary frames of mostly-empty slices compress well (docs/client.md has the sizes).
+  // Saved beside the target, then renamed over it, so that readers never see half a file.
+  const std::string temporary = path + ".tmp." + std::to_string(getpid());
+  const OFCondition saved = seg->saveFile(temporary.c_str(), EXS_DeflatedLittleEndianExplicit);
+  if (saved.bad() || std::rename(temporary.c_str(), path.c_str()) != 0) {
+    std::remove(temporary.c_str());
+    return saved.bad() ? Check(saved, "save '" + path + "'") : Internal("cannot rename the DICOM SEG into '" + path + "'");
+  }
+  return Status::Ok();
 }
 
 }  // namespace tucker_seg

@@ -110,7 +110,12 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
   tuckerseg::v1::SegmentResponse response;
   while (stream->Read(&response)) {
     if (response.has_progress()) {
-      progress.variant = response.progress().variant();
+      const auto& p = response.progress();
+      progress.variant = p.variant();
+      progress.queue_position = p.queue_position();
+      progress.estimated_wait_seconds = p.estimated_wait_seconds();
+      progress.tiles_done = p.tiles_done();
+      progress.tiles_total = p.tiles_total();
       switch (response.progress().stage()) {
         case tuckerseg::v1::Progress::HEADER_ACCEPTED: report(SegmentProgress::Stage::kHeaderAccepted); break;
         case tuckerseg::v1::Progress::QUEUED: report(SegmentProgress::Stage::kQueued); break;
@@ -133,6 +138,7 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
       result.selection_reason = h.selection_reason();
       result.selection_detail = h.selection_detail();
       result.device = h.device();
+      if (h.variant_quality_known()) result.variant_quality = h.variant_quality();
       result.request_id = h.request_id();
       result.timings = h.timings();
       for (const auto& l : h.labels()) result.label_table.emplace_back(l.id(), l.name());

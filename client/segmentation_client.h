@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +30,9 @@ struct SegmentProgress {
   int64_t bytes_sent = 0, bytes_to_send = 0;
   int64_t bytes_received = 0, bytes_to_receive = 0;
   std::string variant;  // once the server has chosen
+  int queue_position = 0;             // kQueued: 1 = next on its device
+  double estimated_wait_seconds = 0;  // kQueued
+  int64_t tiles_done = 0, tiles_total = 0;  // kRunning, once the network runs (tiles_total 0 before)
 };
 
 struct SegmentOptions {
@@ -47,6 +51,7 @@ struct SegmentResult {
   LabelMap labels;  // the input's geometry
   std::vector<std::pair<int64_t, std::string>> label_table;
   std::string model, variant, selection_reason, selection_detail, device, request_id;
+  std::optional<double> variant_quality;  // the variant's mean agreement Dice with the original, when known
   tuckerseg::v1::Timings timings;
   int attempts = 0;
 };

@@ -21,7 +21,7 @@ echo "== build the image"
 
 echo "== run it"
 "${podman_cmd[@]}" rm -f "$name" >/dev/null 2>&1 || true
-"${podman_cmd[@]}" run -d --name "$name" -p "127.0.0.1:$grpc_port:50051" -p "127.0.0.1:$metrics_port:9090" "$image"
+"${podman_cmd[@]}" run -d --name "$name" -p "127.0.0.1:$grpc_port:50051" -p "127.0.0.1:$metrics_port:9180" "$image"
 trap '"${podman_cmd[@]}" logs "$name" | tail -n 20; "${podman_cmd[@]}" rm -f "$name" >/dev/null' EXIT
 
 build/tucker-seg health --server "127.0.0.1:$grpc_port" --wait 300

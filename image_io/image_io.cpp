@@ -1,5 +1,10 @@
 #include "image_io/image_io.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
@@ -87,7 +92,66 @@ Status Write(const std::string& path, const Volume<T>& v) {
   return Status::Ok();
 }
 
+bool IsDicomFile(const std::filesystem::path& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char preamble[132] = {};
+  const bool dicom = std::fread(preamble, 1, sizeof preamble, f) == sizeof preamble && std::memcmp(preamble + 128, "DICM", 4) == 0;
+  std::fclose(f);
+  return dicom;
+}
+
+const char* const kImageExtensions[] = {".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"};
+
+size_t ImageExtensionLength(const std::string& path) {
+  for (const std::string extension : kImageExtensions)
+    if (path.size() > extension.size() && path.compare(path.size() - extension.size(), extension.size(), extension) == 0) {
+      return extension.size();
+    }
+  return 0;
+}
+
 }  // namespace
+
+bool HasImageExtension(const std::string& path) { return ImageExtensionLength(path) > 0; }
+
+std::string WithoutImageExtension(const std::string& path) { return path.substr(0, path.size() - ImageExtensionLength(path)); }
+
+Result<std::vector<std::string>> ExpandCtInputs(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> cases;
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) return NotFound("-i '" + path + "' does not exist");
+    if (!fs::is_directory(path, ec)) {
+      cases.push_back(path);
+      continue;
+    }
+    std::vector<std::string> images;
+    bool dicom = false;
+    for (const auto& entry : fs::directory_iterator(path, ec)) {
+      if (!entry.is_regular_file(ec)) continue;
+      if (HasImageExtension(entry.path().filename().string())) images.push_back(entry.path().string());
+      else if (!dicom && IsDicomFile(entry.path())) dicom = true;
+    }
+    if (ec) return InvalidArgument("-i '" + path + "': cannot list the folder: " + ec.message());
+    if (dicom) {
+      cases.push_back(path);
+    } else if (!images.empty()) {
+      std::sort(images.begin(), images.end());
+      cases.insert(cases.end(), images.begin(), images.end());
+    } else {
+      return InvalidArgument("-i '" + path + "' holds neither DICOM files nor .nii/.nii.gz/.nrrd/.mha images");
+    }
+  }
+  return cases;
+}
+
+std::string CaseName(const std::string& path) {
+  std::string name = std::filesystem::path(path).filename().string();
+  if (name.empty()) name = std::filesystem::path(path).parent_path().filename().string();  // "dir/"
+  return WithoutImageExtension(name);
+}
 
 Result<CtInput> ReadCtInput(const std::string& path, const std::string& series_uid) {
   RegisterFormats();
@@ -113,6 +177,7 @@ Result<CtInput> ReadCtInput(const std::string& path, const std::string& series_u
       reader->SetFileName(path);
       reader->Update();
       image = reader->GetOutput();
+      input.nifti_codes = ReadNiftiXformCodes(path);
     }
   } catch (const itk::ExceptionObject& e) {
     return InvalidArgument("cannot read '" + path + "' as an image: " + FirstLine(e.GetDescription()));
@@ -129,7 +194,16 @@ Result<CtVolume> ReadCt(const std::string& path) {
   return std::move(input.value().ct);
 }
 
-Status WriteLabelMap(const std::string& path, const LabelMap& labels) { return Write<LabelImage>(path, labels); }
+Status WriteLabelMap(const std::string& path, const LabelMap& labels, const NiftiHeaderEdits& edits) {
+  if (!IsNiftiPath(path)) return Write<LabelImage>(path, labels);
+  // ITK writes a plain NIfTI beside the target; the header edits and the compression happen in
+  // the one rewrite that puts it in place.
+  const std::string itk_output = path + ".itk-" + std::to_string(getpid()) + ".nii";
+  Status status = Write<LabelImage>(itk_output, labels);
+  if (status.ok()) status = RewriteNifti(itk_output, path, edits);
+  std::remove(itk_output.c_str());
+  return status;
+}
 Status WriteCt(const std::string& path, const CtVolume& ct) { return Write<FloatImage>(path, ct); }
 
 }  // namespace tucker_seg

@@ -19,7 +19,7 @@ store=out/models
 mkdir -p "$store"
 
 port=${TUCKER_SEG_DEMO_PORT:-50051}
-metrics_port=${TUCKER_SEG_DEMO_METRICS_PORT:-9090}
+metrics_port=${TUCKER_SEG_DEMO_METRICS_PORT:-9180}
 server=127.0.0.1:$port
 echo "== start tucker-seg-server on $server (metrics on :$metrics_port), log in out/server.log"
 build/tucker-seg-server --model-store models --listen "$server" --metrics-listen "127.0.0.1:$metrics_port" > out/server.log 2>&1 &

@@ -17,12 +17,14 @@ build_packages=(
   python3
 )
 # Tests, demo and deployment checks: a real Prometheus, an independent Python gRPC client, a real
-# PACS (Orthanc with DICOMweb), YAML parsing, containers.
+# PACS (Orthanc with DICOMweb), YAML parsing, containers, an independent DICOM reader (pydicom)
+# and validator (dciodvfy) for the DICOM SEG.
 test_packages=(
   prometheus python3-grpcio python3-protobuf python3-yaml
   orthanc orthanc-dicomweb
   podman runc debootstrap
   time openssl
+  python3-pydicom dicom3tools
 )
 
 packages=("${build_packages[@]}")

@@ -1,5 +1,13 @@
 #include "server/metrics.h"
 
+#include "command_line/command_line.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
 #include <prometheus/collectable.h>
 #include <prometheus/text_serializer.h>
 
@@ -40,9 +48,40 @@ class ServerMetrics::GpuCollector : public prometheus::Collectable {
   std::unique_ptr<Nvml> nvml_;
 };
 
+// The process's own CPU time and resident memory, read from /proc at scrape time (Prometheus's
+// standard process_* names, which prometheus-cpp does not export itself).
+class ServerMetrics::ProcessCollector : public prometheus::Collectable {
+ public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::ifstream stat("/proc/self/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto end_of_name = text.rfind(')');  // the command name may hold spaces
+    if (end_of_name == std::string::npos) return {};
+    std::istringstream fields(text.substr(end_of_name + 2));
+    std::vector<std::string> f((std::istream_iterator<std::string>(fields)), std::istream_iterator<std::string>());
+    if (f.size() < 22) return {};
+    // Fields after the name, from state (field 3 of proc(5)): utime is 14, stime 15, starttime 22, rss 24.
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double cpu = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+    const double rss = std::stod(f[21]) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    prometheus::MetricFamily cpu_family{"process_cpu_seconds_total", "User and system CPU time of the server process",
+                                        prometheus::MetricType::Counter, {}};
+    prometheus::MetricFamily rss_family{"process_resident_memory_bytes", "Resident memory of the server process",
+                                        prometheus::MetricType::Gauge, {}};
+    prometheus::ClientMetric m;
+    m.counter.value = cpu;
+    cpu_family.metric.push_back(m);
+    m = {};
+    m.gauge.value = rss;
+    rss_family.metric.push_back(m);
+    return {cpu_family, rss_family};
+  }
+};
+
 ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
     : registry_(std::make_shared<prometheus::Registry>()),
       gpu_(std::make_shared<GpuCollector>()),
+      process_(std::make_shared<ProcessCollector>()),
       requests_(prometheus::BuildCounter().Name("tuckerseg_requests_total").Help("Segment requests by outcome (gRPC status code name)")
                     .Register(*registry_)),
       request_seconds_(prometheus::BuildHistogram().Name("tuckerseg_request_duration_seconds")
@@ -67,6 +106,9 @@ ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
                        .Register(*registry_)),
       in_flight_(prometheus::BuildGauge().Name("tuckerseg_in_flight_requests").Help("Segment streams open now")
                      .Register(*registry_).Add({})) {
+  prometheus::BuildGauge().Name("tuckerseg_build_info").Help("The server's version and commit (value 1)").Register(*registry_)
+      .Add({{"version", command_line::ProjectVersion()}, {"commit", command_line::GitCommit()}})
+      .Set(1);
   auto& info = prometheus::BuildGauge().Name("tuckerseg_device_info").Help("The devices this server runs inference on (value 1)").Register(*registry_);
   for (const auto& device : devices) {
     info.Add({{"device", device.Label()}, {"kind", device.kind}, {"name", device.name}, {"cores", std::to_string(device.cores)}}).Set(1);
@@ -80,6 +122,7 @@ Status ServerMetrics::Serve(const std::string& listen) {
   auto endpoint = MetricsEndpoint::Start(listen, [this] {
     auto families = registry_->Collect();
     for (auto& f : gpu_->Collect()) families.push_back(std::move(f));
+    for (auto& f : process_->Collect()) families.push_back(std::move(f));
     return prometheus::TextSerializer().Serialize(families);
   });
   if (!endpoint.ok()) return endpoint.status();

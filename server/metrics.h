@@ -41,8 +41,10 @@ class ServerMetrics {
 
  private:
   class GpuCollector;
+  class ProcessCollector;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<GpuCollector> gpu_;
+  std::shared_ptr<ProcessCollector> process_;
   std::unique_ptr<MetricsEndpoint> endpoint_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_seconds_;

@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "model_store/inference/predictor.h"
 #include "server/grpc_status.h"
+#include "server/log.h"
 #include "server/segmentation_service.h"
 #include "wire/volume_wire.h"
 
@@ -69,13 +70,27 @@ struct Job {
   std::optional<Result<Prediction>> result ABSL_GUARDED_BY(mutex);
   double queue_wait_seconds ABSL_GUARDED_BY(mutex) = 0;
   double run_seconds ABSL_GUARDED_BY(mutex) = 0;
+  int64_t tiles_done ABSL_GUARDED_BY(mutex) = 0;
+  int64_t tiles_total ABSL_GUARDED_BY(mutex) = 0;
 };
 
-void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const std::string& variant, double wait) {
+// What one Progress message says besides its stage.
+struct ProgressFacts {
+  std::string variant;
+  double estimated_wait_seconds = 0;
+  int queue_position = 0;
+  int64_t tiles_done = 0, tiles_total = 0;
+};
+
+void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const ProgressFacts& facts = {}) {
   tuckerseg::v1::SegmentResponse r;
-  r.mutable_progress()->set_stage(stage);
-  r.mutable_progress()->set_variant(variant);
-  r.mutable_progress()->set_estimated_wait_seconds(wait);
+  auto* p = r.mutable_progress();
+  p->set_stage(stage);
+  p->set_variant(facts.variant);
+  p->set_estimated_wait_seconds(facts.estimated_wait_seconds);
+  p->set_queue_position(facts.queue_position);
+  p->set_tiles_done(facts.tiles_done);
+  p->set_tiles_total(facts.tiles_total);
   stream->Write(r);
 }
 
@@ -124,17 +139,25 @@ Status SendResult(Stream* stream, const tuckerseg::v1::ResultHeader& header, con
 }
 
 // Runs on a worker; stops early when the call is no longer wanted.
-Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, grpc::ServerContext* context) {
+Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, grpc::ServerContext* context,
+                                 Job* job) {
   TS_RETURN_IF_ERROR(CallStillWanted(context));
   PredictionOptions options;
   options.window.step = step;
   options.window.should_continue = [context] { return CallStillWanted(context); };
+  options.window.on_tiles = [job](int64_t done, int64_t total) {
+    absl::MutexLock lock(&job->mutex);
+    job->tiles_done = done;
+    job->tiles_total = total;
+    job->changed.SignalAll();
+  };
   UNetPatchNetwork net(*variant.network);
   return Predict(variant.info, net, ct, options);
 }
 
-// Queues the prediction on the device's workers, reports QUEUED and RUNNING to the client, and
-// waits for the worker.
+// Queues the prediction on the device's workers, reports QUEUED (position, estimated wait) and
+// RUNNING (tiles done of total, each time the worker finishes some) to the client, and waits for
+// the worker.
 Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& device, grpc::ServerContext* context, Stream* stream,
                                          const VariantEntry& variant, CtVolume ct, const Selection& selection, double wait) {
   auto job = std::make_shared<Job>();
@@ -147,24 +170,36 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
       job->changed.SignalAll();
     }
     const auto run_start = Clock::now();
-    Result<Prediction> result = RunPrediction(variant, ct, step, context);
+    Result<Prediction> result = RunPrediction(variant, ct, step, context, job.get());
     absl::MutexLock lock(&job->mutex);
     job->run_seconds = Since(run_start);
     job->result = std::move(result);
     job->done = true;
     job->changed.SignalAll();
   };
-  WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, variant.name, wait);
   TS_RETURN_IF_ERROR(device.scheduler->Submit(std::move(work), selection.run_seconds));
-  state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
+  const int queued = device.scheduler->queued();
+  state.metrics->SetQueueDepth(device.profile.Label(), queued);
+  ProgressFacts facts{variant.name, wait, std::max(1, queued)};
+  WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, facts);
   {
     absl::MutexLock lock(&job->mutex);
     while (!job->started && !job->done) job->changed.Wait(&job->mutex);
   }
   state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
-  WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, variant.name, 0);
-  absl::MutexLock lock(&job->mutex);
-  while (!job->done) job->changed.Wait(&job->mutex);
+  facts = ProgressFacts{variant.name};
+  WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, facts);
+  // Writes happen outside the lock: a slow client must not hold up the worker.
+  for (;;) {
+    {
+      absl::MutexLock lock(&job->mutex);
+      while (!job->done && job->tiles_done <= facts.tiles_done) job->changed.Wait(&job->mutex);
+      if (job->tiles_done <= facts.tiles_done) break;  // done, and every tile count reported
+      facts.tiles_done = job->tiles_done;
+      facts.tiles_total = job->tiles_total;
+    }
+    WriteProgress(stream, tuckerseg::v1::Progress::RUNNING, facts);
+  }
   return job;
 }
 
@@ -177,6 +212,8 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const 
   result.set_selection_reason(record.reason);
   result.set_selection_detail(selection.detail);
   result.set_device(record.device);
+  result.set_variant_quality(selection.variant->quality.value_or(0));
+  result.set_variant_quality_known(selection.variant->quality.has_value());
   AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);
@@ -228,7 +265,7 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
                     ", auto)");
   }
   record->voxels = volume.value().voxels;
-  WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED, "", 0);
+  WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED);
 
   std::string bytes;
   TS_RETURN_IF_ERROR(ReceiveVoxels(context, stream, volume.value().bytes, &bytes));
@@ -295,7 +332,7 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   const std::string code = StatusName(status.code());
   state_.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
   state_.metrics->in_flight().Decrement();
-  std::fprintf(stderr, "request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s\n",
+  Log("request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s",
                record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.device.c_str(), record.reason.c_str(),
                static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds,
                code.c_str(), status.ok() ? "" : " message=", status.ok() ? "" : status.message().c_str());

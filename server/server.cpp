@@ -13,6 +13,8 @@
 #include <grpcpp/server_builder.h>
 
 #include "model_store/network/device.h"
+#include "model_store/network/runtime.h"
+#include "server/log.h"
 
 namespace tucker_seg::server {
 
@@ -50,7 +52,7 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   if (!(options.hysteresis >= 0 && options.hysteresis < 1)) return InvalidArgument("hysteresis must be in [0, 1)");
   if (!(options.latency_target_seconds >= 0)) return InvalidArgument("latency_target must be >= 0 seconds");
   // Debian's LibTorch starts with one intra-op thread; 0 means every core.
-  at::set_num_threads(options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(options.threads > 0 ? options.threads : UsableCpus());
 
   auto credentials = ServerCredentials(options);
   if (!credentials.ok()) return credentials.status();
@@ -112,7 +114,7 @@ Status SegmentationServer::CalibrateDevice(ServedDevice& device, CalibrationOpti
     TS_RETURN_IF_ERROR(Calibrate(&model, options));
     for (const auto& v : model.variants) {
       metrics_->Calibrated(label, model.name, v.name, v.seconds_per_tile, v.selectable);
-      std::fprintf(stderr, "calibrated %s/%s on %s: %.4f s/tile, quality %s, %s\n", model.name.c_str(), v.name.c_str(), label.c_str(),
+      Log("calibrated %s/%s on %s: %.4f s/tile, quality %s, %s", model.name.c_str(), v.name.c_str(), label.c_str(),
                    v.seconds_per_tile, v.quality ? std::to_string(*v.quality).c_str() : "unknown",
                    v.selectable ? "selectable" : ("not selectable: " + v.not_selectable_reason).c_str());
     }
@@ -139,7 +141,15 @@ void SegmentationServer::CalibrateAll(CalibrationOptions options) {
     }
     calibrated_.SignalAll();
   }
-  if (!status.ok()) std::fprintf(stderr, "calibration failed, staying NOT_SERVING: %s\n", status.message().c_str());
+  if (status.ok()) {
+    size_t models = 0;
+    std::string devices;
+    for (const auto& device : state_.devices) devices += (devices.empty() ? "" : ", ") + device->profile.Label();
+    if (!state_.devices.empty()) models = state_.devices[0]->catalog.Get()->models.size();
+    Log("serving: %zu model(s) on %s, health SERVING", models, devices.c_str());
+  } else {
+    Log("calibration failed, staying NOT_SERVING: %s", status.message().c_str());
+  }
 }
 
 Status SegmentationServer::WaitUntilCalibrated() {
@@ -161,8 +171,11 @@ void SegmentationServer::Shutdown() {
   server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
   // Open calls finish (their queued work still runs); new calls are refused. Calls still open
   // after the drain time are cancelled.
+  const auto drain_start = std::chrono::steady_clock::now();
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(drain_seconds_ * 1000)));
   for (auto& device : state_.devices) device->scheduler->Shutdown();
+  Log("drained in %.2f s: open calls finished, workers stopped",
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_start).count());
 }
 
 SegmentationServer::~SegmentationServer() { Shutdown(); }

@@ -18,11 +18,11 @@ namespace tucker_seg::server {
 struct ServerOptions {
   std::string model_store = "models";
   std::string listen = "0.0.0.0:50051";
-  std::string metrics_listen = "0.0.0.0:9090";
+  std::string metrics_listen = "0.0.0.0:9180";
   int workers = 1;                 // CPU requests running at once (each GPU runs one at a time)
   std::string devices = "auto";    // "auto" (every CUDA device, then the CPU) or a list: "cpu", "cuda:0", "cpu,cuda:0"
   std::string gpu_precision = "fp32";  // fp32, fp16 or bf16 for the networks on GPUs
-  int threads = 0;                 // LibTorch intra-op threads; 0 = all cores
+  int threads = 0;                 // LibTorch intra-op threads; 0 = UsableCpus() (affinity, cgroup quota)
   int max_queue = 8;
   double latency_target_seconds = 0;  // 0: none (auto picks the most accurate variant)
   double hysteresis = 0.2;

@@ -14,7 +14,7 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   add("--gpu-precision", &o->gpu_precision, "TUCKER_SEG_GPU_PRECISION", "Precision of the networks on GPUs")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add("--workers", &o->workers, "TUCKER_SEG_WORKERS", "CPU requests running at once (each GPU runs one at a time)")->check(CLI::Range(1, 64));
-  add("--threads", &o->threads, "TUCKER_SEG_THREADS", "LibTorch intra-op threads, 0 = all cores")->check(CLI::Range(0, 1024));
+  add("--threads", &o->threads, "TUCKER_SEG_THREADS", "LibTorch intra-op threads, 0 = the CPUs this process may use (affinity and cgroup quota)")->check(CLI::Range(0, 1024));
   add("--max-queue", &o->max_queue, "TUCKER_SEG_MAX_QUEUE", "Requests waiting for a worker before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100000));
   add("--latency-target", &o->latency_target_seconds, "TUCKER_SEG_LATENCY_TARGET",

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model_store/network/runtime.h"
+#include "server/log.h"
 #include "server/server.h"
 #include "server/server_flags.h"
 
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
-  std::fprintf(stderr, "signal %d: draining\n", signal);
+  tucker_seg::server::Log("signal %d: draining", signal);
   server.value()->Shutdown();
   return 0;
 }

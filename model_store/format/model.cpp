@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model_store/format/atomic_file.h"
+#include "vocabulary/atomic_file.h"
 #include "model_store/format/safetensors.h"
 
 namespace tucker_seg {

@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "model_store/format/atomic_file.h"
+#include "vocabulary/atomic_file.h"
 #include "model_store/format/unet_config.h"
 
 namespace tucker_seg {

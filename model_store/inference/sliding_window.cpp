@@ -107,6 +107,8 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
   local.peak_buffer_bytes = (logits.numel() + weights.numel()) * static_cast<int64_t>(sizeof(float));
   torch::NoGradGuard no_grad;
 
+  const int64_t total_tiles = static_cast<int64_t>(steps[0].size() * steps[1].size() * steps[2].size());
+  if (o.on_tiles) o.on_tiles(0, total_tiles);
   for (size_t gi = 0; gi < steps[0].size(); ++gi) {
     const int64_t z = steps[0][gi];
     std::vector<std::pair<int64_t, int64_t>> tiles;
@@ -131,6 +133,7 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
       }
       local.aggregation_seconds += Since(start);
       local.tiles += static_cast<int64_t>(last - first);
+      if (o.on_tiles) o.on_tiles(local.tiles, total_tiles);
     }
     // Rows before the next group's start are final: normalise them in place and hand them out.
     auto start = Clock::now();

@@ -43,6 +43,8 @@ struct SlidingWindowOptions {
   // Asked before every network call; a non-OK status stops the window and is returned
   // (the server stops work for a client that is gone or past its deadline).
   std::function<Status()> should_continue;
+  // Told after every network call: tiles finished so far and the tiles this window runs in all.
+  std::function<void(int64_t done, int64_t total)> on_tiles;
 };
 
 struct SlidingWindowStats {

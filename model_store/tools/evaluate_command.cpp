@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "image_io/image_io.h"
-#include "model_store/format/atomic_file.h"
+#include "vocabulary/atomic_file.h"
 #include "model_store/format/variant_manifest.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/network/loaded_model.h"

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "model_store/network/runtime.h"
 #include "model_store/tools/command.h"
 
 namespace tucker_seg {
@@ -59,12 +60,12 @@ int RunModelsCli(const std::vector<std::string>& args, std::ostream& out, std::o
       tools::AddDistillCommand(app),  tools::AddEvaluateCommand(app), tools::AddForwardCommand(app)};
   int threads = 0;
   for (const auto& command : commands) {
-    command.app->add_option("--threads", threads, "LibTorch intra-op threads (0: every core)")->check(CLI::Range(0, 1024))->capture_default_str();
+    command.app->add_option("--threads", threads, "LibTorch intra-op threads (0: the CPUs this process may use, cgroup quota included)")->check(CLI::Range(0, 1024))->capture_default_str();
   }
   if (auto exit_code = command_line::Parse(app, args, out, err)) return *exit_code;
 
   // Debian's LibTorch starts with one intra-op thread.
-  torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  torch::set_num_threads(threads > 0 ? threads : UsableCpus());
   for (const auto& command : commands) {
     if (!command.app->parsed()) continue;
     try {

@@ -1,20 +1,38 @@
 // predict: a whole CT segmented in-process (nnU-Net preprocessing, sliding window, export on the
 // input's grid).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <memory>
 
 #include <torch/torch.h>
 
 #include "image_io/image_io.h"
+#include "image_io/segmentation_files.h"
+#include "vocabulary/atomic_file.h"
+#include "model_store/format/variant_manifest.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/network/loaded_model.h"
 #include "model_store/tools/command.h"
 
 namespace tucker_seg::tools {
+namespace {
+
+// "original" for a model folder, the folder's name for a variant (…/variants/df0.3).
+std::string VariantName(const std::string& folder) {
+  const std::filesystem::path path = std::filesystem::path(folder).lexically_normal();
+  const std::filesystem::path dir = path.filename().empty() ? path.parent_path() : path;
+  return dir.parent_path().filename() == "variants" ? dir.filename().string() : "original";
+}
+
+}  // namespace
 
 Command AddPredictCommand(CLI::App& parent) {
   struct Flags {
-    std::string model, input, output;
+    std::string model, input, output, output_type, statistics;
+    bool exclude_masks_at_border = false;
     PredictionOptions prediction;
     DeviceFlags device;
   };
@@ -23,7 +41,12 @@ Command AddPredictCommand(CLI::App& parent) {
       "predict", "Segment a whole CT in-process and write the label map on the input's grid; --step 0.8 reproduces TotalSegmentator.");
   app->add_option("model", f->model, "Model or variant folder")->required();
   app->add_option("-i,--input", f->input, "CT: NIfTI/NRRD/MHA file or DICOM series folder")->required();
-  app->add_option("-o,--output", f->output, "Label map to write (.nii.gz)")->required();
+  app->add_option("-o,--output", f->output, "A .nii.gz file (multilabel map) or a folder (one <class>.nii.gz per class)")->required();
+  app->add_option("--output-type", f->output_type, "per-class or multilabel (default: multilabel for an image file name, else per-class)")
+      ->check(CLI::IsMember({"per-class", "multilabel"}));
+  app->add_option("--statistics", f->statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU)");
+  app->add_flag("--statistics-exclude-masks-at-border", f->exclude_masks_at_border,
+                "Statistics: zero for classes within 3 voxels of the volume's border (likely cut off)");
   app->add_option("--step", f->prediction.window.step, "Sliding-window step, a fraction of the patch in (0, 1]")
       ->check(CLI::Range(0.01, 1.0))->capture_default_str();
   app->add_option("--batch", f->prediction.window.batch, "Tiles per network call")->check(CLI::Range(1, 64))->capture_default_str();
@@ -33,15 +56,35 @@ Command AddPredictCommand(CLI::App& parent) {
   return {app, [f](std::ostream& out, std::ostream& err) {
             auto model = LoadNetworkOn(f->model, f->device);
             if (!model.ok()) return command_line::Fail(err, model.status());
-            auto ct = ReadCt(f->input);
-            if (!ct.ok()) return command_line::Fail(err, ct.status());
+            const auto type = f->output_type.empty() ? OutputType(DefaultOutputType(f->output)) : ParseOutputType(f->output_type);
+            if (!type.ok()) return command_line::Fail(err, type.status());
+            auto input = ReadCtInput(f->input);
+            if (!input.ok()) return command_line::Fail(err, input.status());
+            const CtVolume& ct = input.value().ct;
             UNetPatchNetwork patch_net(model.value().network);
-            auto p = Predict(model.value().info, patch_net, ct.value(), f->prediction);
+            PredictionOptions prediction = f->prediction;
+            const bool show_tiles = isatty(STDERR_FILENO);
+            prediction.window.on_tiles = [show_tiles](int64_t done, int64_t total) {
+              if (!show_tiles) return;
+              std::fprintf(stderr, "\rsegmenting: %lld/%lld tiles%s", static_cast<long long>(done), static_cast<long long>(total),
+                           done == total ? "\n" : "");
+              std::fflush(stderr);
+            };
+            auto p = Predict(model.value().info, patch_net, ct, prediction);
             if (!p.ok()) return command_line::Fail(err, p.status());
-            const Status written = WriteLabelMap(f->output, p.value().labels);
+            const auto manifest = ReadVariantManifest(f->model);  // variants only; the original has agreement 1
+            const std::string variant = VariantName(f->model);
+            const std::optional<double> quality = manifest.ok() ? manifest.value().Quality() : variant == "original" ? std::optional<double>(1.0) : std::nullopt;
+            const Provenance provenance{model.value().info.name, variant, quality, command_line::ProjectVersion()};
+            Status written = WriteSegmentationFiles(f->output, p.value().labels, p.value().label_table,
+                                                    {type.value(), input.value().nifti_codes, provenance});
+            if (written.ok() && !f->statistics.empty()) {
+              const auto stats = SegmentationStatistics(ct, p.value().labels, p.value().label_table, provenance, f->exclude_masks_at_border);
+              written = WriteFileAtomically(f->statistics, stats.dump(2) + "\n");
+            }
             if (!written.ok()) return command_line::Fail(err, written);
 
-            const auto& g = ct.value().geometry;
+            const auto& g = ct.geometry;
             const auto& t = p.value().timings;
             const auto& window = f->prediction.window;
             out << "predict " << model.value().info.name << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]
@@ -56,7 +99,7 @@ Command AddPredictCommand(CLI::App& parent) {
             out << "  labels present:";
             for (const auto& [id, name] : p.value().label_table)
               if (id > 0 && counts[static_cast<size_t>(id)] > 0) out << " " << name << " (" << counts[static_cast<size_t>(id)] << ")";
-            out << "\n  wrote " << f->output << "\n";
+            out << "\n  wrote " << f->output << (f->statistics.empty() ? "" : " and " + f->statistics) << "\n";
             return command_line::kExitOk;
           }};
 }

@@ -28,7 +28,7 @@ TEST(ClientCli, DoesNotLinkLibTorch) {
 TEST(ClientCli, BadInputGetsAClearMessageAndNonZeroExit) {
   const auto missing = RunCommand(Cli() + " segment -i /nonexistent/ct.nii.gz -o /dev/null");
   EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_NE(missing.output.find("error: '/nonexistent/ct.nii.gz' does not exist"), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("error: -i '/nonexistent/ct.nii.gz' does not exist"), std::string::npos) << missing.output;
 
   const auto garbage = tucker_seg::testing::TempDir("cli-garbage") / "ct.nii.gz";
   { std::ofstream(garbage) << "not an image"; }
@@ -39,7 +39,7 @@ TEST(ClientCli, BadInputGetsAClearMessageAndNonZeroExit) {
   const auto empty = tucker_seg::testing::TempDir("cli-empty");
   const auto empty_run = RunCommand(Cli() + " segment -i " + empty.string() + " -o /dev/null");
   EXPECT_EQ(empty_run.exit_code, 1);
-  EXPECT_NE(empty_run.output.find("holds no DICOM image files"), std::string::npos) << empty_run.output;
+  EXPECT_NE(empty_run.output.find("holds neither DICOM files nor .nii/.nii.gz/.nrrd/.mha images"), std::string::npos) << empty_run.output;
 
   const auto down = RunCommand(Cli() + " segment -i " + kExample.string() + " -o /dev/null --server 127.0.0.1:1 --timeout 20");
   EXPECT_EQ(down.exit_code, 1);

@@ -54,10 +54,14 @@ TEST_F(ClientLibrary, NiftiRoundTripKeepsTheInputGeometry) {
   auto ct = ReadCt(ExampleNifti());
   ASSERT_TRUE(ct.ok());
   std::vector<SegmentProgress::Stage> stages;
+  std::vector<int> queue_positions;
+  std::vector<std::pair<int64_t, int64_t>> tiles;  // (done, total) while running
   SegmentOptions options;
   options.chunk_bytes = 64 << 10;
   options.on_progress = [&](const SegmentProgress& p) {
     if (stages.empty() || stages.back() != p.stage) stages.push_back(p.stage);
+    if (p.stage == SegmentProgress::Stage::kQueued) queue_positions.push_back(p.queue_position);
+    if (p.stage == SegmentProgress::Stage::kRunning && p.tiles_total > 0) tiles.emplace_back(p.tiles_done, p.tiles_total);
   };
   auto result = Client()->Segment(ct.value(), options);
   ASSERT_TRUE(result.ok()) << result.status().message();
@@ -66,6 +70,17 @@ TEST_F(ClientLibrary, NiftiRoundTripKeepsTheInputGeometry) {
   EXPECT_EQ(stages.front(), SegmentProgress::Stage::kSending);
   EXPECT_EQ(stages.back(), SegmentProgress::Stage::kDone);
   EXPECT_NE(std::find(stages.begin(), stages.end(), SegmentProgress::Stage::kRunning), stages.end());
+  // Progress: a queue position, then tile counts that only grow and end at the total.
+  ASSERT_EQ(queue_positions.size(), 1u);
+  EXPECT_GE(queue_positions[0], 1);
+  ASSERT_GE(tiles.size(), 2u);
+  for (size_t i = 1; i < tiles.size(); ++i) {
+    EXPECT_GT(tiles[i].first, tiles[i - 1].first);
+    EXPECT_EQ(tiles[i].second, tiles[0].second);
+  }
+  EXPECT_EQ(tiles.back().first, tiles.back().second);
+  EXPECT_EQ(tiles.back().second, result.value().timings.tiles());
+  EXPECT_TRUE(result.value().variant_quality.has_value());
 
   const auto path = tucker_seg::testing::TempDir("client-nifti") / "labels.nii.gz";
   ASSERT_TRUE(WriteLabelMap(path.string(), result.value().labels).ok());
@@ -86,7 +101,8 @@ TEST_F(ClientLibrary, DicomSeriesRoundTripAndDicomSegReadBack) {
   ExpectSameGeometry(result.value().labels.geometry, input.value().ct.geometry);
 
   const auto path = (tucker_seg::testing::TempDir("client-seg") / "seg.dcm").string();
-  ASSERT_TRUE(WriteDicomSeg(path, result.value().labels, series, result.value().label_table).ok());
+  const Provenance provenance{result.value().model, result.value().variant, result.value().variant_quality, TUCKER_SEG_VERSION};
+  ASSERT_TRUE(WriteDicomSeg(path, result.value().labels, series, result.value().label_table, provenance).ok());
 
   std::set<int64_t> present(result.value().labels.voxels.begin(), result.value().labels.voxels.end());
   present.erase(0);

@@ -87,6 +87,10 @@ TEST(Prometheus, ScrapesRequestCountAndVoxelThroughput) {
   EXPECT_EQ(*voxel_count, 2 * 30 * 28 * 20);
   // The scrape target is healthy as Prometheus sees it.
   EXPECT_EQ(QueryValue(prometheus_port, "up{job=\"tucker-seg\"}").value_or(0), 1);
+  // Build and process facts, as Prometheus read them.
+  EXPECT_EQ(QueryValue(prometheus_port, "tuckerseg_build_info{job=\"tucker-seg\",version=\"" TUCKER_SEG_VERSION "\"}").value_or(0), 1);
+  EXPECT_GT(QueryValue(prometheus_port, "process_resident_memory_bytes{job=\"tucker-seg\"}").value_or(0), 10e6);  // LibTorch alone is more
+  EXPECT_GT(QueryValue(prometheus_port, "process_cpu_seconds_total{job=\"tucker-seg\"}").value_or(0), 0);
 }
 
 }  // namespace

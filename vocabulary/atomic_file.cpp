@@ -1,4 +1,4 @@
-#include "model_store/format/atomic_file.h"
+#include "vocabulary/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,0 +1,64 @@
+// What a segmentation leaves on disk, the way TotalSegmentator users expect it: one file per
+// class (`<folder>/<class name>.nii.gz`) or one multilabel map that carries its label table (a
+// `<stem>.json` sidecar and, in NIfTI, TotalSegmentator's XML header extension); the input's
+// qform/sform codes; which model and variant made it; and statistics.json in TotalSegmentator's
+// format. Shared by the client CLI and `tucker-seg-models predict`.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "image_io/nifti_header.h"
+#include "vocabulary/status.h"
+#include "vocabulary/volume.h"
+
+namespace tucker_seg {
+
+using LabelTable = std::vector<std::pair<int64_t, std::string>>;  // id -> class name; 0 = background
+
+// Which model made a segmentation: written into every output (NIfTI descrip, sidecar,
+// statistics meta, DICOM SEG).
+struct Provenance {
+  std::string model, variant;
+  std::optional<double> quality;  // the variant's mean agreement Dice with the original
+  std::string software_version;
+  // "tucker-seg 0.1.0 model=<m> variant=<v> agreement=0.958" (agreement only when known).
+  std::string Describe() const;
+};
+
+enum class OutputType { kMultilabel, kPerClass };
+Result<OutputType> ParseOutputType(const std::string& name);  // "multilabel" or "per-class"
+// A path with an image extension (.nii.gz, .nii, .nrrd, .mha) is a multilabel file; anything
+// else is the folder of per-class files.
+OutputType DefaultOutputType(const std::string& output);
+
+
+struct SegmentationFileOptions {
+  OutputType type = OutputType::kMultilabel;
+  std::optional<NiftiXformCodes> codes;  // the input's; unset: the writer's (scanner)
+  Provenance provenance;
+};
+
+// Per-class: creates the folder and writes every class of `table` (empty ones too, as
+// TotalSegmentator does) as a 0/1 mask. Multilabel: the map, its label table extension and the
+// `<stem>.json` sidecar {"model", "variant", "agreement", "labels": {"1": "spleen", ...}}.
+Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels, const LabelTable& table,
+                              const SegmentationFileOptions& options);
+
+// TotalSegmentator's statistics.json: per class {"volume": mm3, "intensity": mean HU}, every
+// class of `table`, volume rounded to 4 and intensity to 5 decimals; plus "meta" (model, variant,
+// agreement, software version, units). With `exclude_masks_at_border`, a class whose mask comes
+// within 3 voxels of any face of the volume gets volume and intensity 0, as TotalSegmentator's
+// default does (the structure is likely cut off), and is listed in meta.excluded_at_border.
+nlohmann::json SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table, const Provenance& provenance,
+                                      bool exclude_masks_at_border);
+
+// The NIfTI header extension TotalSegmentator writes for multilabel maps (a CaretExtension XML
+// label table with each class's colour from LabelColour).
+std::string LabelTableExtension(const LabelTable& table);
+
+}  // namespace tucker_seg
