@@ -30,6 +30,9 @@ build/tucker-seg models --server "$server"
 echo "== segment a NIfTI CT through the server"
 build/tucker-seg segment -i "$ct" -o out/example_ct_sm-labels-server.nii.gz --server "$server" \
   --statistics out/example_ct_sm-statistics.json --preview out/example_ct_sm-preview.png
+echo "== the same CT with --fast (the fastest selectable variant): one file per class and statistics, as TotalSegmentator writes them"
+build/tucker-seg segment -i "$ct" -o out/example_ct_sm-segmentations --fast --statistics --server "$server" --quiet
+ls out/example_ct_sm-segmentations | head -n 5
 echo "== segment a DICOM series (JPEG 2000) through the server, write a DICOM SEG"
 build/tucker-seg segment -i tests/data/totalsegmentator/example_ct_dicom_uids -o out/example_ct_dicom-labels.nii.gz \
   --dicom-seg out/example_ct_dicom-seg.dcm --server "$server"

@@ -2,6 +2,8 @@
 // laterality, the palette's colour, provenance, deflated transfer syntax; dciodvfy finds no error.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -23,7 +25,8 @@ class DicomSeg : public ::testing::Test {
     auto input = ReadCtInput(testing::ExampleDicomSeries().string());
     ASSERT_TRUE(input.ok()) << input.status().message();
     input_ = new CtInput(std::move(input.value()));
-    path_ = new std::string((testing::TempDir("dicom-seg") / "seg.dcm").string());
+    // Each test runs in its own process under CTest: one folder per process.
+    path_ = new std::string((testing::TempDir("dicom-seg-" + std::to_string(getpid())) / "seg.dcm").string());
     // liver (5) and kidney_left (3) blocks in a few slices; 200 is a class the mapping lacks.
     LabelMap labels{input_->ct.geometry, std::vector<uint8_t>(input_->ct.voxels.size(), 0)};
     const auto& size = labels.geometry.size;

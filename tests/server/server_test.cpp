@@ -70,8 +70,9 @@ TEST_F(Server, SegmentingARealCtGivesTheInProcessLabels) {
   o.voxel_type = tuckerseg::v1::VOXEL_TYPE_FLOAT32;  // exact HU values, as the in-process run sees them
   const auto call = Segment(*stub, ct.value(), o);
   ASSERT_TRUE(call.status.ok()) << call.status.error_message();
-  EXPECT_EQ(call.progress_messages, 3);  // header accepted, queued, running
   const auto& h = call.header;
+  // Header accepted, queued, running, then one running message per finished tile (batch 1).
+  EXPECT_EQ(call.progress_messages, 3 + h.timings().tiles());
   EXPECT_EQ(h.model(), "tucker-abdomen-3mm");
   EXPECT_FALSE(h.selection_reason().empty());
   EXPECT_EQ(h.label_bytes(), static_cast<int64_t>(ct.value().voxels.size()));
