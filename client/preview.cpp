@@ -15,7 +15,7 @@ namespace tucker_seg {
 namespace {
 
 constexpr int64_t kPanelPixels = 512;  // each panel's longer side
-constexpr int64_t kGap = 8;
+constexpr int64_t kGap = 24;  // room between panels for their orientation letters
 constexpr int kGlyphScale = 2;         // 5x7 glyphs drawn at 10x14 pixels
 constexpr int64_t kLineHeight = 8 * kGlyphScale + 6;
 

@@ -18,8 +18,6 @@
 
 namespace tucker_seg {
 
-using LabelTable = std::vector<std::pair<int64_t, std::string>>;  // id -> class name; 0 = background
-
 // Which model made a segmentation: written into every output (NIfTI descrip, sidecar,
 // statistics meta, DICOM SEG).
 struct Provenance {

@@ -3,6 +3,8 @@
 #include "server/grpc_status.h"
 #include "server/segmentation_service.h"
 
+#include <algorithm>
+
 namespace tucker_seg::server {
 
 void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
@@ -14,6 +16,21 @@ void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
   }
 }
 
+std::vector<std::string> CommonVariants(const ModelCatalog& catalog, const CompositeEntry& composite) {
+  std::vector<std::string> common;
+  const auto first = catalog.Find(composite.part_models[0]);
+  if (!first.ok()) return common;
+  for (const auto& v : first.value()->variants) {
+    bool everywhere = true;
+    for (const auto& part : composite.part_models) {
+      const auto m = catalog.Find(part);
+      everywhere = everywhere && m.ok() && m.value()->Find(v.name);
+    }
+    if (everywhere) common.push_back(v.name);
+  }
+  return common;
+}
+
 grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
   const auto catalog = state_.devices[0]->catalog.Get();
@@ -22,6 +39,12 @@ grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckers
     summary->set_name(m.name);
     for (const auto& v : m.variants) summary->add_variants(v.name);
     AddLabels(m.variants[0].info.labels, summary->mutable_labels());
+  }
+  for (const auto& c : catalog->composites) {
+    auto* summary = response->add_models();
+    summary->set_name(c.spec.name);
+    for (const auto& v : CommonVariants(*catalog, c)) summary->add_variants(v);
+    AddLabels(c.spec.labels, summary->mutable_labels());
   }
   return grpc::Status::OK;
 }
@@ -44,9 +67,20 @@ void SetProfile(const DeviceProfile& p, tuckerseg::v1::DeviceProfile* d) {
 grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
   const auto catalogs = state_.Catalogs();
-  const auto model = catalogs[0]->Find(request->model());
-  if (!model.ok()) return ToGrpc(model.status());
-  const ModelEntry& m = *model.value();
+  if (const CompositeEntry* composite = catalogs[0]->FindComposite(request->model())) {
+    DescribeComposite(*catalogs[0], *composite, response);
+  } else {
+    const auto model = catalogs[0]->Find(request->model());
+    if (!model.ok()) return ToGrpc(model.status());
+    DescribeSingle(catalogs, *model.value(), response);
+  }
+  SetProfile(state_.devices[0]->profile, response->mutable_device());
+  for (const auto& d : state_.devices) SetProfile(d->profile, response->add_devices());
+  return grpc::Status::OK;
+}
+
+void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs, const ModelEntry& m,
+                                         tuckerseg::v1::DescribeModelResponse* response) const {
   const auto& info = m.variants[0].info;
   response->set_name(m.name);
   for (auto p : info.patch_size) response->add_patch_size(p);
@@ -78,9 +112,42 @@ grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuck
       }
     }
   }
-  SetProfile(state_.devices[0]->profile, response->mutable_device());
-  for (const auto& d : state_.devices) SetProfile(d->profile, response->add_devices());
-  return grpc::Status::OK;
+}
+
+// A composite on the first device, variant by variant over the variants every part has: its
+// parameters, MACs and seconds per tile summed over the parts, its quality the lowest part's,
+// selectable where every part's is. Each part is also described under its own name.
+void SegmentationService::DescribeComposite(const ModelCatalog& catalog, const CompositeEntry& c,
+                                            tuckerseg::v1::DescribeModelResponse* response) const {
+  response->set_name(c.spec.name);
+  AddLabels(c.spec.labels, response->mutable_labels());
+  const std::string device = state_.devices[0]->profile.Label();
+  for (const auto& name : CommonVariants(catalog, c)) {
+    auto* out = response->add_variants();
+    out->set_name(name);
+    double seconds = 0, quality = 1;
+    bool quality_known = true, selectable = catalog.calibrated;
+    std::string reason = catalog.calibrated ? "" : "calibration is still running";
+    for (const auto& part : c.part_models) {
+      const VariantEntry& v = *catalog.Find(part).value()->Find(name);
+      out->set_parameters(out->parameters() + v.parameters);
+      out->set_macs_per_tile(out->macs_per_tile() + v.macs_per_tile);
+      seconds += v.seconds_per_tile;
+      quality_known = quality_known && v.quality.has_value();
+      quality = std::min(quality, v.quality.value_or(0));
+      if (catalog.calibrated && !v.selectable && selectable) selectable = false, reason = part + ": " + v.not_selectable_reason;
+    }
+    out->set_quality_known(quality_known);
+    out->set_quality(quality_known ? quality : 0);
+    out->set_calibrated_seconds_per_tile(seconds);
+    out->set_selectable(selectable);
+    out->set_not_selectable_reason(reason);
+    auto* figures = out->add_devices();
+    figures->set_device(device);
+    figures->set_calibrated_seconds_per_tile(seconds);
+    figures->set_selectable(selectable);
+    figures->set_not_selectable_reason(reason);
+  }
 }
 
 }  // namespace tucker_seg::server

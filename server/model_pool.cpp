@@ -91,6 +91,12 @@ Result<const ModelEntry*> ModelCatalog::Find(const std::string& name) const {
   return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
 }
 
+const CompositeEntry* ModelCatalog::FindComposite(const std::string& name) const {
+  for (const auto& c : composites)
+    if (c.spec.name == name || (name.empty() && models.size() == c.part_models.size())) return &c;
+  return nullptr;
+}
+
 std::shared_ptr<const ModelCatalog> CatalogSnapshot::Get() const {
   absl::MutexLock lock(&mutex_);
   return current_;
@@ -104,22 +110,41 @@ void CatalogSnapshot::Publish(std::shared_ptr<const ModelCatalog> catalog) {
 Result<ModelCatalog> LoadModelPool(const std::string& store) {
   const fs::path root(store);
   if (!fs::is_directory(root)) return NotFound("model store '" + store + "' is not a directory");
+  const auto is_model = [](const fs::path& dir) { return fs::exists(dir / "model.json") || IsCompositeModel(dir.string()); };
   std::vector<fs::path> model_dirs;
-  if (fs::exists(root / "model.json")) {
+  if (is_model(root)) {
     model_dirs.push_back(root);
   } else {
     for (const auto& e : fs::directory_iterator(root))
-      if (e.is_directory() && fs::exists(e.path() / "model.json")) model_dirs.push_back(e.path());
+      if (e.is_directory() && is_model(e.path())) model_dirs.push_back(e.path());
   }
   std::sort(model_dirs.begin(), model_dirs.end());
-  if (model_dirs.empty()) return NotFound("model store '" + store + "' holds no model folder (model.json)");
+  if (model_dirs.empty()) return NotFound("model store '" + store + "' holds no model folder (model.json or composite.json)");
   ModelCatalog catalog;
-  for (const auto& dir : model_dirs) {
-    auto m = LoadModelFolder(dir);
-    if (!m.ok()) return m.status();
+  const auto add = [&](ModelEntry m) -> Status {
     for (const auto& other : catalog.models)
-      if (other.name == m.value().name) return InvalidArgument("two models are named '" + other.name + "' in " + store);
-    catalog.models.push_back(std::move(m.value()));
+      if (other.name == m.name) return InvalidArgument("two models are named '" + other.name + "' in " + store);
+    catalog.models.push_back(std::move(m));
+    return Status::Ok();
+  };
+  for (const auto& dir : model_dirs) {
+    if (!IsCompositeModel(dir.string())) {
+      auto m = LoadModelFolder(dir);
+      if (!m.ok()) return m.status();
+      TS_RETURN_IF_ERROR(add(std::move(m.value())));
+      continue;
+    }
+    auto spec = ReadCompositeModel(dir.string());
+    if (!spec.ok()) return spec.status();
+    CompositeEntry composite{spec.value(), {}};
+    for (size_t p = 0; p < spec.value().parts.size(); ++p) {
+      auto part = LoadModelFolder(spec.value().part_dirs[p]);
+      if (!part.ok()) return part.status();
+      part.value().name = spec.value().name + "/" + spec.value().parts[p];
+      composite.part_models.push_back(part.value().name);
+      TS_RETURN_IF_ERROR(add(std::move(part.value())));
+    }
+    catalog.composites.push_back(std::move(composite));
   }
   return catalog;
 }

@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "model_store/format/composite.h"
 #include "model_store/format/model.h"
 #include "model_store/network/network.h"
 #include "vocabulary/status.h"
@@ -42,13 +43,23 @@ struct ModelEntry {
   std::string VariantNames() const;  // "original, df0.5, ..." for messages
 };
 
+// A composite model (model_store/format/composite.h): its parts are ordinary entries of the
+// catalog named "<composite>/<part>", calibrated and selected on their own; a request for the
+// composite runs every part and merges their labels.
+struct CompositeEntry {
+  CompositeModel spec;
+  std::vector<std::string> part_models;  // ModelEntry names, in merge order
+};
+
 // Every model the server hosts, as of one calibration. Never changed once published: a request
 // holds the shared_ptr for its whole life, so the entries it points into stay valid.
 struct ModelCatalog {
   std::vector<ModelEntry> models;
+  std::vector<CompositeEntry> composites;
   bool calibrated = false;
   // The model a request names; an empty name means the only model.
   Result<const ModelEntry*> Find(const std::string& name) const;
+  const CompositeEntry* FindComposite(const std::string& name) const;  // nullptr: not a composite
 };
 
 // The current catalog: readers take a reference-counted snapshot, writers swap in a new one.
@@ -63,7 +74,8 @@ class CatalogSnapshot {
 };
 
 // `store` is a folder of model folders, or a single model folder. Each model folder holds
-// model.json, weights.safetensors and optionally variants/<name>/ (docs/model-format.md).
+// model.json, weights.safetensors and optionally variants/<name>/ (docs/model-format.md), or is
+// a composite (composite.json and parts/<part>/ model folders).
 Result<ModelCatalog> LoadModelPool(const std::string& store);
 
 // The catalog with every network copied onto `device` as `dtype` (shared when that is where they

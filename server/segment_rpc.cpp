@@ -7,6 +7,7 @@
 #include <random>
 
 #include "absl/synchronization/mutex.h"
+#include "model_store/format/composite.h"
 #include "model_store/inference/predictor.h"
 #include "server/grpc_status.h"
 #include "server/log.h"
@@ -203,17 +204,17 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
   return job;
 }
 
-tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const Selection& selection,
+tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const std::string& detail, std::optional<double> quality,
                                              const Prediction& p, double receive_seconds, double queue_wait_seconds, double total_seconds) {
   tuckerseg::v1::ResultHeader result;
   result.set_request_id(record.id);
   result.set_model(record.model);
   result.set_variant(record.variant);
   result.set_selection_reason(record.reason);
-  result.set_selection_detail(selection.detail);
+  result.set_selection_detail(detail);
   result.set_device(record.device);
-  result.set_variant_quality(selection.variant->quality.value_or(0));
-  result.set_variant_quality_known(selection.variant->quality.has_value());
+  result.set_variant_quality(quality.value_or(0));
+  result.set_variant_quality_known(quality.has_value());
   AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);
@@ -244,26 +245,91 @@ DeviceCandidate DeviceLoad(const ServiceState& state, const ServedDevice& device
   return c;
 }
 
-// One Segment call from its first message to its last label chunk.
+// One model's share of a request: the chosen variant on the chosen device, and its prediction.
+struct PartResult {
+  Prediction prediction;
+  std::string variant, reason, device, detail;
+  std::optional<double> quality;
+  int64_t tiles = 0;
+  double queue_wait_seconds = 0;
+};
+
+// Selects a variant and a device for `model` (its own calibration and load), runs it on a worker
+// and records the metrics; the call's other parts are independent of this one.
+Result<PartResult> RunPart(ServiceState& state, grpc::ServerContext* context, Stream* stream,
+                           const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs, const ModelEntry& m,
+                           const tuckerseg::v1::SegmentHeader& header, CtVolume ct) {
+  SelectionRequest wanted;
+  wanted.variant = header.variant();
+  wanted.min_quality = header.min_quality();
+  wanted.tiles = EstimateTiles(m.variants[0].info, ct.geometry, state.window_step);
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
+  }
+  std::vector<DeviceCandidate> candidates;
+  for (size_t d = 0; d < state.devices.size(); ++d) {
+    TS_ASSIGN_OR_RETURN(const ModelEntry* on_device, catalogs[d]->Find(m.name));
+    candidates.push_back(DeviceLoad(state, *state.devices[d], on_device));
+  }
+  TS_ASSIGN_OR_RETURN(const Placement placement,
+                      state.selector->SelectDevice(candidates, wanted, EstimateWindowBytes(m.variants[0].info, ct.geometry)));
+  ServedDevice& device = *state.devices[placement.device];
+  const ModelEntry& placed_model = *candidates[placement.device].model;
+  const Selection& selection = placement.selection;
+  const VariantEntry& variant = *selection.variant;
+  PartResult part;
+  part.variant = variant.name;
+  part.reason = selection.reason;
+  part.detail = selection.detail;
+  part.quality = variant.quality;
+  part.device = device.profile.Label();
+  part.tiles = wanted.tiles;
+  state.metrics->Selected(part.device, m.name, variant.name, part.reason);
+  const int64_t voxels = ct.geometry.NumVoxels();
+  auto ran = RunOnWorker(state, device, context, stream, variant, std::move(ct), selection, candidates[placement.device].queue_wait_seconds);
+  if (!ran.ok()) return ran.status();
+  const auto& job = ran.value();
+  absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
+  part.queue_wait_seconds = job->queue_wait_seconds;
+  if (!job->result->ok()) return job->result->status();
+  part.prediction = std::move(job->result->value());
+  // Per estimated tile, the unit the selector predicts in.
+  state.selector->Observe(placed_model, variant, job->run_seconds, part.tiles);
+  state.metrics->Served(part.device, m.name, variant.name, voxels, job->queue_wait_seconds, part.prediction.timings);
+  return part;
+}
+
+// One Segment call from its first message to its last label chunk. A composite model runs its
+// parts one after the other, each choosing its own variant, and merges their labels.
 Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* stream, RequestRecord* record) {
   const auto start = Clock::now();
   tuckerseg::v1::SegmentHeader header;
   TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
   record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
   const auto catalogs = state.Catalogs();  // held for this call: the entries below stay alive
-  auto model = catalogs[0]->Find(header.model());
-  if (!model.ok()) return model.status();
-  const ModelEntry& m = *model.value();
-  record->model = m.name;
+  const CompositeEntry* composite = catalogs[0]->FindComposite(header.model());
+  std::vector<const ModelEntry*> parts;
+  if (composite) {
+    for (const auto& name : composite->part_models) {
+      TS_ASSIGN_OR_RETURN(const ModelEntry* part, catalogs[0]->Find(name));
+      parts.push_back(part);
+    }
+    record->model = composite->spec.name;
+  } else {
+    TS_ASSIGN_OR_RETURN(const ModelEntry* model, catalogs[0]->Find(header.model()));
+    parts.push_back(model);
+    record->model = model->name;
+  }
   auto volume = wire::ParseVolumeHeader(header.volume(), {state.limits.max_voxels, state.limits.max_bytes}, "header.volume");
   if (!volume.ok()) return volume.status();
   if (volume.value().voxel_type == tuckerseg::v1::VOXEL_TYPE_UINT8) {
     return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
   }
-  if (!header.variant().empty() && header.variant() != "auto" && !m.Find(header.variant())) {
-    return NotFound("header.variant '" + header.variant() + "' of model '" + m.name + "' does not exist (have: " + m.VariantNames() +
-                    ", auto)");
-  }
+  for (const ModelEntry* m : parts)
+    if (!header.variant().empty() && header.variant() != "auto" && !m->Find(header.variant())) {
+      return NotFound("header.variant '" + header.variant() + "' of model '" + m->name + "' does not exist (have: " + m->VariantNames() +
+                      ", auto)");
+    }
   record->voxels = volume.value().voxels;
   WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED);
 
@@ -274,43 +340,40 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   if (!ct.ok()) return ct.status();
   bytes = std::string();
 
-  SelectionRequest wanted;
-  wanted.variant = header.variant();
-  wanted.min_quality = header.min_quality();
-  wanted.tiles = EstimateTiles(m.variants[0].info, ct.value().geometry, state.window_step);
-  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
-    wanted.deadline_seconds = std::chrono::duration<double>(context->deadline() - std::chrono::system_clock::now()).count();
+  Prediction combined;
+  std::string detail;
+  std::optional<double> quality = 1.0;
+  std::string variants, reasons;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const bool last = i + 1 == parts.size();
+    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, context, stream, catalogs, *parts[i], header,
+                                                 last ? std::move(ct.value()) : ct.value()));
+    const std::string prefix = composite ? composite->spec.parts[i] + ":" : "";
+    const std::string separator = i ? "," : "";
+    variants += separator + prefix + part.variant;
+    reasons += separator + prefix + part.reason;
+    record->variant = variants;
+    record->reason = reasons;
+    detail += (i ? "; " : "") + prefix + part.detail;
+    record->device = part.device;
+    record->tiles += part.tiles;
+    record->queue_wait_seconds += part.queue_wait_seconds;
+    quality = quality && part.quality ? std::optional<double>(std::min(*quality, *part.quality)) : std::nullopt;
+    if (!composite) {
+      combined = std::move(part.prediction);
+      break;
+    }
+    TS_RETURN_IF_ERROR(MergePartLabels(composite->spec, i, part.prediction.labels, &combined.labels));
+    combined.tiles += part.prediction.tiles;
+    auto& t = combined.timings;
+    t.preprocess_seconds += part.prediction.timings.preprocess_seconds;
+    t.network_seconds += part.prediction.timings.network_seconds;
+    t.aggregation_seconds += part.prediction.timings.aggregation_seconds;
+    t.export_seconds += part.prediction.timings.export_seconds;
   }
-  std::vector<DeviceCandidate> candidates;
-  for (size_t d = 0; d < state.devices.size(); ++d) {
-    TS_ASSIGN_OR_RETURN(const ModelEntry* on_device, catalogs[d]->Find(m.name));
-    candidates.push_back(DeviceLoad(state, *state.devices[d], on_device));
-  }
-  TS_ASSIGN_OR_RETURN(const Placement placement,
-                      state.selector->SelectDevice(candidates, wanted, EstimateWindowBytes(m.variants[0].info, ct.value().geometry)));
-  ServedDevice& device = *state.devices[placement.device];
-  const ModelEntry& placed_model = *candidates[placement.device].model;
-  const Selection& selection = placement.selection;
-  const VariantEntry& variant = *selection.variant;
-  record->variant = variant.name;
-  record->reason = selection.reason;
-  record->device = device.profile.Label();
-  record->tiles = wanted.tiles;
-  state.metrics->Selected(record->device, m.name, variant.name, record->reason);
-
-  const double wait = candidates[placement.device].queue_wait_seconds;
-  auto ran = RunOnWorker(state, device, context, stream, variant, std::move(ct.value()), selection, wait);
-  if (!ran.ok()) return ran.status();
-  const auto& job = ran.value();
-  absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
-  record->queue_wait_seconds = job->queue_wait_seconds;
-  if (!job->result->ok()) return job->result->status();
-  const Prediction& p = job->result->value();
-  // Per estimated tile, the unit the selector predicts in.
-  state.selector->Observe(placed_model, variant, job->run_seconds, record->tiles);
-  state.metrics->Served(record->device, m.name, variant.name, record->voxels, job->queue_wait_seconds, p.timings);
-  const auto result = MakeResultHeader(*record, selection, p, receive_seconds, job->queue_wait_seconds, Since(start));
-  return SendResult(stream, result, p.labels, state.limits.chunk_bytes);
+  if (composite) combined.label_table = composite->spec.labels;
+  const auto result = MakeResultHeader(*record, detail, quality, combined, receive_seconds, record->queue_wait_seconds, Since(start));
+  return SendResult(stream, result, combined.labels, state.limits.chunk_bytes);
 }
 
 }  // namespace

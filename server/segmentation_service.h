@@ -64,8 +64,14 @@ class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
                              tuckerseg::v1::DescribeModelResponse* response) override;
 
  private:
+  void DescribeSingle(const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs, const ModelEntry& model,
+                      tuckerseg::v1::DescribeModelResponse* response) const;
+  void DescribeComposite(const ModelCatalog& catalog, const CompositeEntry& composite, tuckerseg::v1::DescribeModelResponse* response) const;
   ServiceState& state_;
 };
+
+// The variant names every part of a composite has, in the first part's order.
+std::vector<std::string> CommonVariants(const ModelCatalog& catalog, const CompositeEntry& composite);
 
 // Appends a label table (id -> name) to a repeated tuckerseg.v1.Label field.
 void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "vocabulary/status.h"
@@ -53,6 +54,7 @@ struct Volume {
 
 using CtVolume = Volume<float>;       // Hounsfield units
 using LabelMap = Volume<uint8_t>;     // class ids
+using LabelTable = std::vector<std::pair<int64_t, std::string>>;  // class id -> name; 0 = background
 
 // Checks sizes (each >= 1, total <= max_voxels), spacing (finite, > 0), origin (finite) and
 // direction (finite, orthonormal within 1e-3). Messages name the field and the limit.

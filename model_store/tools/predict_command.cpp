@@ -12,6 +12,7 @@
 #include "image_io/image_io.h"
 #include "image_io/segmentation_files.h"
 #include "vocabulary/atomic_file.h"
+#include "model_store/format/composite.h"
 #include "model_store/format/variant_manifest.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/network/loaded_model.h"
@@ -31,7 +32,7 @@ std::string VariantName(const std::string& folder) {
 
 Command AddPredictCommand(CLI::App& parent) {
   struct Flags {
-    std::string model, input, output, output_type, statistics;
+    std::string model, input, output, output_type, statistics, variant;
     bool exclude_masks_at_border = false;
     PredictionOptions prediction;
     DeviceFlags device;
@@ -53,15 +54,14 @@ Command AddPredictCommand(CLI::App& parent) {
   app->add_flag("--mirror", f->prediction.window.mirror, "Test-time mirroring over the three axes");
   AddDeviceOptions(app, &f->device);
 
+  app->add_option("--variant", f->variant, "Composite models: run this variant of every part (default: the originals)");
+
   return {app, [f](std::ostream& out, std::ostream& err) {
-            auto model = LoadNetworkOn(f->model, f->device);
-            if (!model.ok()) return command_line::Fail(err, model.status());
             const auto type = f->output_type.empty() ? OutputType(DefaultOutputType(f->output)) : ParseOutputType(f->output_type);
             if (!type.ok()) return command_line::Fail(err, type.status());
             auto input = ReadCtInput(f->input);
             if (!input.ok()) return command_line::Fail(err, input.status());
             const CtVolume& ct = input.value().ct;
-            UNetPatchNetwork patch_net(model.value().network);
             PredictionOptions prediction = f->prediction;
             const bool show_tiles = isatty(STDERR_FILENO);
             prediction.window.on_tiles = [show_tiles](int64_t done, int64_t total) {
@@ -70,35 +70,70 @@ Command AddPredictCommand(CLI::App& parent) {
                            done == total ? "\n" : "");
               std::fflush(stderr);
             };
-            auto p = Predict(model.value().info, patch_net, ct, prediction);
-            if (!p.ok()) return command_line::Fail(err, p.status());
+            // One model or variant folder; a composite model runs each part and merges their labels.
+            std::vector<std::string> folders{f->model};
+            std::optional<CompositeModel> composite;
+            if (IsCompositeModel(f->model)) {
+              auto read = ReadCompositeModel(f->model);
+              if (!read.ok()) return command_line::Fail(err, read.status());
+              composite = std::move(read.value());
+              folders.clear();
+              for (const auto& dir : composite->part_dirs) folders.push_back(f->variant.empty() ? dir : dir + "/variants/" + f->variant);
+            }
+            Prediction combined;
+            std::string name;
+            for (size_t part = 0; part < folders.size(); ++part) {
+              auto model = LoadNetworkOn(folders[part], f->device);
+              if (!model.ok()) return command_line::Fail(err, model.status());
+              UNetPatchNetwork patch_net(model.value().network);
+              auto p = Predict(model.value().info, patch_net, ct, prediction);
+              if (!p.ok()) return command_line::Fail(err, p.status());
+              if (!composite) {
+                combined = std::move(p.value());
+                name = model.value().info.name;
+                break;
+              }
+              const Status merged = MergePartLabels(*composite, part, p->labels, &combined.labels);
+              if (!merged.ok()) return command_line::Fail(err, merged);
+              combined.tiles += p->tiles;
+              combined.network_shape = p->network_shape;
+              auto& t = combined.timings;
+              t.preprocess_seconds += p->timings.preprocess_seconds;
+              t.network_seconds += p->timings.network_seconds;
+              t.aggregation_seconds += p->timings.aggregation_seconds;
+              t.export_seconds += p->timings.export_seconds;
+            }
+            if (composite) {
+              combined.label_table = composite->labels;
+              name = composite->name;
+            }
+            const Prediction* p = &combined;
             const auto manifest = ReadVariantManifest(f->model);  // variants only; the original has agreement 1
-            const std::string variant = VariantName(f->model);
+            const std::string variant = composite ? (f->variant.empty() ? "original" : f->variant) : VariantName(f->model);
             const std::optional<double> quality = manifest.ok() ? manifest.value().Quality() : variant == "original" ? std::optional<double>(1.0) : std::nullopt;
-            const Provenance provenance{model.value().info.name, variant, quality, command_line::ProjectVersion()};
-            Status written = WriteSegmentationFiles(f->output, p.value().labels, p.value().label_table,
-                                                    {type.value(), input.value().nifti_codes, provenance});
+            const Provenance provenance{name, variant, quality, command_line::ProjectVersion()};
+            Status written = WriteSegmentationFiles(f->output, p->labels, p->label_table, {type.value(), input.value().nifti_codes, provenance});
             if (written.ok() && !f->statistics.empty()) {
-              const auto stats = SegmentationStatistics(ct, p.value().labels, p.value().label_table, provenance, f->exclude_masks_at_border);
+              const auto stats = SegmentationStatistics(ct, p->labels, p->label_table, provenance, f->exclude_masks_at_border);
               written = WriteFileAtomically(f->statistics, stats.dump(2) + "\n");
             }
             if (!written.ok()) return command_line::Fail(err, written);
 
             const auto& g = ct.geometry;
-            const auto& t = p.value().timings;
+            const auto& t = p->timings;
             const auto& window = f->prediction.window;
-            out << "predict " << model.value().info.name << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]
+            out << "predict " << name << (composite ? " (" + std::to_string(folders.size()) + " parts)" : "") << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]
                 << " voxels at " << std::fixed << std::setprecision(2) << g.spacing[0] << "x" << g.spacing[1] << "x" << g.spacing[2]
-                << " mm -> network grid " << ToString(p.value().network_shape) << ", " << p.value().tiles << " tiles (step "
+                << " mm -> network grid " << ToString(p->network_shape) << ", " << p->tiles << " tiles (step "
                 << window.step << ", batch " << window.batch << (window.mirror ? ", mirrored" : "") << ", "
-                << model.value().network.device() << " " << f->device.precision << ", " << torch::get_num_threads() << " CPU threads)\n"
+                << f->device.device << " " << f->device.precision << ", " << torch::get_num_threads() << " CPU threads)\n"
                 << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
                 << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
             std::vector<int64_t> counts(256, 0);  // by label id
-            for (uint8_t v : p.value().labels.voxels) ++counts[v];
+            for (uint8_t v : p->labels.voxels) ++counts[v];
             out << "  labels present:";
-            for (const auto& [id, name] : p.value().label_table)
-              if (id > 0 && counts[static_cast<size_t>(id)] > 0) out << " " << name << " (" << counts[static_cast<size_t>(id)] << ")";
+            for (const auto& [id, label] : p->label_table)
+              if (id > 0 && counts[static_cast<size_t>(id)] > 0) out << " " << label << " (" << counts[static_cast<size_t>(id)] << ")";
             out << "\n  wrote " << f->output << (f->statistics.empty() ? "" : " and " + f->statistics) << "\n";
             return command_line::kExitOk;
           }};
