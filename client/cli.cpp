@@ -76,18 +76,22 @@ class ProgressBar {
   bool shown_ = false;
 };
 
-// Keeps only the named classes (names from the server's label table).
-Status ApplyRoiSubset(const std::string& subset, const std::vector<std::pair<int64_t, std::string>>& table, LabelMap* labels) {
+// Keeps only the named classes (names from the server's label table), in the labels and in the
+// table, so that per-class files and statistics list just them, as TotalSegmentator does.
+Status ApplyRoiSubset(const std::vector<std::string>& subset, LabelTable* table, LabelMap* labels) {
   std::set<int64_t> keep;
-  std::stringstream names(subset);
-  for (std::string name; std::getline(names, name, ',');) {
+  for (const auto& name : subset) {
     bool found = false;
-    for (const auto& [id, n] : table)
+    for (const auto& [id, n] : *table)
       if (n == name) keep.insert(id), found = true;
     if (!found) return InvalidArgument("--roi-subset: '" + name + "' is not a class of this model (see `tucker-seg models`)");
   }
   for (auto& v : labels->voxels)
     if (v && !keep.count(v)) v = 0;
+  LabelTable kept;
+  for (const auto& entry : *table)
+    if (entry.first == 0 || keep.count(entry.first)) kept.push_back(entry);
+  *table = std::move(kept);
   return Status::Ok();
 }
 
@@ -182,11 +186,13 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   ProgressBar bar(!job.quiet && isatty(STDERR_FILENO));
   SegmentOptions options = job.options;
   options.on_progress = [&](const SegmentProgress& p) { bar.Update(p); };
+  std::stringstream roi(job.roi_subset);
+  for (std::string name; std::getline(roi, name, ',');) options.roi_subset.push_back(name);
   auto result = client.Segment(input.value().ct, options);
   bar.Finish();
   if (!result.ok()) return result.status();
   SegmentResult& r = result.value();
-  if (!job.roi_subset.empty()) TS_RETURN_IF_ERROR(ApplyRoiSubset(job.roi_subset, r.label_table, &r.labels));
+  if (!options.roi_subset.empty()) TS_RETURN_IF_ERROR(ApplyRoiSubset(options.roi_subset, &r.label_table, &r.labels));
   const Provenance provenance{r.model, r.variant, r.variant_quality, command_line::ProjectVersion()};
   if (!c.output.empty()) {
     TS_RETURN_IF_ERROR(WriteSegmentationFiles(c.output, r.labels, r.label_table, {c.type, input.value().nifti_codes, provenance}));
@@ -311,7 +317,8 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       ->check(CLI::IsMember({"per-class", "multilabel"}));
   segment->add_option("--dicom-seg", job.dicom_seg, "DICOM SEG to write (DICOM input only)");
   segment->add_option("--series", job.series, "SeriesInstanceUID, when the folder holds several series");
-  segment->add_option("--roi-subset", job.roi_subset, "Keep only these classes, comma-separated names");
+  segment->add_option("--roi-subset", job.roi_subset,
+                      "Only these classes, comma-separated names: the server runs only the tiles they need, the outputs keep only them");
   segment->add_option("--statistics", job.statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU); "
                                                       "without a file name: beside the output")
       ->expected(0, 1)->default_str("auto");

@@ -92,6 +92,7 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
   header->set_model(o.model);
   header->set_variant(o.variant);
   header->set_min_quality(o.min_quality);
+  for (const auto& name : o.roi_subset) header->add_roi_subset(name);
   wire::ToWire(ct.geometry, o.voxel_type, header->mutable_volume());
   bool open = stream->Write(request);
   report(SegmentProgress::Stage::kSending);

@@ -41,6 +41,9 @@ struct SegmentOptions {
   double min_quality = 0;
   double timeout_seconds = 0;   // per attempt; 0 = no deadline
   std::string request_id;
+  // Class names: the server computes only the tiles these need (a coarse pass finds them); other
+  // classes in the result may be partial, so callers keep only these (the CLI does).
+  std::vector<std::string> roi_subset;
   int64_t chunk_bytes = 2 << 20;
   // INT16 halves the bytes for integer-valued CTs (the usual case); FLOAT32 keeps any value.
   tuckerseg::v1::VoxelType voxel_type = tuckerseg::v1::VOXEL_TYPE_INT16;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "absl/synchronization/mutex.h"
 #include "model_store/format/composite.h"
@@ -140,10 +141,21 @@ Status SendResult(Stream* stream, const tuckerseg::v1::ResultHeader& header, con
 }
 
 // Runs on a worker; stops early when the call is no longer wanted.
+// What --roi-subset asks of one model: its outputs to look for, and the variant for the coarse pass.
+struct RoiRequest {
+  std::vector<int64_t> outputs;
+  const VariantEntry* coarse = nullptr;
+};
+
 Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, grpc::ServerContext* context,
-                                 Job* job) {
+                                 Job* job, const std::optional<RoiRequest>& roi) {
   TS_RETURN_IF_ERROR(CallStillWanted(context));
   PredictionOptions options;
+  std::optional<UNetPatchNetwork> coarse;
+  if (roi) {
+    coarse.emplace(*roi->coarse->network);
+    options.roi = RoiOptions{&*coarse, roi->outputs};
+  }
   options.window.step = step;
   options.window.should_continue = [context] { return CallStillWanted(context); };
   options.window.on_tiles = [job](int64_t done, int64_t total) {
@@ -160,10 +172,11 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
 // RUNNING (tiles done of total, each time the worker finishes some) to the client, and waits for
 // the worker.
 Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& device, grpc::ServerContext* context, Stream* stream,
-                                         const VariantEntry& variant, CtVolume ct, const Selection& selection, double wait) {
+                                         const VariantEntry& variant, CtVolume ct, const Selection& selection, double wait,
+                                         std::optional<RoiRequest> roi) {
   auto job = std::make_shared<Job>();
   const auto enqueued = Clock::now();
-  auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step]() {
+  auto work = [job, enqueued, context, &variant, ct = std::move(ct), step = state.window_step, roi = std::move(roi)]() {
     {
       absl::MutexLock lock(&job->mutex);
       job->started = true;
@@ -171,7 +184,7 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
       job->changed.SignalAll();
     }
     const auto run_start = Clock::now();
-    Result<Prediction> result = RunPrediction(variant, ct, step, context, job.get());
+    Result<Prediction> result = RunPrediction(variant, ct, step, context, job.get(), roi);
     absl::MutexLock lock(&job->mutex);
     job->run_seconds = Since(run_start);
     job->result = std::move(result);
@@ -254,11 +267,29 @@ struct PartResult {
   double queue_wait_seconds = 0;
 };
 
+// The coarse pass of --roi-subset: the variant with the fewest calibrated seconds per tile among
+// the selectable ones (the original when none is).
+const VariantEntry& FastestSelectable(const ModelEntry& m) {
+  const VariantEntry* fastest = &m.variants[0];
+  for (const auto& v : m.variants)
+    if (v.selectable && (!fastest->selectable || v.seconds_per_tile < fastest->seconds_per_tile)) fastest = &v;
+  return *fastest;
+}
+
+// The outputs of `m` whose class names `names` lists.
+std::vector<int64_t> RoiOutputs(const ModelEntry& m, const std::set<std::string>& names) {
+  std::vector<int64_t> outputs;
+  const auto& labels = m.variants[0].info.labels;
+  for (size_t i = 1; i < labels.size(); ++i)
+    if (names.count(labels[i].second)) outputs.push_back(static_cast<int64_t>(i));
+  return outputs;
+}
+
 // Selects a variant and a device for `model` (its own calibration and load), runs it on a worker
 // and records the metrics; the call's other parts are independent of this one.
 Result<PartResult> RunPart(ServiceState& state, grpc::ServerContext* context, Stream* stream,
                            const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs, const ModelEntry& m,
-                           const tuckerseg::v1::SegmentHeader& header, CtVolume ct) {
+                           const tuckerseg::v1::SegmentHeader& header, const std::vector<int64_t>& roi_outputs, CtVolume ct) {
   SelectionRequest wanted;
   wanted.variant = header.variant();
   wanted.min_quality = header.min_quality();
@@ -286,7 +317,10 @@ Result<PartResult> RunPart(ServiceState& state, grpc::ServerContext* context, St
   part.tiles = wanted.tiles;
   state.metrics->Selected(part.device, m.name, variant.name, part.reason);
   const int64_t voxels = ct.geometry.NumVoxels();
-  auto ran = RunOnWorker(state, device, context, stream, variant, std::move(ct), selection, candidates[placement.device].queue_wait_seconds);
+  std::optional<RoiRequest> roi;
+  if (!roi_outputs.empty()) roi = RoiRequest{roi_outputs, &FastestSelectable(placed_model)};
+  auto ran = RunOnWorker(state, device, context, stream, variant, std::move(ct), selection, candidates[placement.device].queue_wait_seconds,
+                         std::move(roi));
   if (!ran.ok()) return ran.status();
   const auto& job = ran.value();
   absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
@@ -330,6 +364,21 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
       return NotFound("header.variant '" + header.variant() + "' of model '" + m->name + "' does not exist (have: " + m->VariantNames() +
                       ", auto)");
     }
+  // --roi-subset: every name must be a class of the model; a composite's parts without any of
+  // them are not run at all.
+  constexpr int kMaxRoiNames = 256;
+  if (header.roi_subset_size() > kMaxRoiNames) return InvalidArgument("header.roi_subset: more than " + std::to_string(kMaxRoiNames) + " names");
+  const std::set<std::string> roi(header.roi_subset().begin(), header.roi_subset().end());
+  std::vector<std::vector<int64_t>> roi_outputs;
+  std::set<std::string> known;
+  for (const ModelEntry* m : parts) {
+    roi_outputs.push_back(RoiOutputs(*m, roi));
+    for (const auto& [id, name] : m->variants[0].info.labels) known.insert(name);
+  }
+  for (const auto& name : roi)
+    if (!known.count(name) || name == "background") {
+      return InvalidArgument("header.roi_subset: '" + name.substr(0, 64) + "' is not a class of model '" + record->model + "'");
+    }
   record->voxels = volume.value().voxels;
   WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED);
 
@@ -344,17 +393,20 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   std::string detail;
   std::optional<double> quality = 1.0;
   std::string variants, reasons;
+  size_t last_part = parts.size() - 1;
+  while (!roi.empty() && last_part > 0 && roi_outputs[last_part].empty()) --last_part;
   for (size_t i = 0; i < parts.size(); ++i) {
-    const bool last = i + 1 == parts.size();
-    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, context, stream, catalogs, *parts[i], header,
+    if (!roi.empty() && roi_outputs[i].empty()) continue;  // none of the ROI classes comes from this part
+    const bool last = i == last_part;
+    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, context, stream, catalogs, *parts[i], header, roi_outputs[i],
                                                  last ? std::move(ct.value()) : ct.value()));
     const std::string prefix = composite ? composite->spec.parts[i] + ":" : "";
-    const std::string separator = i ? "," : "";
+    const std::string separator = variants.empty() ? "" : ",";
     variants += separator + prefix + part.variant;
     reasons += separator + prefix + part.reason;
     record->variant = variants;
     record->reason = reasons;
-    detail += (i ? "; " : "") + prefix + part.detail;
+    detail += (detail.empty() ? "" : "; ") + prefix + part.detail;
     record->device = part.device;
     record->tiles += part.tiles;
     record->queue_wait_seconds += part.queue_wait_seconds;
@@ -371,7 +423,10 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
     t.aggregation_seconds += part.prediction.timings.aggregation_seconds;
     t.export_seconds += part.prediction.timings.export_seconds;
   }
-  if (composite) combined.label_table = composite->spec.labels;
+  if (composite) {
+    combined.label_table = composite->spec.labels;
+    if (combined.labels.voxels.empty()) combined.labels = LabelMap{ct.value().geometry, std::vector<uint8_t>(record->voxels, 0)};
+  }
   const auto result = MakeResultHeader(*record, detail, quality, combined, receive_seconds, record->queue_wait_seconds, Since(start));
   return SendResult(stream, result, combined.labels, state.limits.chunk_bytes);
 }

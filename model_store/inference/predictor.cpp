@@ -290,6 +290,60 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
 
 namespace {
 
+// Inclusive bounds on the padded network grid.
+struct RoiBox {
+  Int3 lo{{0, 0, 0}}, hi{{-1, -1, -1}};
+};
+
+// The coarse pass of RoiOptions: where the wanted outputs win the argmax, grown by the margin;
+// nullopt when they win nowhere.
+Result<std::optional<RoiBox>> FindRoi(const torch::Tensor& padded, const Int3& tile, const PatchNetwork& main, const RoiOptions& roi,
+                                      const SlidingWindowOptions& main_window, Prediction* result) {
+  const PatchNetwork& coarse = roi.coarse ? *roi.coarse : main;
+  for (int64_t output : roi.outputs)
+    if (output <= 0 || output >= coarse.num_classes()) return InvalidArgument("roi output " + std::to_string(output) + " is not a class");
+  SlidingWindowOptions window;
+  window.step = roi.coarse_step;
+  window.batch = main_window.batch;
+  window.should_continue = main_window.should_continue;
+  const auto wanted = torch::zeros({coarse.num_classes()}, torch::kBool);
+  for (int64_t output : roi.outputs) wanted[output] = true;
+  // Per axis, how many coarse voxels of the wanted classes lie at each coordinate: the box is
+  // cut at the 0.5th and 99.5th percentiles, so that a few stray voxels (a weak coarse variant
+  // in air, say) do not stretch it over the whole volume.
+  std::array<std::vector<int64_t>, 3> histograms;
+  for (int a = 0; a < 3; ++a) histograms[static_cast<size_t>(a)].assign(static_cast<size_t>(padded.size(a + 1)), 0);
+  int64_t hits_total = 0;
+  auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
+    const auto hits = wanted.index({rows.argmax(0).to(torch::kCPU)}).nonzero();  // (n, 3): row, y, x
+    hits_total += hits.size(0);
+    for (int a = 0; a < 3; ++a) {
+      const auto counts = hits.select(1, a).bincount({}, rows.size(a + 1)).contiguous();
+      const auto* c = counts.data_ptr<int64_t>();
+      const int64_t offset = a == 0 ? first : 0;
+      for (int64_t i = 0; i < counts.numel(); ++i) histograms[static_cast<size_t>(a)][static_cast<size_t>(i + offset)] += c[i];
+    }
+  };
+  SlidingWindowStats stats;
+  TS_RETURN_IF_ERROR(SlidingWindow(padded, tile, coarse, window, on_rows, &stats));
+  result->coarse_tiles = stats.tiles;
+  result->timings.network_seconds += stats.network_seconds;
+  result->timings.aggregation_seconds += stats.aggregation_seconds;
+  if (hits_total == 0) return std::optional<RoiBox>();
+  RoiBox box;
+  const int64_t cut = hits_total / 200;  // 0.5%
+  for (int a = 0; a < 3; ++a) {
+    const auto& h = histograms[static_cast<size_t>(a)];
+    const int64_t n = static_cast<int64_t>(h.size());
+    int64_t lo = 0, hi = n - 1, below = 0, above = 0;
+    while (lo < n - 1 && below + h[static_cast<size_t>(lo)] <= cut) below += h[static_cast<size_t>(lo++)];
+    while (hi > lo && above + h[static_cast<size_t>(hi)] <= cut) above += h[static_cast<size_t>(hi--)];
+    box.lo[a] = std::max<int64_t>(0, lo - roi.margin);
+    box.hi[a] = std::min<int64_t>(n - 1, hi + roi.margin);
+  }
+  return std::optional<RoiBox>(box);
+}
+
 Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
   TS_RETURN_IF_ERROR(ValidateCt(ct, options.max_voxels));
   if (net.num_classes() > 256) return Unimplemented("label maps hold at most 256 classes; the model has " + std::to_string(net.num_classes()));
@@ -333,12 +387,25 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
     if (hi > lo) exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]));
     export_seconds += Since(t0);
   };
+  SlidingWindowOptions window = options.window;
+  const auto steps = ComputeSteps(Int3{{padded.size(1), padded.size(2), padded.size(3)}}, info.patch_size, window.step);
+  result.full_tiles = static_cast<int64_t>(steps[0].size() * steps[1].size() * steps[2].size());
+  if (options.roi) {
+    TS_ASSIGN_OR_RETURN(const std::optional<RoiBox> box, FindRoi(padded, info.patch_size, net, *options.roi, options.window, &result));
+    if (box) {
+      window.include_tile = [box = *box, tile = info.patch_size](const Int3& start) {
+        for (int a = 0; a < 3; ++a)
+          if (start[a] > box.hi[a] || start[a] + tile[a] <= box.lo[a]) return false;
+        return true;
+      };
+    }
+  }
   SlidingWindowStats stats;
-  TS_RETURN_IF_ERROR(SlidingWindow(padded, info.patch_size, net, options.window, on_rows, &stats));
+  TS_RETURN_IF_ERROR(SlidingWindow(padded, info.patch_size, net, window, on_rows, &stats));
 
   result.timings.export_seconds = export_seconds;
-  result.timings.network_seconds = stats.network_seconds;
-  result.timings.aggregation_seconds = stats.aggregation_seconds;
+  result.timings.network_seconds += stats.network_seconds;
+  result.timings.aggregation_seconds += stats.aggregation_seconds;
   result.tiles = stats.tiles;
   result.peak_logits_bytes = stats.peak_buffer_bytes;
   result.label_table = info.labels;

@@ -6,6 +6,8 @@
 // (docs/prediction.md).
 #pragma once
 
+#include <optional>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,8 +20,21 @@
 
 namespace tucker_seg {
 
+// `--roi-subset`: compute only the tiles the requested classes need. A coarse pass (the given
+// network, usually the fastest variant, at step 1: tiles side by side, about 1/8 of step 0.5's
+// count) finds where those classes are on the network grid; the main pass then runs only the tiles
+// that touch their bounding box grown by `margin` voxels. Voxels outside get the background. When
+// the coarse pass finds none of the classes, the main pass runs every tile.
+struct RoiOptions {
+  const PatchNetwork* coarse = nullptr;  // null: the main network
+  std::vector<int64_t> outputs;          // network output indices (not label ids) to look for
+  int64_t margin = 8;
+  double coarse_step = 1.0;  // tiles side by side: about 1/8 of step 0.5's count on a large CT
+};
+
 struct PredictionOptions {
   SlidingWindowOptions window;
+  std::optional<RoiOptions> roi;
   int64_t max_voxels = 1024LL * 1024 * 1024;  // input volumes larger than this are refused
   // On the CPU, the slab export's fused resample-and-argmax kernel; false runs the LibTorch ops
   // every other device runs (upsample + argmax on the device), so tests cover that path on CPU.
@@ -33,6 +48,8 @@ struct Prediction {
   int64_t tiles = 0;
   Int3 network_shape{0, 0, 0};                           // the resampled image, before padding
   int64_t peak_logits_bytes = 0;                         // the sliding window's slab buffer
+  int64_t coarse_tiles = 0;                              // --roi-subset: the coarse pass's tiles
+  int64_t full_tiles = 0;                                // the tiles a prediction without ROI runs
 };
 
 // Runs a PlainConvUNet as a PatchNetwork on the network's device and in its precision (tiles

@@ -107,13 +107,18 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
   local.peak_buffer_bytes = (logits.numel() + weights.numel()) * static_cast<int64_t>(sizeof(float));
   torch::NoGradGuard no_grad;
 
-  const int64_t total_tiles = static_cast<int64_t>(steps[0].size() * steps[1].size() * steps[2].size());
+  const auto included = [&](int64_t z, int64_t y, int64_t x) { return !o.include_tile || o.include_tile(Int3{{z, y, x}}); };
+  int64_t total_tiles = 0;
+  for (int64_t z : steps[0])
+    for (int64_t y : steps[1])
+      for (int64_t x : steps[2]) total_tiles += included(z, y, x);
   if (o.on_tiles) o.on_tiles(0, total_tiles);
   for (size_t gi = 0; gi < steps[0].size(); ++gi) {
     const int64_t z = steps[0][gi];
     std::vector<std::pair<int64_t, int64_t>> tiles;
     for (int64_t y : steps[1])
-      for (int64_t x : steps[2]) tiles.emplace_back(y, x);
+      for (int64_t x : steps[2])
+        if (included(z, y, x)) tiles.emplace_back(y, x);
     for (size_t first = 0; first < tiles.size(); first += static_cast<size_t>(o.batch)) {
       const size_t last = std::min(tiles.size(), first + static_cast<size_t>(o.batch));
       if (o.should_continue) TS_RETURN_IF_ERROR(o.should_continue());
@@ -139,6 +144,7 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
     auto start = Clock::now();
     const bool last_group = gi + 1 == steps[0].size();
     const int64_t done = last_group ? tile[0] : steps[0][gi + 1] - z;
+    if (o.include_tile) weights.narrow(0, 0, done).clamp_min_(1e-12f);  // rows no tile covered: 0 / tiny = 0
     logits.narrow(1, 0, done).div_(weights.narrow(0, 0, done));
     local.aggregation_seconds += Since(start);
     on_rows(z, logits.narrow(1, 0, done));  // the consumer copies what it keeps and times itself

@@ -45,6 +45,9 @@ struct SlidingWindowOptions {
   std::function<Status()> should_continue;
   // Told after every network call: tiles finished so far and the tiles this window runs in all.
   std::function<void(int64_t done, int64_t total)> on_tiles;
+  // Which tiles to run, by their first voxel (padded coordinates); unset: all. Voxels that no
+  // run tile covers get logits 0 for every class (so argmax gives the background).
+  std::function<bool(const Int3& tile_start)> include_tile;
 };
 
 struct SlidingWindowStats {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <memory>
+#include <sstream>
 
 #include <torch/torch.h>
 
@@ -28,11 +29,39 @@ std::string VariantName(const std::string& folder) {
   return dir.parent_path().filename() == "variants" ? dir.filename().string() : "original";
 }
 
+// --roi-subset: the outputs of `info` named in the comma-separated `names`.
+std::vector<int64_t> RoiOutputs(const ModelInfo& info, const std::string& names) {
+  std::vector<int64_t> outputs;
+  std::stringstream list(names);
+  for (std::string name; std::getline(list, name, ',');)
+    for (size_t i = 1; i < info.labels.size(); ++i)
+      if (info.labels[i].second == name) outputs.push_back(static_cast<int64_t>(i));
+  return outputs;
+}
+
+// Only the --roi-subset classes stay, in the labels and the table; a name that is no class of the
+// model is an error.
+Status KeepOnly(const std::string& names, Prediction* p) {
+  std::vector<bool> keep(256, false);
+  LabelTable table{{0, "background"}};
+  std::stringstream list(names);
+  for (std::string name; std::getline(list, name, ',');) {
+    bool found = false;
+    for (const auto& [id, label] : p->label_table)
+      if (id != 0 && label == name) keep[static_cast<size_t>(id)] = found = true, table.emplace_back(id, label);
+    if (!found) return InvalidArgument("--roi-subset: '" + name + "' is not a class of this model");
+  }
+  for (auto& v : p->labels.voxels)
+    if (!keep[v]) v = 0;
+  p->label_table = std::move(table);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Command AddPredictCommand(CLI::App& parent) {
   struct Flags {
-    std::string model, input, output, output_type, statistics, variant;
+    std::string model, input, output, output_type, statistics, variant, roi_subset, roi_coarse;
     bool exclude_masks_at_border = false;
     PredictionOptions prediction;
     DeviceFlags device;
@@ -55,6 +84,10 @@ Command AddPredictCommand(CLI::App& parent) {
   AddDeviceOptions(app, &f->device);
 
   app->add_option("--variant", f->variant, "Composite models: run this variant of every part (default: the originals)");
+  app->add_option("--roi-subset", f->roi_subset,
+                  "Only these classes (comma-separated names): composite parts without them are skipped; with --roi-coarse, only their tiles run");
+  app->add_option("--roi-coarse", f->roi_coarse, "--roi-subset: a cheaper model or variant folder whose coarse pass finds the classes")
+      ->check(CLI::ExistingDirectory);
 
   return {app, [f](std::ostream& out, std::ostream& err) {
             const auto type = f->output_type.empty() ? OutputType(DefaultOutputType(f->output)) : ParseOutputType(f->output_type);
@@ -86,13 +119,31 @@ Command AddPredictCommand(CLI::App& parent) {
               auto model = LoadNetworkOn(folders[part], f->device);
               if (!model.ok()) return command_line::Fail(err, model.status());
               UNetPatchNetwork patch_net(model.value().network);
-              auto p = Predict(model.value().info, patch_net, ct, prediction);
+              PredictionOptions options = prediction;
+              std::optional<LoadedModel> coarse_model;
+              std::optional<UNetPatchNetwork> coarse;
+              if (!f->roi_subset.empty()) {
+                const std::vector<int64_t> outputs = RoiOutputs(model.value().info, f->roi_subset);
+                if (outputs.empty()) continue;  // a composite part without any of the classes
+                // A coarse pass only with a cheaper network to run it: with the model itself it
+                // would cost about what it saves.
+                if (!f->roi_coarse.empty()) {
+                  auto loaded = LoadNetworkOn(f->roi_coarse, f->device);
+                  if (!loaded.ok()) return command_line::Fail(err, loaded.status());
+                  coarse_model.emplace(std::move(loaded.value()));
+                  coarse.emplace(coarse_model->network);
+                  options.roi = RoiOptions{&*coarse, outputs};
+                }
+              }
+              auto p = Predict(model.value().info, patch_net, ct, options);
               if (!p.ok()) return command_line::Fail(err, p.status());
               if (!composite) {
                 combined = std::move(p.value());
                 name = model.value().info.name;
                 break;
               }
+              combined.coarse_tiles += p->coarse_tiles;
+              combined.full_tiles += p->full_tiles;
               const Status merged = MergePartLabels(*composite, part, p->labels, &combined.labels);
               if (!merged.ok()) return command_line::Fail(err, merged);
               combined.tiles += p->tiles;
@@ -106,6 +157,11 @@ Command AddPredictCommand(CLI::App& parent) {
             if (composite) {
               combined.label_table = composite->labels;
               name = composite->name;
+              if (combined.labels.voxels.empty()) combined.labels = LabelMap{ct.geometry, std::vector<uint8_t>(ct.voxels.size(), 0)};
+            }
+            if (!f->roi_subset.empty()) {
+              const Status kept = KeepOnly(f->roi_subset, &combined);
+              if (!kept.ok()) return command_line::Fail(err, kept);
             }
             const Prediction* p = &combined;
             const auto manifest = ReadVariantManifest(f->model);  // variants only; the original has agreement 1
@@ -129,6 +185,10 @@ Command AddPredictCommand(CLI::App& parent) {
                 << f->device.device << " " << f->device.precision << ", " << torch::get_num_threads() << " CPU threads)\n"
                 << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
                 << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
+            if (p->coarse_tiles > 0) {
+              out << "  roi-subset: coarse pass " << p->coarse_tiles << " tiles at step 1, then " << p->tiles << " of " << p->full_tiles
+                  << " tiles\n";
+            }
             std::vector<int64_t> counts(256, 0);  // by label id
             for (uint8_t v : p->labels.voxels) ++counts[v];
             out << "  labels present:";

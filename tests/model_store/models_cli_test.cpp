@@ -118,6 +118,33 @@ TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
   }
 }
 
+// A composite model through the command line: imported from two results folders, compressed part
+// by part, predicted with its parts merged (per-class files of the composite's classes).
+TEST(ModelsCli, CompositeImportCompressPredict) {
+  const auto store = testing::TempDir("cli-composite");
+  const auto model = (store / "combo").string();
+  CliRun r = Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--results", testing::ResultsDir("aniso5").string(),
+                  "--part-names", "first,second", "--out", model});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("composite combo: 2 parts, 5 classes merged"));  // class_1..class_5, shared names merged
+  r = Cli({"compress", model, "--df", "0.5", "--max-iterations", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(store / "combo/parts/first/variants/df0.5/model.json"));
+  EXPECT_TRUE(std::filesystem::exists(store / "combo/parts/second/variants/df0.5/model.json"));
+
+  const auto ct = testing::SharedDir() / "data/totalsegmentator-examples/example_ct_sm.nii.gz";
+  const auto out = store / "segmentations";
+  r = Cli({"predict", model, "-i", ct.string(), "-o", out.string(), "--variant", "df0.5", "--step", "0.8", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("predict combo (2 parts)"));
+  for (const char* name : {"class_1", "class_2", "class_3", "class_4", "class_5"})
+    EXPECT_TRUE(std::filesystem::exists(out / (std::string(name) + ".nii.gz"))) << name;
+  r = Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--results", testing::ResultsDir("aniso5").string(),
+           "--part-names", "only-one", "--out", model});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--part-names"));
+}
+
 // train -> compress -> distill -> finetune -> evaluate on a small synthetic CT written as NIfTI.
 TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
   const auto dir = testing::TempDir("cli-train");

@@ -185,6 +185,43 @@ TEST(Prediction, CanonicalOrientationUndoesStorageFlipsAndPermutations) {
   EXPECT_EQ(differ, 0);
 }
 
+TEST(Prediction, RoiSubsetRunsOnlyTheTilesItsClassesNeed) {
+  // A long volume of soft tissue with one bone block near its start: asking for bone only must
+  // run far fewer tiles, and give the same bone labels as the full prediction.
+  CtVolume ct;
+  ct.geometry.size = {64, 64, 320};
+  ct.geometry.spacing = {1.5, 1.5, 1.5};
+  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), -100.0f);  // not 0: nnU-Net crops zeros away
+  for (int64_t z = 20; z < 40; ++z)
+    for (int64_t y = 20; y < 40; ++y)
+      for (int64_t x = 20; x < 40; ++x) ct.voxels[static_cast<size_t>((z * 64 + y) * 64 + x)] = 800.0f;
+  const ModelInfo info = ThresholdModel();
+  HuBands net(info.channels[0].intensity);
+  auto full = Predict(info, net, ct, {});
+  ASSERT_TRUE(full.ok()) << full.status().message();
+  PredictionOptions o;
+  o.roi = RoiOptions{nullptr, {2}};  // bone; the coarse pass uses the same network
+  auto roi = Predict(info, net, ct, o);
+  ASSERT_TRUE(roi.ok()) << roi.status().message();
+  EXPECT_EQ(roi.value().full_tiles, full.value().tiles);
+  EXPECT_GT(roi.value().coarse_tiles, 0);
+  EXPECT_LT(roi.value().tiles, full.value().tiles / 2);
+  std::cout << "[ roi      ] tiles: full " << full.value().tiles << ", coarse " << roi.value().coarse_tiles << " + ROI "
+            << roi.value().tiles << "\n";
+  int64_t bone_full = 0, bone_same = 0, far_labelled = 0;
+  for (size_t i = 0; i < ct.voxels.size(); ++i) {
+    bone_full += full.value().labels.voxels[i] == 2;
+    bone_same += full.value().labels.voxels[i] == 2 && roi.value().labels.voxels[i] == 2;
+    if (i >= static_cast<size_t>(160 * 64 * 64)) far_labelled += roi.value().labels.voxels[i] != 0;  // far from the block
+  }
+  EXPECT_GT(bone_full, 7000);
+  EXPECT_EQ(bone_same, bone_full);
+  EXPECT_EQ(far_labelled, 0);  // tiles that did not run are background
+
+  o.roi = RoiOptions{nullptr, {7}};
+  EXPECT_FALSE(Predict(info, net, ct, o).ok());  // not an output of the network
+}
+
 TEST(Prediction, StreamingKeepsOnlyOneTileDepthOfLogits) {
   // A long, narrow volume: the slab buffer must hold one tile's depth, not the whole length.
   CtVolume ct;

@@ -80,6 +80,18 @@ TEST(CompositeServing, OneRequestRunsEveryPartAndMergesTheirLabels) {
   EXPECT_GE(static_cast<double>(same) / static_cast<double>(merged.voxels.size()), 0.999);
   EXPECT_GT(*ids.rbegin(), 5) << "no voxel of the second part's classes";
 
+  // --roi-subset: only the part that has the class runs (a coarse pass first, then its tiles).
+  o.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->add_roi_subset("vertebrae_L1"); };
+  const auto roi = tucker_seg::testing::Segment(*stub, ct, o);
+  ASSERT_TRUE(roi.status.ok()) << roi.status.error_message();
+  EXPECT_EQ(roi.header.variant(), "bones:original");
+  for (char c : roi.labels) ASSERT_TRUE(c == 0 || static_cast<uint8_t>(c) == 2 || static_cast<uint8_t>(c) >= 6) << int(c);
+  o.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->add_roi_subset("no_such_class"); };
+  const auto unknown = tucker_seg::testing::Segment(*stub, ct, o);
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(unknown.status.error_message().find("header.roi_subset: 'no_such_class' is not a class of model 'combo'"), std::string::npos)
+      << unknown.status.error_message();
+
   // The catalog lists the composite and each part; DescribeModel sums the parts' costs.
   grpc::ClientContext list_context;
   tuckerseg::v1::ListModelsResponse list;
