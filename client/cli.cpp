@@ -199,7 +199,8 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   }
   if (!job.dicom_seg.empty()) TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table, provenance));
   if (!c.statistics.empty()) {
-    const auto stats = SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, job.exclude_masks_at_border);
+    TS_ASSIGN_OR_RETURN(const auto stats,
+                        SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, job.exclude_masks_at_border));
     TS_RETURN_IF_ERROR(WriteFileAtomically(c.statistics, stats.dump(2) + "\n"));
   }
   if (!c.preview.empty()) TS_RETURN_IF_ERROR(WritePreview(c.preview, input.value().ct, r.labels, r.label_table));

@@ -46,9 +46,10 @@ Result<std::string> ReadAll(const std::string& path) {
 }
 
 bool IsNifti1(const std::string& header) {
+  if (header.size() < kHeaderBytes) return false;
   int32_t size = 0;
   std::memcpy(&size, header.data(), 4);
-  return header.size() >= kHeaderBytes && size == 348 &&
+  return size == 348 &&
          (std::memcmp(header.data() + kMagic, "n+1", 4) == 0 || std::memcmp(header.data() + kMagic, "ni1", 4) == 0);
 }
 

@@ -111,8 +111,12 @@ Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels,
   return WriteFileAtomically(WithoutImageExtension(output) + ".json", sidecar.dump(2) + "\n");
 }
 
-nlohmann::json SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table, const Provenance& provenance,
-                                      bool exclude_masks_at_border) {
+Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
+                                              const Provenance& provenance, bool exclude_masks_at_border) {
+  if (labels.geometry.size != ct.geometry.size || labels.voxels.size() != ct.voxels.size() ||
+      static_cast<int64_t>(ct.voxels.size()) != ct.geometry.NumVoxels()) {
+    return InvalidArgument("statistics: the label map and the CT are not on one grid");
+  }
   struct Sums {
     int64_t voxels = 0;
     double intensity = 0;

@@ -52,8 +52,8 @@ Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels,
 // agreement, software version, units). With `exclude_masks_at_border`, a class whose mask comes
 // within 3 voxels of any face of the volume gets volume and intensity 0, as TotalSegmentator's
 // default does (the structure is likely cut off), and is listed in meta.excluded_at_border.
-nlohmann::json SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table, const Provenance& provenance,
-                                      bool exclude_masks_at_border);
+Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
+                                              const Provenance& provenance, bool exclude_masks_at_border);
 
 // The NIfTI header extension TotalSegmentator writes for multilabel maps (a CaretExtension XML
 // label table with each class's colour from LabelColour).

@@ -171,7 +171,7 @@ Command AddPredictCommand(CLI::App& parent) {
             Status written = WriteSegmentationFiles(f->output, p->labels, p->label_table, {type.value(), input.value().nifti_codes, provenance});
             if (written.ok() && !f->statistics.empty()) {
               const auto stats = SegmentationStatistics(ct, p->labels, p->label_table, provenance, f->exclude_masks_at_border);
-              written = WriteFileAtomically(f->statistics, stats.dump(2) + "\n");
+              written = stats.ok() ? WriteFileAtomically(f->statistics, stats.value().dump(2) + "\n") : stats.status();
             }
             if (!written.ok()) return command_line::Fail(err, written);
 

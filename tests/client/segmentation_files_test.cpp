@@ -120,7 +120,9 @@ TEST(SegmentationFiles, MultilabelCarriesItsLabelTableCodesAndProvenance) {
 
 TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
   const Case c = MakeCase();
-  const auto stats = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, false);
+  const auto result = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, false);
+  ASSERT_TRUE(result.ok()) << result.status().message();
+  const nlohmann::json& stats = result.value();
   // liver: 8 voxels of 2 x 1.5 x 3 = 9 mm3; mean HU (50 + ... + 120) / 8 = 85.
   EXPECT_DOUBLE_EQ(stats["liver"]["volume"].get<double>(), 72.0);
   EXPECT_DOUBLE_EQ(stats["liver"]["intensity"].get<double>(), 85.0);
@@ -133,10 +135,13 @@ TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
   EXPECT_EQ(stats["meta"]["variant"], "df0.3");
   EXPECT_EQ(stats["meta"]["software_version"], "9.9.9");
   EXPECT_FALSE(stats.contains("background"));
+  LabelMap other = c.labels;
+  other.voxels.pop_back();
+  EXPECT_FALSE(SegmentationStatistics(c.ct, other, c.table, kProvenance, false).ok());
 
   // At the border: kidney_left touches x = 0 and is zeroed; the liver (x 4..5 of 10, y 3..4 of 8,
   // z 3..4 of 10) keeps at least 3 voxels to every face and stays.
-  const auto excluded = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, true);
+  const nlohmann::json excluded = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, true).value();
   EXPECT_DOUBLE_EQ(excluded["kidney_left"]["volume"].get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(excluded["kidney_left"]["intensity"].get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(excluded["liver"]["volume"].get<double>(), 72.0);
