@@ -96,6 +96,23 @@ TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(out.value().geometry.origin[i], in.value().geometry.origin[i], 1e-3);
   for (float v : out.value().voxels) ASSERT_TRUE(v >= 0 && v <= 5);
 
+  // Several CTs: a folder of NIfTI files -> one per-class folder per CT; multilabel on request.
+  const auto cts = store / "cts";
+  std::filesystem::create_directories(cts);
+  std::filesystem::copy_file(ct, cts / "a.nii.gz");
+  std::filesystem::copy_file(ct, cts / "b.nii.gz");
+  r = Cli({"predict", model, "-i", cts.string(), "-o", (store / "many").string(), "--step", "0.8", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* name : {"a", "b"}) EXPECT_TRUE(std::filesystem::exists(store / "many" / name / "class_1.nii.gz")) << name;
+  r = Cli({"predict", model, "-i", (cts / "a.nii.gz").string(), (cts / "b.nii.gz").string(), "-o", (store / "many-ml").string(),
+           "--output-type", "multilabel", "--step", "0.8", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(store / "many-ml/b.nii.gz"));
+  EXPECT_TRUE(std::filesystem::exists(store / "many-ml/b.json"));
+  r = Cli({"predict", model, "-i", cts.string(), "-o", labels.string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("-o is a folder"));
+
   r = Cli({"predict", model, "-i", "/nonexistent.nii.gz", "-o", labels.string()});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("'/nonexistent.nii.gz' does not exist"));
