@@ -276,15 +276,6 @@ const VariantEntry& FastestSelectable(const ModelEntry& m) {
   return *fastest;
 }
 
-// The outputs of `m` whose class names `names` lists.
-std::vector<int64_t> RoiOutputs(const ModelEntry& m, const std::set<std::string>& names) {
-  std::vector<int64_t> outputs;
-  const auto& labels = m.variants[0].info.labels;
-  for (size_t i = 1; i < labels.size(); ++i)
-    if (names.count(labels[i].second)) outputs.push_back(static_cast<int64_t>(i));
-  return outputs;
-}
-
 // Selects a variant and a device for `model` (its own calibration and load), runs it on a worker
 // and records the metrics; the call's other parts are independent of this one.
 Result<PartResult> RunPart(ServiceState& state, grpc::ServerContext* context, Stream* stream,
@@ -372,7 +363,7 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   std::vector<std::vector<int64_t>> roi_outputs;
   std::set<std::string> known;
   for (const ModelEntry* m : parts) {
-    roi_outputs.push_back(RoiOutputs(*m, roi));
+    roi_outputs.push_back(OutputsNamed(m->variants[0].info, roi));
     for (const auto& [id, name] : m->variants[0].info.labels) known.insert(name);
   }
   for (const auto& name : roi)
@@ -415,17 +406,7 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
       combined = std::move(part.prediction);
       break;
     }
-    TS_RETURN_IF_ERROR(MergePartLabels(composite->spec, i, part.prediction.labels, &combined.labels));
-    combined.tiles += part.prediction.tiles;
-    auto& t = combined.timings;
-    t.preprocess_seconds += part.prediction.timings.preprocess_seconds;
-    t.network_seconds += part.prediction.timings.network_seconds;
-    t.aggregation_seconds += part.prediction.timings.aggregation_seconds;
-    t.export_seconds += part.prediction.timings.export_seconds;
-  }
-  if (composite) {
-    combined.label_table = composite->spec.labels;
-    if (combined.labels.voxels.empty()) combined.labels = LabelMap{ct.value().geometry, std::vector<uint8_t>(record->voxels, 0)};
+    TS_RETURN_IF_ERROR(AddPartPrediction(composite->spec, i, part.prediction, &combined));
   }
   const auto result = MakeResultHeader(*record, detail, quality, combined, receive_seconds, record->queue_wait_seconds, Since(start));
   return SendResult(stream, result, combined.labels, state.limits.chunk_bytes);

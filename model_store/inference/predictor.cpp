@@ -418,4 +418,26 @@ Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const
   return StatusFromExceptions("prediction", [&] { return PredictOrThrow(info, net, ct, options); });
 }
 
+std::vector<int64_t> OutputsNamed(const ModelInfo& info, const std::set<std::string>& names) {
+  std::vector<int64_t> outputs;
+  for (size_t i = 1; i < info.labels.size(); ++i)
+    if (names.count(info.labels[i].second)) outputs.push_back(static_cast<int64_t>(i));
+  return outputs;
+}
+
+Status AddPartPrediction(const CompositeModel& model, size_t part, const Prediction& p, Prediction* combined) {
+  TS_RETURN_IF_ERROR(MergePartLabels(model, part, p.labels, &combined->labels));
+  combined->label_table = model.labels;
+  combined->network_shape = p.network_shape;
+  combined->tiles += p.tiles;
+  combined->coarse_tiles += p.coarse_tiles;
+  combined->full_tiles += p.full_tiles;
+  auto& t = combined->timings;
+  t.preprocess_seconds += p.timings.preprocess_seconds;
+  t.network_seconds += p.timings.network_seconds;
+  t.aggregation_seconds += p.timings.aggregation_seconds;
+  t.export_seconds += p.timings.export_seconds;
+  return Status::Ok();
+}
+
 }  // namespace tucker_seg

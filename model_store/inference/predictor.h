@@ -7,11 +7,12 @@
 #pragma once
 
 #include <optional>
-
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "model_store/format/composite.h"
 #include "model_store/format/model.h"
 #include "model_store/network/network.h"
 #include "model_store/inference/prediction_timings.h"
@@ -99,5 +100,13 @@ int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double st
 int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry);
 
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
+
+// The network outputs (indices into info.labels, background excluded) whose class names are in
+// `names`: what RoiOptions::outputs wants for --roi-subset.
+std::vector<int64_t> OutputsNamed(const ModelInfo& info, const std::set<std::string>& names);
+
+// Adds part `part` of a composite model to `combined`: its labels merged by the composite's rule,
+// its tiles and timings summed, the composite's label table. `combined` starts default-constructed.
+Status AddPartPrediction(const CompositeModel& model, size_t part, const Prediction& p, Prediction* combined);
 
 }  // namespace tucker_seg
