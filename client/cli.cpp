@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -75,25 +74,6 @@ class ProgressBar {
   bool enabled_;
   bool shown_ = false;
 };
-
-// Keeps only the named classes (names from the server's label table), in the labels and in the
-// table, so that per-class files and statistics list just them, as TotalSegmentator does.
-Status ApplyRoiSubset(const std::vector<std::string>& subset, LabelTable* table, LabelMap* labels) {
-  std::set<int64_t> keep;
-  for (const auto& name : subset) {
-    bool found = false;
-    for (const auto& [id, n] : *table)
-      if (n == name) keep.insert(id), found = true;
-    if (!found) return InvalidArgument("--roi-subset: '" + name + "' is not a class of this model (see `tucker-seg models`)");
-  }
-  for (auto& v : labels->voxels)
-    if (v && !keep.count(v)) v = 0;
-  LabelTable kept;
-  for (const auto& entry : *table)
-    if (entry.first == 0 || keep.count(entry.first)) kept.push_back(entry);
-  *table = std::move(kept);
-  return Status::Ok();
-}
 
 // What `segment` and `pacs` were asked for. `statistics`/`preview` hold a file name, or "auto"
 // (the flag without a value): beside the output.
@@ -192,7 +172,7 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   bar.Finish();
   if (!result.ok()) return result.status();
   SegmentResult& r = result.value();
-  if (!options.roi_subset.empty()) TS_RETURN_IF_ERROR(ApplyRoiSubset(options.roi_subset, &r.label_table, &r.labels));
+  if (!options.roi_subset.empty()) TS_RETURN_IF_ERROR(KeepOnlyClasses(options.roi_subset, &r.label_table, &r.labels));
   const Provenance provenance{r.model, r.variant, r.variant_quality, command_line::ProjectVersion()};
   if (!c.output.empty()) {
     TS_RETURN_IF_ERROR(WriteSegmentationFiles(c.output, r.labels, r.label_table, {c.type, input.value().nifti_codes, provenance}));

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "image_io/image_io.h"
 #include "vocabulary/atomic_file.h"
@@ -21,21 +22,6 @@ std::string Format(const char* format, double v) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, format, v);
   return buffer;
-}
-
-// XML text content: the characters that would end it.
-std::string EscapeXml(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 NiftiHeaderEdits HeaderEdits(const SegmentationFileOptions& options) {
@@ -109,6 +95,23 @@ Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels,
   for (const auto& [id, name] : table)
     if (id != 0) sidecar["labels"][std::to_string(id)] = name;
   return WriteFileAtomically(WithoutImageExtension(output) + ".json", sidecar.dump(2) + "\n");
+}
+
+Status KeepOnlyClasses(const std::vector<std::string>& names, LabelTable* table, LabelMap* labels) {
+  std::set<int64_t> keep;
+  for (const auto& name : names) {
+    bool found = false;
+    for (const auto& [id, n] : *table)
+      if (id != 0 && n == name) keep.insert(id), found = true;
+    if (!found) return InvalidArgument("--roi-subset: '" + name + "' is not a class of this model");
+  }
+  for (auto& v : labels->voxels)
+    if (v && !keep.count(v)) v = 0;
+  LabelTable kept;
+  for (const auto& entry : *table)
+    if (entry.first == 0 || keep.count(entry.first)) kept.push_back(entry);
+  *table = std::move(kept);
+  return Status::Ok();
 }
 
 Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,

@@ -55,6 +55,11 @@ Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels,
 Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
                                               const Provenance& provenance, bool exclude_masks_at_border);
 
+// --roi-subset: only the named classes stay, in `labels` and in `table` (background kept), so that
+// per-class files and statistics list just them, as TotalSegmentator does. A name that is no
+// class of the table is an error naming it.
+Status KeepOnlyClasses(const std::vector<std::string>& names, LabelTable* table, LabelMap* labels);
+
 // The NIfTI header extension TotalSegmentator writes for multilabel maps (a CaretExtension XML
 // label table with each class's colour from LabelColour).
 std::string LabelTableExtension(const LabelTable& table);
