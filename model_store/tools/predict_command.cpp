@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <torch/torch.h>
@@ -29,34 +30,6 @@ std::string VariantName(const std::string& folder) {
   return dir.parent_path().filename() == "variants" ? dir.filename().string() : "original";
 }
 
-// --roi-subset: the outputs of `info` named in the comma-separated `names`.
-std::vector<int64_t> RoiOutputs(const ModelInfo& info, const std::string& names) {
-  std::vector<int64_t> outputs;
-  std::stringstream list(names);
-  for (std::string name; std::getline(list, name, ',');)
-    for (size_t i = 1; i < info.labels.size(); ++i)
-      if (info.labels[i].second == name) outputs.push_back(static_cast<int64_t>(i));
-  return outputs;
-}
-
-// Only the --roi-subset classes stay, in the labels and the table; a name that is no class of the
-// model is an error.
-Status KeepOnly(const std::string& names, Prediction* p) {
-  std::vector<bool> keep(256, false);
-  LabelTable table{{0, "background"}};
-  std::stringstream list(names);
-  for (std::string name; std::getline(list, name, ',');) {
-    bool found = false;
-    for (const auto& [id, label] : p->label_table)
-      if (id != 0 && label == name) keep[static_cast<size_t>(id)] = found = true, table.emplace_back(id, label);
-    if (!found) return InvalidArgument("--roi-subset: '" + name + "' is not a class of this model");
-  }
-  for (auto& v : p->labels.voxels)
-    if (!keep[v]) v = 0;
-  p->label_table = std::move(table);
-  return Status::Ok();
-}
-
 struct PredictFlags {
   std::vector<std::string> inputs;
   std::string model, output, output_type, statistics, variant, roi_subset, roi_coarse;
@@ -65,9 +38,47 @@ struct PredictFlags {
   DeviceFlags device;
 };
 
+// What `predict` runs, loaded once for all its CTs: one network, or every part of a composite
+// model, and the --roi-coarse network.
+struct PredictModel {
+  std::optional<CompositeModel> composite;
+  std::vector<LoadedModel> parts;  // one entry for an ordinary model or variant
+  std::optional<LoadedModel> coarse;
+  std::vector<std::string> roi_names;
+  Provenance provenance;
+};
+
+Result<PredictModel> LoadPredictModel(const PredictFlags& f) {
+  PredictModel m;
+  std::vector<std::string> folders{f.model};
+  if (IsCompositeModel(f.model)) {
+    TS_ASSIGN_OR_RETURN(CompositeModel composite, ReadCompositeModel(f.model));
+    folders.clear();
+    for (const auto& dir : composite.part_dirs) folders.push_back(f.variant.empty() ? dir : dir + "/variants/" + f.variant);
+    m.composite = std::move(composite);
+  }
+  for (const auto& folder : folders) {
+    TS_ASSIGN_OR_RETURN(LoadedModel loaded, LoadNetworkOn(folder, f.device));
+    m.parts.push_back(std::move(loaded));
+  }
+  // A coarse pass only with a cheaper network to run it: with the model itself it would cost
+  // about what it saves.
+  if (!f.roi_subset.empty() && !f.roi_coarse.empty()) {
+    TS_ASSIGN_OR_RETURN(LoadedModel coarse, LoadNetworkOn(f.roi_coarse, f.device));
+    m.coarse = std::move(coarse);
+  }
+  std::stringstream names(f.roi_subset);
+  for (std::string name; std::getline(names, name, ',');) m.roi_names.push_back(name);
+  const auto manifest = ReadVariantManifest(f.model);  // variants only; the original has agreement 1
+  const std::string variant = m.composite ? (f.variant.empty() ? "original" : f.variant) : VariantName(f.model);
+  const std::optional<double> quality = manifest.ok() ? manifest.value().Quality() : variant == "original" ? std::optional<double>(1.0) : std::nullopt;
+  m.provenance = {m.composite ? m.composite->name : m.parts[0].info.name, variant, quality, command_line::ProjectVersion()};
+  return m;
+}
+
 // One CT: predict (every part of a composite), write its outputs, print what was found.
-int PredictOne(const PredictFlags& f, const std::string& input_path, const std::string& output, const std::string& statistics,
-               std::ostream& out, std::ostream& err) {
+int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& input_path, const std::string& output,
+               const std::string& statistics, std::ostream& out, std::ostream& err) {
   const auto type = f.output_type.empty() ? OutputType(DefaultOutputType(output)) : ParseOutputType(f.output_type);
   if (!type.ok()) return command_line::Fail(err, type.status());
   auto input = ReadCtInput(input_path);
@@ -81,71 +92,36 @@ int PredictOne(const PredictFlags& f, const std::string& input_path, const std::
                  done == total ? "\n" : "");
     std::fflush(stderr);
   };
-  // One model or variant folder; a composite model runs each part and merges their labels.
-  std::vector<std::string> folders{f.model};
-  std::optional<CompositeModel> composite;
-  if (IsCompositeModel(f.model)) {
-    auto read = ReadCompositeModel(f.model);
-    if (!read.ok()) return command_line::Fail(err, read.status());
-    composite = std::move(read.value());
-    folders.clear();
-    for (const auto& dir : composite->part_dirs) folders.push_back(f.variant.empty() ? dir : dir + "/variants/" + f.variant);
-  }
+  std::optional<UNetPatchNetwork> coarse;
+  if (m.coarse) coarse.emplace(m.coarse->network);
+  const std::set<std::string> roi(m.roi_names.begin(), m.roi_names.end());
   Prediction combined;
-  std::string name;
-  for (size_t part = 0; part < folders.size(); ++part) {
-    auto model = LoadNetworkOn(folders[part], f.device);
-    if (!model.ok()) return command_line::Fail(err, model.status());
-    UNetPatchNetwork patch_net(model.value().network);
+  if (m.composite) combined.labels = LabelMap{ct.geometry, std::vector<uint8_t>(ct.voxels.size(), 0)};
+  for (size_t part = 0; part < m.parts.size(); ++part) {
+    const LoadedModel& model = m.parts[part];
+    UNetPatchNetwork patch_net(model.network);
     PredictionOptions options = prediction;
-    std::optional<LoadedModel> coarse_model;
-    std::optional<UNetPatchNetwork> coarse;
-    if (!f.roi_subset.empty()) {
-      const std::vector<int64_t> outputs = RoiOutputs(model.value().info, f.roi_subset);
+    if (!roi.empty()) {
+      const std::vector<int64_t> outputs = OutputsNamed(model.info, roi);
       if (outputs.empty()) continue;  // a composite part without any of the classes
-      // A coarse pass only with a cheaper network to run it: with the model itself it
-      // would cost about what it saves.
-      if (!f.roi_coarse.empty()) {
-        auto loaded = LoadNetworkOn(f.roi_coarse, f.device);
-        if (!loaded.ok()) return command_line::Fail(err, loaded.status());
-        coarse_model.emplace(std::move(loaded.value()));
-        coarse.emplace(coarse_model->network);
-        options.roi = RoiOptions{&*coarse, outputs};
-      }
+      if (coarse) options.roi = RoiOptions{&*coarse, outputs};
     }
-    auto p = Predict(model.value().info, patch_net, ct, options);
+    auto p = Predict(model.info, patch_net, ct, options);
     if (!p.ok()) return command_line::Fail(err, p.status());
-    if (!composite) {
+    if (!m.composite) {
       combined = std::move(p.value());
-      name = model.value().info.name;
       break;
     }
-    combined.coarse_tiles += p->coarse_tiles;
-    combined.full_tiles += p->full_tiles;
-    const Status merged = MergePartLabels(*composite, part, p->labels, &combined.labels);
-    if (!merged.ok()) return command_line::Fail(err, merged);
-    combined.tiles += p->tiles;
-    combined.network_shape = p->network_shape;
-    auto& t = combined.timings;
-    t.preprocess_seconds += p->timings.preprocess_seconds;
-    t.network_seconds += p->timings.network_seconds;
-    t.aggregation_seconds += p->timings.aggregation_seconds;
-    t.export_seconds += p->timings.export_seconds;
+    const Status added = AddPartPrediction(*m.composite, part, p.value(), &combined);
+    if (!added.ok()) return command_line::Fail(err, added);
   }
-  if (composite) {
-    combined.label_table = composite->labels;
-    name = composite->name;
-    if (combined.labels.voxels.empty()) combined.labels = LabelMap{ct.geometry, std::vector<uint8_t>(ct.voxels.size(), 0)};
-  }
-  if (!f.roi_subset.empty()) {
-    const Status kept = KeepOnly(f.roi_subset, &combined);
+  if (m.composite) combined.label_table = m.composite->labels;
+  if (!roi.empty()) {
+    const Status kept = KeepOnlyClasses(m.roi_names, &combined.label_table, &combined.labels);
     if (!kept.ok()) return command_line::Fail(err, kept);
   }
   const Prediction* p = &combined;
-  const auto manifest = ReadVariantManifest(f.model);  // variants only; the original has agreement 1
-  const std::string variant = composite ? (f.variant.empty() ? "original" : f.variant) : VariantName(f.model);
-  const std::optional<double> quality = manifest.ok() ? manifest.value().Quality() : variant == "original" ? std::optional<double>(1.0) : std::nullopt;
-  const Provenance provenance{name, variant, quality, command_line::ProjectVersion()};
+  const Provenance& provenance = m.provenance;
   Status written = WriteSegmentationFiles(output, p->labels, p->label_table, {type.value(), input.value().nifti_codes, provenance});
   if (written.ok() && !statistics.empty()) {
     const auto stats = SegmentationStatistics(ct, p->labels, p->label_table, provenance, f.exclude_masks_at_border);
@@ -156,7 +132,7 @@ int PredictOne(const PredictFlags& f, const std::string& input_path, const std::
   const auto& g = ct.geometry;
   const auto& t = p->timings;
   const auto& window = f.prediction.window;
-  out << "predict " << name << (composite ? " (" + std::to_string(folders.size()) + " parts)" : "") << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]
+  out << "predict " << provenance.model << (m.composite ? " (" + std::to_string(m.parts.size()) + " parts)" : "") << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]
       << " voxels at " << std::fixed << std::setprecision(2) << g.spacing[0] << "x" << g.spacing[1] << "x" << g.spacing[2]
       << " mm -> network grid " << ToString(p->network_shape) << ", " << p->tiles << " tiles (step "
       << window.step << ", batch " << window.batch << (window.mirror ? ", mirrored" : "") << ", "
@@ -207,16 +183,19 @@ Command AddPredictCommand(CLI::App& parent) {
             // <case>/ (per-class) or <case>.nii.gz (--output-type multilabel) for each.
             auto inputs = ExpandCtInputs(f->inputs);
             if (!inputs.ok()) return command_line::Fail(err, inputs.status());
-            if (inputs.value().size() == 1) return PredictOne(*f, inputs.value()[0], f->output, f->statistics, out, err);
-            if (HasImageExtension(f->output) || !f->statistics.empty()) {
+            const bool several = inputs.value().size() > 1;
+            if (several && (HasImageExtension(f->output) || !f->statistics.empty())) {
               err << "error: with " << inputs.value().size() << " CTs, -o is a folder and --statistics is not available\n";
               return command_line::kExitUsage;
             }
+            auto model = LoadPredictModel(*f);
+            if (!model.ok()) return command_line::Fail(err, model.status());
+            if (!several) return PredictOne(*f, model.value(), inputs.value()[0], f->output, f->statistics, out, err);
             const bool multilabel = f->output_type == "multilabel";
+            if (multilabel) std::filesystem::create_directories(f->output);
             for (const auto& input : inputs.value()) {
               const std::string output = (std::filesystem::path(f->output) / (CaseName(input) + (multilabel ? ".nii.gz" : ""))).string();
-              if (multilabel) std::filesystem::create_directories(f->output);
-              if (const int code = PredictOne(*f, input, output, "", out, err)) return code;
+              if (const int code = PredictOne(*f, model.value(), input, output, "", out, err)) return code;
             }
             return command_line::kExitOk;
           }};
