@@ -30,9 +30,18 @@ namespace {
 // How to reach the server: flags of every command that talks to it.
 struct Connection {
   std::string server = "localhost:50051";
-  std::string tls_ca;
+  std::string tls_ca, tls_cert, tls_key;
   bool tls = false;
+  std::string token;
 };
+
+Result<std::string> ReadPemFile(const std::string& path, const std::string& flag) {
+  std::ifstream in(path);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  if (!in || pem.str().find("-----BEGIN") == std::string::npos) return InvalidArgument(flag + " '" + path + "' is not a readable PEM file");
+  return pem.str();
+}
 
 // A one-line progress bar on a terminal; nothing when stderr is piped or --quiet.
 class ProgressBar {
@@ -136,15 +145,17 @@ Result<std::vector<SegmentCase>> PlanCases(const SegmentJob& job) {
 Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Connection& connection) {
   ConnectionOptions c;
   c.target = connection.server;
-  const std::string& ca = connection.tls_ca;
-  c.tls = connection.tls || !ca.empty();
-  if (!ca.empty()) {
-    std::ifstream in(ca);
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (!in || pem.str().find("-----BEGIN") == std::string::npos) return InvalidArgument("--tls-ca '" + ca + "' is not a readable PEM file");
-    c.tls_root_certificates = pem.str();
+  c.tls = connection.tls || !connection.tls_ca.empty();
+  if (!connection.tls_ca.empty()) {
+    TS_ASSIGN_OR_RETURN(c.tls_root_certificates, ReadPemFile(connection.tls_ca, "--tls-ca"));
   }
+  if (!connection.tls_cert.empty()) {
+    TS_ASSIGN_OR_RETURN(c.tls_certificate_chain, ReadPemFile(connection.tls_cert, "--tls-cert"));
+  }
+  if (!connection.tls_key.empty()) {
+    TS_ASSIGN_OR_RETURN(c.tls_private_key, ReadPemFile(connection.tls_key, "--tls-key"));
+  }
+  c.bearer_token = connection.token;
   return SegmentationClient::Connect(c);
 }
 
@@ -326,6 +337,12 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     command->add_option("--server", connection.server, "Server address host:port")->envname("TUCKER_SEG_SERVER")->capture_default_str();
     command->add_option("--tls-ca", connection.tls_ca, "PEM file of the CA to trust: connect over TLS")->envname("TUCKER_SEG_TLS_CA");
     command->add_flag("--tls", connection.tls, "Connect over TLS, trusting the system's roots");
+    command->add_option("--tls-cert", connection.tls_cert, "PEM certificate chain of this client, for a server that requires one (mutual TLS)")
+        ->envname("TUCKER_SEG_TLS_CERT");
+    command->add_option("--tls-key", connection.tls_key, "PEM private key for --tls-cert")->envname("TUCKER_SEG_TLS_KEY");
+    // No --token on the command line in scripts: it shows in `ps`; the variable does not.
+    command->add_option("--token", connection.token, "Bearer token for a server started with --auth-tokens (prefer TUCKER_SEG_TOKEN)")
+        ->envname("TUCKER_SEG_TOKEN");
   }
 
   if (auto exit_code = command_line::Parse(app, args, out, err)) return *exit_code;

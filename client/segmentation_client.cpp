@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -45,8 +46,16 @@ Result<std::unique_ptr<SegmentationClient>> SegmentationClient::Connect(const Co
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_root_certificates;
+    ssl.pem_cert_chain = options.tls_certificate_chain;
+    ssl.pem_private_key = options.tls_private_key;
     credentials = grpc::SslCredentials(ssl);
+  } else if (!options.tls_certificate_chain.empty()) {
+    return InvalidArgument("tls_cert: a client certificate needs TLS (--tls or --tls-ca)");
   }
+  if (options.tls_certificate_chain.empty() != options.tls_private_key.empty()) {
+    return InvalidArgument("tls_cert and tls_key must be given together");
+  }
+  if (options.bearer_token.find_first_of("\r\n") != std::string::npos) return InvalidArgument("token: must be one line");
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);
   if (!options.load_balancing.empty()) args.SetLoadBalancingPolicyName(options.load_balancing);
@@ -64,20 +73,31 @@ Result<SegmentResult> SegmentationClient::Segment(const CtVolume& ct, const Segm
   const std::string voxels = wire::EncodeCt(ct, options.voxel_type);
   double backoff = impl_->options.initial_backoff_seconds;
   for (int attempt = 1;; ++attempt) {
-    auto result = SegmentOnce(ct, voxels, options);
+    int64_t pushback_ms = -1;
+    auto result = SegmentOnce(ct, voxels, options, &pushback_ms);
     if (result.ok()) {
       result.value().attempts = attempt;
       return result;
     }
-    if (result.status().code() != StatusCode::kUnavailable || attempt >= impl_->options.max_attempts) return result.status();
-    std::this_thread::sleep_for(std::chrono::duration<double>(backoff));  // backoff before the retry
-    backoff *= 2;
+    const StatusCode code = result.status().code();
+    const bool busy = code == StatusCode::kResourceExhausted && pushback_ms >= 0;
+    if ((code != StatusCode::kUnavailable && !busy) || attempt >= impl_->options.max_attempts) return result.status();
+    // Before the retry: the server's own hint when it is busy, otherwise exponential backoff.
+    std::this_thread::sleep_for(busy ? std::chrono::duration<double>(std::min<int64_t>(pushback_ms, 60000) / 1000.0)
+                                     : std::chrono::duration<double>(backoff));
+    if (!busy) backoff *= 2;
   }
 }
 
-Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& o) const {
+void SegmentationClient::Prepare(grpc::ClientContext* context, double timeout_seconds) const {
+  SetDeadline(context, timeout_seconds);
+  if (!impl_->options.bearer_token.empty()) context->AddMetadata("authorization", "Bearer " + impl_->options.bearer_token);
+}
+
+Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& o,
+                                                      int64_t* pushback_ms) const {
   grpc::ClientContext context;
-  SetDeadline(&context, o.timeout_seconds);
+  Prepare(&context, o.timeout_seconds);
   auto stream = impl_->stub->Segment(&context);
   SegmentProgress progress;
   progress.bytes_to_send = static_cast<int64_t>(voxels.size());
@@ -157,7 +177,15 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
       report(SegmentProgress::Stage::kReceiving);
     }
   }
-  TS_RETURN_IF_ERROR(FromGrpc(stream->Finish(), impl_->options.target));
+  const grpc::Status finished = stream->Finish();
+  const auto& trailers = context.GetServerTrailingMetadata();
+  if (const auto hint = trailers.find("grpc-retry-pushback-ms"); hint != trailers.end()) {
+    const std::string text(hint->second.data(), std::min<size_t>(hint->second.size(), 12));
+    char* end = nullptr;
+    const long long ms = std::strtoll(text.c_str(), &end, 10);
+    if (end != text.c_str() && ms >= 0) *pushback_ms = ms;
+  }
+  TS_RETURN_IF_ERROR(FromGrpc(finished, impl_->options.target));
   if (!have_header || static_cast<int64_t>(labels.size()) != ct.geometry.NumVoxels()) {
     return DataLoss("server ended the stream after " + std::to_string(labels.size()) + " of " +
                     std::to_string(ct.geometry.NumVoxels()) + " label bytes");
@@ -170,7 +198,7 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
 
 Result<tuckerseg::v1::ListModelsResponse> SegmentationClient::ListModels(double timeout_seconds) const {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   tuckerseg::v1::ListModelsResponse response;
   TS_RETURN_IF_ERROR(FromGrpc(impl_->stub->ListModels(&context, {}, &response), impl_->options.target));
   return response;
@@ -178,7 +206,7 @@ Result<tuckerseg::v1::ListModelsResponse> SegmentationClient::ListModels(double 
 
 Result<tuckerseg::v1::DescribeModelResponse> SegmentationClient::DescribeModel(const std::string& model, double timeout_seconds) const {
   grpc::ClientContext context;
-  SetDeadline(&context, timeout_seconds);
+  Prepare(&context, timeout_seconds);
   tuckerseg::v1::DescribeModelRequest request;
   request.set_model(model);
   tuckerseg::v1::DescribeModelResponse response;
@@ -188,7 +216,7 @@ Result<tuckerseg::v1::DescribeModelResponse> SegmentationClient::DescribeModel(c
 
 Result<bool> SegmentationClient::WaitUntilServing(const std::string& service, double wait_seconds) const {
   grpc::ClientContext context;
-  SetDeadline(&context, std::max(wait_seconds, 0.001));
+  Prepare(&context, std::max(wait_seconds, 0.001));
   context.set_wait_for_ready(true);  // a server that is still starting is waited for, not failed
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);

@@ -13,14 +13,24 @@
 #include "vocabulary/status.h"
 #include "vocabulary/volume.h"
 
+namespace grpc {
+class ClientContext;
+}
+
 namespace tucker_seg::client {
 
 struct ConnectionOptions {
   std::string target = "localhost:50051";  // host:port, or any gRPC target ("dns:///svc:50051")
   bool tls = false;
   std::string tls_root_certificates;        // PEM text; empty = the system's roots
+  // mTLS: this client's certificate chain and private key (PEM text), for a server that
+  // requires client certificates.
+  std::string tls_certificate_chain, tls_private_key;
+  std::string bearer_token;                 // sent as "authorization: Bearer <token>" on every call
   std::string load_balancing;               // e.g. "round_robin" over every address of a headless service
-  int max_attempts = 3;                     // per call, retried on UNAVAILABLE only
+  // Per call. Retried on UNAVAILABLE (after the backoff) and on RESOURCE_EXHAUSTED when the
+  // server says when to retry (grpc-retry-pushback-ms, honoured up to 60 s).
+  int max_attempts = 3;
   double initial_backoff_seconds = 0.5;     // doubles per retry
 };
 
@@ -74,7 +84,9 @@ class SegmentationClient {
  private:
   struct Impl;
   explicit SegmentationClient(std::unique_ptr<Impl> impl);
-  Result<SegmentResult> SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& options) const;
+  // `pushback_ms`: the server's retry hint on RESOURCE_EXHAUSTED, -1 when it gave none.
+  Result<SegmentResult> SegmentOnce(const CtVolume& ct, const std::string& voxels, const SegmentOptions& options, int64_t* pushback_ms) const;
+  void Prepare(grpc::ClientContext* context, double timeout_seconds) const;
   std::unique_ptr<Impl> impl_;
 };
 

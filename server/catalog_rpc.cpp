@@ -31,8 +31,9 @@ std::vector<std::string> CommonVariants(const ModelCatalog& catalog, const Compo
   return common;
 }
 
-grpc::Status SegmentationService::ListModels(grpc::ServerContext*, const tuckerseg::v1::ListModelsRequest*,
+grpc::Status SegmentationService::ListModels(grpc::ServerContext* context, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
+  if (Status s = state_.auth->Check(*context); !s.ok()) return ToGrpc(s);
   const auto catalog = state_.devices[0]->catalog.Get();
   for (const auto& m : catalog->models) {
     auto* summary = response->add_models();
@@ -64,8 +65,9 @@ void SetProfile(const DeviceProfile& p, tuckerseg::v1::DeviceProfile* d) {
 
 }  // namespace
 
-grpc::Status SegmentationService::DescribeModel(grpc::ServerContext*, const tuckerseg::v1::DescribeModelRequest* request,
+grpc::Status SegmentationService::DescribeModel(grpc::ServerContext* context, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
+  if (Status s = state_.auth->Check(*context); !s.ok()) return ToGrpc(s);
   const auto catalogs = state_.Catalogs();
   if (const CompositeEntry* composite = catalogs[0]->FindComposite(request->model())) {
     DescribeComposite(*catalogs[0], *composite, response);

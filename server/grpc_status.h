@@ -28,6 +28,7 @@ inline std::string StatusName(StatusCode code) {
     case 13: return "INTERNAL";
     case 14: return "UNAVAILABLE";
     case 15: return "DATA_LOSS";
+    case 16: return "UNAUTHENTICATED";
     default: return "CODE_" + std::to_string(static_cast<int>(code));
   }
 }

@@ -21,6 +21,9 @@ void Log(const char* format, ...) {
   va_start(args, format);
   std::vsnprintf(message, sizeof message, format, args);
   va_end(args);
+  // One event, one line: a control character from a client's text cannot start a forged line.
+  for (char* c = message; *c; ++c)
+    if (static_cast<unsigned char>(*c) < 0x20 || *c == 0x7f) *c = '_';
   // One fprintf per line, so that lines from different threads do not interleave.
   std::fprintf(stderr, "%s.%03dZ %s\n", stamp, static_cast<int>(millis), message);
 }

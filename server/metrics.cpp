@@ -104,8 +104,14 @@ ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
                               .Register(*registry_)),
       queue_depth_(prometheus::BuildGauge().Name("tuckerseg_queue_depth").Help("Requests waiting for a worker of the device")
                        .Register(*registry_)),
-      in_flight_(prometheus::BuildGauge().Name("tuckerseg_in_flight_requests").Help("Segment streams open now")
-                     .Register(*registry_).Add({})) {
+      in_flight_(prometheus::BuildGauge().Name("tuckerseg_in_flight_requests")
+                     .Help("Segment requests admitted (header valid, memory reserved) and not yet answered")
+                     .Register(*registry_).Add({})),
+      open_streams_(prometheus::BuildGauge().Name("tuckerseg_open_streams").Help("Segment streams open now, admitted or not")
+                        .Register(*registry_).Add({})),
+      memory_reserved_(prometheus::BuildGauge().Name("tuckerseg_memory_reserved_bytes")
+                           .Help("Bytes of the memory budget that admitted requests hold now")
+                           .Register(*registry_).Add({})) {
   prometheus::BuildGauge().Name("tuckerseg_build_info").Help("The server's version and commit (value 1)").Register(*registry_)
       .Add({{"version", command_line::ProjectVersion()}, {"commit", command_line::GitCommit()}})
       .Set(1);
@@ -118,13 +124,16 @@ ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
 
 ServerMetrics::~ServerMetrics() = default;
 
-Status ServerMetrics::Serve(const std::string& listen) {
-  auto endpoint = MetricsEndpoint::Start(listen, [this] {
+Status ServerMetrics::Serve(const std::string& listen, MetricsEndpoint::Ready ready) {
+  auto endpoint = MetricsEndpoint::Start(
+      listen,
+      [this] {
     auto families = registry_->Collect();
     for (auto& f : gpu_->Collect()) families.push_back(std::move(f));
     for (auto& f : process_->Collect()) families.push_back(std::move(f));
     return prometheus::TextSerializer().Serialize(families);
-  });
+      },
+      std::move(ready));
   if (!endpoint.ok()) return endpoint.status();
   endpoint_ = std::move(endpoint.value());
   return Status::Ok();

@@ -25,8 +25,8 @@ class ServerMetrics {
   explicit ServerMetrics(const std::vector<DeviceProfile>& devices);
   ~ServerMetrics();
 
-  // Starts the HTTP endpoint ("host:port"; port 0 picks a free one).
-  Status Serve(const std::string& listen);
+  // Starts the HTTP endpoint ("host:port"; port 0 picks a free one); `ready` answers /readyz.
+  Status Serve(const std::string& listen, MetricsEndpoint::Ready ready);
   int port() const;
 
   void RequestFinished(const std::string& device, const std::string& model, const std::string& variant, const std::string& status,
@@ -37,7 +37,11 @@ class ServerMetrics {
   void Calibrated(const std::string& device, const std::string& model, const std::string& variant, double seconds_per_tile,
                   bool selectable);
   void SetQueueDepth(const std::string& device, int depth) { queue_depth_.Add({{"device", device}}).Set(depth); }
+  // Admitted requests (header valid, memory reserved) until their result is sent: what the
+  // autoscaler reads. Streams refused or still sending a header are not in it.
   prometheus::Gauge& in_flight() { return in_flight_; }
+  prometheus::Gauge& open_streams() { return open_streams_; }
+  prometheus::Gauge& memory_reserved_bytes() { return memory_reserved_; }
 
  private:
   class GpuCollector;
@@ -56,6 +60,21 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>& variant_selectable_;
   prometheus::Family<prometheus::Gauge>& queue_depth_;
   prometheus::Gauge& in_flight_;
+  prometheus::Gauge& open_streams_;
+  prometheus::Gauge& memory_reserved_;
+};
+
+// Adds `amount` to a gauge for its own lifetime, whichever way the handler leaves.
+class GaugeHold {
+ public:
+  explicit GaugeHold(prometheus::Gauge& gauge, double amount = 1) : gauge_(gauge), amount_(amount) { gauge_.Increment(amount_); }
+  ~GaugeHold() { gauge_.Decrement(amount_); }
+  GaugeHold(const GaugeHold&) = delete;
+  GaugeHold& operator=(const GaugeHold&) = delete;
+
+ private:
+  prometheus::Gauge& gauge_;
+  const double amount_;
 };
 
 }  // namespace tucker_seg::server

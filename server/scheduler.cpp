@@ -15,15 +15,23 @@ Scheduler::Scheduler(SchedulerOptions options) : options_(options) {
 
 Scheduler::~Scheduler() { Shutdown(); }
 
-Status Scheduler::Submit(Work work, double estimated_seconds) {
+Result<Scheduler::Ticket> Scheduler::Submit(Work work, double estimated_seconds) {
   absl::MutexLock lock(&mutex_);
   if (stopping_) return Unavailable("the server is shutting down");
   if (static_cast<int>(queue_.size()) >= options_.max_queue) {
     return ResourceExhausted("the request queue is full (max_queue " + std::to_string(options_.max_queue) + "); retry later");
   }
-  queue_.push_back({std::move(work), estimated_seconds});
+  queue_.push_back({std::move(work), estimated_seconds, ++last_ticket_});
   work_ready_.Signal();
-  return Status::Ok();
+  return last_ticket_;
+}
+
+bool Scheduler::Cancel(Ticket ticket) {
+  absl::MutexLock lock(&mutex_);
+  const auto it = std::find_if(queue_.begin(), queue_.end(), [ticket](const Item& item) { return item.ticket == ticket; });
+  if (it == queue_.end()) return false;
+  queue_.erase(it);
+  return true;
 }
 
 double Scheduler::EstimatedWaitSeconds() const {

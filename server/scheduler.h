@@ -29,8 +29,12 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
+  using Ticket = uint64_t;
   // `estimated_seconds`: how long the work should run, for the wait estimate of later requests.
-  Status Submit(Work work, double estimated_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
+  Result<Ticket> Submit(Work work, double estimated_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Takes queued work out of the queue (its caller gave up while waiting): true when it was still
+  // queued and will never run; false once a worker has taken it.
+  bool Cancel(Ticket ticket) ABSL_LOCKS_EXCLUDED(mutex_);
   // Expected wait for work submitted now: estimated work ahead of it spread over the workers.
   double EstimatedWaitSeconds() const ABSL_LOCKS_EXCLUDED(mutex_);
   int queued() const ABSL_LOCKS_EXCLUDED(mutex_);
@@ -41,7 +45,8 @@ class Scheduler {
   using Clock = std::chrono::steady_clock;
   struct Item {
     Work work;
-    double estimated_seconds;
+    double estimated_seconds = 0;
+    Ticket ticket = 0;
   };
   struct Running {
     bool busy = false;
@@ -56,6 +61,7 @@ class Scheduler {
   std::deque<Item> queue_ ABSL_GUARDED_BY(mutex_);
   std::vector<Running> running_ ABSL_GUARDED_BY(mutex_);  // one per worker
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  Ticket last_ticket_ ABSL_GUARDED_BY(mutex_) = 0;
   std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown
 };
 

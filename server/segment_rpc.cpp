@@ -1,6 +1,7 @@
 // Segment: header -> validate (before any allocation) -> voxels -> select a variant -> queue ->
 // predict on a worker -> result header -> label chunks. One log line per request, no patient data.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <optional>
@@ -46,6 +47,22 @@ class StreamSlot {
   std::atomic<int>& open_;
   const bool acquired_;
 };
+
+// Names and ids from the client reach log lines and messages: printable, bounded.
+constexpr size_t kMaxNameLength = 128;
+bool IsPlainName(const std::string& text) {
+  if (text.size() > kMaxNameLength) return false;
+  return std::all_of(text.begin(), text.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':'; });
+}
+
+// A client's request id as the log shows it: at most 64 characters, anything but letters,
+// digits and ._:- replaced by '_' (a newline cannot forge a log line).
+std::string SanitisedRequestId(const std::string& id) {
+  std::string out = id.substr(0, 64);
+  for (char& c : out)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-')) c = '_';
+  return out;
+}
 
 std::string NewRequestId() {
   static std::atomic<uint64_t> counter{0};
@@ -96,10 +113,19 @@ void WriteProgress(Stream* stream, tuckerseg::v1::Progress::Stage stage, const P
   stream->Write(r);
 }
 
-Status ReceiveHeader(grpc::ServerContext* context, Stream* stream, tuckerseg::v1::SegmentHeader* header) {
+// Why a read or write on the stream failed: the idle timeout, the client, or its deadline.
+Status StreamFailure(grpc::ServerContext* context, const StreamWatchdog::Watch& watch, const StreamWatchdog& dog) {
+  if (watch.timed_out()) {
+    return Cancelled("stream_idle_timeout: the client moved no bytes for " + std::to_string(static_cast<int>(dog.idle_timeout_seconds())) + " s");
+  }
+  return CallStillWanted(context);
+}
+
+Status ReceiveHeader(grpc::ServerContext* context, Stream* stream, const StreamWatchdog& dog, StreamWatchdog::Watch& watch,
+                     tuckerseg::v1::SegmentHeader* header) {
   tuckerseg::v1::SegmentRequest first;
   if (!stream->Read(&first)) {
-    TS_RETURN_IF_ERROR(CallStillWanted(context));
+    TS_RETURN_IF_ERROR(StreamFailure(context, watch, dog));
     return InvalidArgument("header: the stream ended before the header");
   }
   if (!first.has_header()) return InvalidArgument("header: the first message must be a header, not voxels");
@@ -107,26 +133,25 @@ Status ReceiveHeader(grpc::ServerContext* context, Stream* stream, tuckerseg::v1
   return Status::Ok();
 }
 
-Status ReceiveVoxels(grpc::ServerContext* context, Stream* stream, int64_t expected, std::string* bytes) {
-  bytes->reserve(static_cast<size_t>(expected));  // expected passed ParseVolumeHeader's limits
+// Decodes the voxel chunks as they arrive (CtAssembler: no raw copy beside the floats).
+Result<CtVolume> ReceiveCt(grpc::ServerContext* context, Stream* stream, const StreamWatchdog& dog, StreamWatchdog::Watch& watch,
+                           const wire::VolumeHeader& volume) {
+  wire::CtAssembler assembler(volume);
   tuckerseg::v1::SegmentRequest message;
+  watch.WaitingOnClient();
   while (stream->Read(&message)) {
+    watch.WaitingOnClient();  // restarts the idle clock: bytes arrived
     if (!message.has_voxels() || message.has_header()) return InvalidArgument("voxels: a second header arrived after the first");
-    const auto& chunk = message.voxels();
-    if (static_cast<int64_t>(bytes->size() + chunk.size()) > expected) {
-      return InvalidArgument("voxels: more than the " + std::to_string(expected) + " bytes the header declares (size x voxel_type)");
-    }
-    bytes->append(chunk);
+    TS_RETURN_IF_ERROR(assembler.Append(message.voxels()));
   }
-  if (static_cast<int64_t>(bytes->size()) < expected) {
-    TS_RETURN_IF_ERROR(CallStillWanted(context));
-    return InvalidArgument("voxels: the stream ended after " + std::to_string(bytes->size()) + " of the " + std::to_string(expected) +
-                           " bytes the header declares (size x voxel_type)");
-  }
-  return Status::Ok();
+  watch.Working();
+  if (assembler.received_bytes() < volume.bytes) TS_RETURN_IF_ERROR(StreamFailure(context, watch, dog));
+  return assembler.Finish();
 }
 
-Status SendResult(Stream* stream, const tuckerseg::v1::ResultHeader& header, const LabelMap& labels, int64_t chunk_bytes) {
+Status SendResult(Stream* stream, StreamWatchdog::Watch& watch, const tuckerseg::v1::ResultHeader& header, const LabelMap& labels,
+                  int64_t chunk_bytes) {
+  watch.WaitingOnClient();  // a client that stops reading stalls the writes below
   tuckerseg::v1::SegmentResponse r;
   *r.mutable_header() = header;
   if (!stream->Write(r)) return Cancelled("the client went away before the result");
@@ -136,6 +161,7 @@ Status SendResult(Stream* stream, const tuckerseg::v1::ResultHeader& header, con
     tuckerseg::v1::SegmentResponse chunk;
     chunk.set_labels(data + offset, static_cast<size_t>(std::min(chunk_bytes, total - offset)));
     if (!stream->Write(chunk)) return Cancelled("the client went away while labels were sent");
+    watch.WaitingOnClient();
   }
   return Status::Ok();
 }
@@ -191,14 +217,25 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
     job->done = true;
     job->changed.SignalAll();
   };
-  TS_RETURN_IF_ERROR(device.scheduler->Submit(std::move(work), selection.run_seconds));
+  TS_ASSIGN_OR_RETURN(const Scheduler::Ticket ticket, device.scheduler->Submit(std::move(work), selection.run_seconds));
   const int queued = device.scheduler->queued();
   state.metrics->SetQueueDepth(device.profile.Label(), queued);
   ProgressFacts facts{variant.name, wait, std::max(1, queued)};
   WriteProgress(stream, tuckerseg::v1::Progress::QUEUED, facts);
-  {
-    absl::MutexLock lock(&job->mutex);
-    while (!job->started && !job->done) job->changed.Wait(&job->mutex);
+  // While queued, a client that gives up takes its queue entry with it (the sync API has no
+  // cancellation callback: checked every 50 ms).
+  for (;;) {
+    {
+      absl::MutexLock lock(&job->mutex);
+      if (job->started || job->done) break;
+      job->changed.WaitWithTimeout(&job->mutex, absl::Milliseconds(50));
+      if (job->started || job->done) break;
+    }
+    const Status wanted = CallStillWanted(context);
+    if (!wanted.ok() && device.scheduler->Cancel(ticket)) {
+      state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
+      return Annotate(wanted, "while queued");
+    }
   }
   state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
   facts = ProgressFacts{variant.name};
@@ -326,11 +363,16 @@ Result<PartResult> RunPart(ServiceState& state, grpc::ServerContext* context, St
 
 // One Segment call from its first message to its last label chunk. A composite model runs its
 // parts one after the other, each choosing its own variant, and merges their labels.
-Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* stream, RequestRecord* record) {
+Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* stream, StreamWatchdog::Watch& watch, RequestRecord* record) {
   const auto start = Clock::now();
   tuckerseg::v1::SegmentHeader header;
-  TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, &header));
-  record->id = header.request_id().empty() ? NewRequestId() : header.request_id().substr(0, 64);
+  TS_RETURN_IF_ERROR(ReceiveHeader(context, stream, *state.watchdog, watch, &header));
+  watch.Working();
+  record->id = header.request_id().empty() ? NewRequestId() : SanitisedRequestId(header.request_id());
+  if (!IsPlainName(header.model()) || !IsPlainName(header.variant())) {
+    return InvalidArgument("header.model and header.variant: at most " + std::to_string(kMaxNameLength) +
+                           " characters of letters, digits and . _ - / :");
+  }
   const auto catalogs = state.Catalogs();  // held for this call: the entries below stay alive
   const CompositeEntry* composite = catalogs[0]->FindComposite(header.model());
   std::vector<const ModelEntry*> parts;
@@ -371,14 +413,26 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
       return InvalidArgument("header.roi_subset: '" + name.substr(0, 64) + "' is not a class of model '" + record->model + "'");
     }
   record->voxels = volume.value().voxels;
+  // Admission, from the header alone: each model's network grid and tile count within the
+  // limits, then the request's memory reserved from the server's budget until it ends.
+  int64_t work_bytes = 0;
+  for (const ModelEntry* m : parts) {
+    auto work = EstimateWork(m->variants[0].info, volume.value().geometry, state.window_step,
+                             {state.limits.max_grid_voxels, state.limits.max_tiles});
+    if (!work.ok()) return Annotate(work.status(), "header.volume");
+    work_bytes = std::max(work_bytes, work.value().window_bytes + static_cast<int64_t>(sizeof(float)) * work.value().grid_voxels);
+  }
+  // The CT's floats, the labels (twice for a composite's merge) and the largest part's work.
+  const int64_t voxels = volume.value().voxels;
+  TS_ASSIGN_OR_RETURN(const MemoryBudget::Reservation memory,
+                      state.memory_budget->Reserve(static_cast<int64_t>(sizeof(float)) * voxels + (composite ? 2 : 1) * voxels + work_bytes));
+  const GaugeHold admitted(state.metrics->in_flight());
+  const GaugeHold reserved(state.metrics->memory_reserved_bytes(), static_cast<double>(memory.bytes()));
   WriteProgress(stream, tuckerseg::v1::Progress::HEADER_ACCEPTED);
 
-  std::string bytes;
-  TS_RETURN_IF_ERROR(ReceiveVoxels(context, stream, volume.value().bytes, &bytes));
-  const double receive_seconds = Since(start);
-  auto ct = wire::DecodeCt(volume.value(), bytes);
+  auto ct = ReceiveCt(context, stream, *state.watchdog, watch, volume.value());
   if (!ct.ok()) return ct.status();
-  bytes = std::string();
+  const double receive_seconds = Since(start);
 
   Prediction combined;
   std::string detail;
@@ -409,7 +463,15 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
     TS_RETURN_IF_ERROR(AddPartPrediction(composite->spec, i, part.prediction, &combined));
   }
   const auto result = MakeResultHeader(*record, detail, quality, combined, receive_seconds, record->queue_wait_seconds, Since(start));
-  return SendResult(stream, result, combined.labels, state.limits.chunk_bytes);
+  return SendResult(stream, watch, result, combined.labels, state.limits.chunk_bytes);
+}
+
+// How long a refused caller should wait before retrying (gRPC's retry pushback): the CPU queue's
+// estimated wait, 1 to 60 s.
+int64_t PushbackMilliseconds(const ServiceState& state) {
+  double wait = 1;
+  for (const auto& d : state.devices) wait = std::max(wait, d->scheduler->EstimatedWaitSeconds());
+  return static_cast<int64_t>(std::min(wait, 60.0) * 1000);
 }
 
 }  // namespace
@@ -417,20 +479,25 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
 grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* stream) {
   const auto start = Clock::now();
   StreamSlot slot(state_.open_streams, state_.limits.max_streams);
-  state_.metrics->in_flight().Increment();
+  const GaugeHold open(state_.metrics->open_streams());
+  const auto watch = state_.watchdog->Register(context);
   RequestRecord record;
-  Status status;
-  if (!slot.acquired()) {
+  Status status = state_.auth->Check(*context);
+  if (!status.ok()) {
+    // refused before anything else: no slot, no model lookup
+  } else if (!slot.acquired()) {
     status = ResourceExhausted("max_streams: " + std::to_string(state_.limits.max_streams) + " Segment streams are open already; retry later");
   } else if (!state_.ready.load()) {
     status = Unavailable("the server is not serving (calibrating its variants, or shutting down); retry when health is SERVING");
   } else {
-    status = ServeSegment(state_, context, stream, &record);
+    status = ServeSegment(state_, context, stream, *watch, &record);
+  }
+  if (status.code() == StatusCode::kResourceExhausted) {
+    context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(PushbackMilliseconds(state_)));
   }
   const double seconds = Since(start);
   const std::string code = StatusName(status.code());
   state_.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
-  state_.metrics->in_flight().Decrement();
   Log("request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s",
                record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.device.c_str(), record.reason.c_str(),
                static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds,

@@ -7,11 +7,14 @@
 #include <memory>
 #include <vector>
 
+#include "server/caller_auth.h"
 #include "server/device_probe.h"
+#include "server/memory_budget.h"
 #include "server/metrics.h"
 #include "server/model_pool.h"
 #include "server/scheduler.h"
 #include "server/selector.h"
+#include "server/stream_watchdog.h"
 #include "tuckerseg/v1/segmentation.grpc.pb.h"
 
 namespace tucker_seg::server {
@@ -19,6 +22,8 @@ namespace tucker_seg::server {
 struct ServiceLimits {
   int64_t max_voxels = 512LL * 512 * 1000;
   int64_t max_bytes = 1LL << 30;
+  int64_t max_grid_voxels = 256LL << 20;  // the CT resampled to the model's spacing
+  int64_t max_tiles = 20000;              // sliding-window tiles per model
   int max_streams = 16;                   // Segment streams open at once
   int64_t chunk_bytes = 1 << 20;          // label chunks sent back
 };
@@ -48,6 +53,9 @@ struct ServiceState {
   double window_step = 0.5;
   VariantSelector* selector = nullptr;
   ServerMetrics* metrics = nullptr;
+  MemoryBudget* memory_budget = nullptr;
+  StreamWatchdog* watchdog = nullptr;
+  const CallerAuth* auth = nullptr;
   std::atomic<bool> ready{false};
   std::atomic<int> open_streams{0};
 };

@@ -31,6 +31,7 @@ Result<std::string> ReadPem(const std::string& path, const std::string& what) {
 }
 
 Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && !o.tls_client_ca_file.empty()) return InvalidArgument("tls_client_ca needs tls_cert and tls_key (mTLS is TLS)");
   if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) return InvalidArgument("tls_cert and tls_key must be given together");
   auto cert = ReadPem(o.tls_cert_file, "tls_cert");
@@ -39,6 +40,12 @@ Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerO
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({key.value(), cert.value()});
+  if (!o.tls_client_ca_file.empty()) {
+    auto ca = ReadPem(o.tls_client_ca_file, "tls_client_ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = ca.value();
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
   return grpc::SslServerCredentials(ssl);
 }
 
@@ -54,12 +61,21 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   // Debian's LibTorch starts with one intra-op thread; 0 means every core.
   at::set_num_threads(options.threads > 0 ? options.threads : UsableCpus());
 
+  if (!(options.stream_idle_timeout_seconds >= 0)) return InvalidArgument("stream_idle_timeout must be >= 0 seconds");
+  if (!(options.keepalive_seconds >= 1)) return InvalidArgument("keepalive must be >= 1 second");
+  if (!(options.max_connection_age_seconds >= 0)) return InvalidArgument("max_connection_age must be >= 0 seconds");
+  if (options.memory_budget_bytes < 0) return InvalidArgument("memory_budget must be >= 0 bytes");
+  if (options.limits.max_grid_voxels < 1 || options.limits.max_tiles < 1) return InvalidArgument("max_grid_voxels and max_tiles must be >= 1");
   auto credentials = ServerCredentials(options);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
+  TS_ASSIGN_OR_RETURN(s->auth_, CallerAuth::Load(options.auth_tokens_file));
   TS_ASSIGN_OR_RETURN(const std::vector<DeviceProfile> profiles, ProbeDevices(options.devices, at::get_num_threads()));
   TS_ASSIGN_OR_RETURN(const Precision gpu_precision, ParsePrecision(options.gpu_precision));
   TS_ASSIGN_OR_RETURN(ModelCatalog loaded, LoadModelPool(options.model_store));
+  Log("model store %s loaded; %s, %s, reflection %s", options.model_store.c_str(),
+      options.tls_cert_file.empty() ? "plaintext gRPC" : options.tls_client_ca_file.empty() ? "TLS" : "mutual TLS",
+      s->auth_.enabled() ? "bearer tokens required" : "no caller authentication", options.reflection ? "on" : "off");
   const auto catalog = std::make_shared<const ModelCatalog>(std::move(loaded));
   for (const auto& profile : profiles) {
     auto device = std::make_unique<ServedDevice>();
@@ -77,14 +93,30 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   s->drain_seconds_ = options.drain_seconds;
   s->selector_ = std::make_unique<VariantSelector>(SelectorOptions{options.latency_target_seconds, options.hysteresis});
   s->metrics_ = std::make_unique<ServerMetrics>(profiles);
-  TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen));
+  TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen, [state = &s->state_] { return state->ready.load(); }));
+  s->memory_budget_ = std::make_unique<MemoryBudget>(options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());
+  s->watchdog_ = std::make_unique<StreamWatchdog>(options.stream_idle_timeout_seconds);
   s->state_.selector = s->selector_.get();
   s->state_.metrics = s->metrics_.get();
+  s->state_.memory_budget = s->memory_budget_.get();
+  s->state_.watchdog = s->watchdog_.get();
+  s->state_.auth = &s->auth_;
   s->service_ = std::make_unique<SegmentationService>(&s->state_);
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  const auto ms = [](double seconds) { return static_cast<int>(std::min(seconds * 1000, 2e9)); };
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_seconds));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(std::min(20.0, options.keepalive_seconds)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Clients may ping as often as every 10 s without being told off (GOAWAY too_many_pings).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  if (options.max_connection_age_seconds > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(options.max_connection_age_seconds));
+    // A Segment call already under way gets the drain time to finish on the old connection.
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, ms(std::max(options.drain_seconds, 60.0)));
+  }
   builder.AddListeningPort(options.listen, credentials.value(), &s->port_);
   builder.RegisterService(s->service_.get());
   // Chunks are a few MiB; anything far larger is a misbehaving client.

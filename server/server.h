@@ -30,6 +30,15 @@ struct ServerOptions {
   // TLS for the gRPC port: PEM files of the server's certificate chain and private key (both or
   // neither; without them the port is plaintext, for use behind a mesh or on loopback).
   std::string tls_cert_file, tls_key_file;
+  // mTLS: a PEM bundle of the CAs whose client certificates are accepted; every caller must then
+  // present one (needs tls_cert_file).
+  std::string tls_client_ca_file;
+  std::string auth_tokens_file;  // bearer tokens (CallerAuth); empty: no token needed
+  bool reflection = false;       // gRPC server reflection (grpcurl without .proto files)
+  int64_t memory_budget_bytes = 0;  // 0: DefaultMemoryBudget()
+  double stream_idle_timeout_seconds = 60;  // a stream that moves no bytes for this long is cancelled; 0: never
+  double keepalive_seconds = 60;            // HTTP/2 pings on idle connections (dead peers are dropped)
+  double max_connection_age_seconds = 3600; // then GOAWAY (clients reconnect, load rebalances); 0: never
   ServiceLimits limits;
   CalibrationOptions calibration;
 };
@@ -59,6 +68,9 @@ class SegmentationServer {
   std::unique_ptr<Nvml> nvml_;
   torch::ScalarType gpu_dtype_ = torch::kFloat32;
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<MemoryBudget> memory_budget_;
+  std::unique_ptr<StreamWatchdog> watchdog_;
+  CallerAuth auth_;
   std::unique_ptr<SegmentationService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -1,5 +1,7 @@
 #include "server/server_flags.h"
 
+#include "server/memory_budget.h"
+
 namespace tucker_seg::server {
 
 void AddServerFlags(CLI::App& app, ServerOptions* o) {
@@ -30,6 +32,31 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
       ->check(CLI::Range(1, 1000));
   add("--tls-cert", &o->tls_cert_file, "TUCKER_SEG_TLS_CERT", "PEM certificate chain: serve gRPC over TLS (with --tls-key)");
   add("--tls-key", &o->tls_key_file, "TUCKER_SEG_TLS_KEY", "PEM private key for --tls-cert");
+  add("--tls-client-ca", &o->tls_client_ca_file, "TUCKER_SEG_TLS_CLIENT_CA",
+      "PEM CA bundle: require and verify client certificates (mutual TLS; needs --tls-cert)");
+  add("--auth-tokens", &o->auth_tokens_file, "TUCKER_SEG_AUTH_TOKENS",
+      "File of bearer tokens, one per line: calls need 'authorization: Bearer <token>' (health stays open)");
+  app.add_flag("--reflection", o->reflection, "Serve gRPC reflection (grpcurl without .proto files)")->envname("TUCKER_SEG_REFLECTION");
+  app.add_option_function<std::string>(
+         "--memory-budget",
+         [o](const std::string& text) {
+           auto bytes = ParseByteSize(text, "--memory-budget");
+           if (!bytes.ok()) throw CLI::ValidationError(bytes.status().message());
+           o->memory_budget_bytes = bytes.value();
+         },
+         "Memory admitted requests may reserve at once, e.g. 8G (0 = 60% of the cgroup's or machine's memory)")
+      ->envname("TUCKER_SEG_MEMORY_BUDGET")
+      ->default_str("0");
+  add("--max-grid-voxels", &o->limits.max_grid_voxels, "TUCKER_SEG_MAX_GRID_VOXELS",
+      "Largest network grid (the CT resampled to the model's spacing), in voxels")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  add("--max-tiles", &o->limits.max_tiles, "TUCKER_SEG_MAX_TILES", "Most sliding-window tiles one model may run for a request")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  add("--stream-idle-timeout", &o->stream_idle_timeout_seconds, "TUCKER_SEG_STREAM_IDLE_TIMEOUT",
+      "Seconds a Segment stream may wait on its client without a byte moving (0 = forever)")->check(CLI::NonNegativeNumber);
+  add("--keepalive", &o->keepalive_seconds, "TUCKER_SEG_KEEPALIVE", "Seconds between HTTP/2 keepalive pings on idle connections")
+      ->check(CLI::Range(1.0, 86400.0));
+  add("--max-connection-age", &o->max_connection_age_seconds, "TUCKER_SEG_MAX_CONNECTION_AGE",
+      "Seconds before a connection is asked to reconnect (GOAWAY; 0 = never)")->check(CLI::NonNegativeNumber);
   add("--drain-seconds", &o->drain_seconds, "TUCKER_SEG_DRAIN_SECONDS", "On SIGTERM, time open requests get to finish")
       ->check(CLI::NonNegativeNumber);
 }

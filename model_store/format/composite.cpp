@@ -1,4 +1,5 @@
 #include "model_store/format/composite.h"
+#include "model_store/format/bounded_json.h"
 
 #include <filesystem>
 #include <fstream>
@@ -52,8 +53,9 @@ bool IsCompositeModel(const std::string& dir) {
 Result<CompositeModel> ReadCompositeModel(const std::string& dir) {
   const fs::path path = fs::path(dir) / kFile;
   std::ifstream in(path);
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return InvalidArgument(path.string() + ": not a JSON object");
+  if (!in) return NotFound(path.string() + " is missing");
+  TS_ASSIGN_OR_RETURN(const nlohmann::json j, ParseBoundedJson(in, path.string()));
+  if (!j.is_object()) return InvalidArgument(path.string() + ": not a JSON object");
   if (!j.contains("parts") || !j["parts"].is_array() || j["parts"].empty() || j["parts"].size() > kMaxParts) {
     return InvalidArgument(path.string() + ": \"parts\" must list 1.." + std::to_string(kMaxParts) + " part folder names");
   }

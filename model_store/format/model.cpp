@@ -1,4 +1,5 @@
 #include "model_store/format/model.h"
+#include "model_store/format/bounded_json.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -114,12 +115,7 @@ Result<ModelInfo> LoadModelInfo(const std::string& dir) {
   const fs::path path = fs::path(dir) / kInfoFile;
   std::ifstream in(path);
   if (!in) return NotFound("no model at '" + dir + "' (" + path.string() + " is missing)");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    return InvalidArgument(path.string() + " is not valid JSON: " + e.what());
-  }
+  TS_ASSIGN_OR_RETURN(const json j, ParseBoundedJson(in, path.string()));
   return ModelInfoFromJson(j);
 }
 
@@ -134,8 +130,8 @@ Result<Model> LoadModel(const std::string& dir) {
 Result<ArchitectureFile> ReadArchitectureFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFound("architecture file '" + path + "' cannot be read");
+  TS_ASSIGN_OR_RETURN(const json j, ParseBoundedJson(in, "'" + path + "'"));
   try {
-    const json j = json::parse(in);
     auto network = UNetConfigFromJson(j.at("architecture"));
     if (!network.ok()) return Status(network.status().code(), "'" + path + "': " + network.status().message());
     auto patch = ParseInt3(j.at("patch_size"), "'" + path + "': patch_size");

@@ -1,4 +1,5 @@
 #include "model_store/format/safetensors.h"
+#include "model_store/format/bounded_json.h"
 
 #include <filesystem>
 #include <fstream>
@@ -74,9 +75,14 @@ Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& 
   const uint64_t data_size = file_size - 8 - header_len;
 
   std::map<std::string, torch::Tensor> out;
+  auto parsed = ParseBoundedJson(text, "'" + path + "': header");
+  if (!parsed.ok()) return DataLoss(parsed.status().message());
+  const json& header = parsed.value();
+  if (!header.is_object()) return DataLoss("'" + path + "': header is not a JSON object");
+  // Each tensor's byte range (begin -> end): entries that share bytes are refused before their
+  // tensors are allocated, so the file's bytes back every allocation at most once.
+  std::map<uint64_t, uint64_t> extents;
   try {
-    const json header = json::parse(text);
-    if (!header.is_object()) return DataLoss("'" + path + "': header is not a JSON object");
     for (const auto& [name, entry] : header.items()) {
       if (name == "__metadata__") {
         if (metadata) *metadata = entry.get<std::map<std::string, std::string>>();
@@ -97,6 +103,13 @@ Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& 
       }
       const uint64_t bytes = numel * torch::elementSize(dt->second);
       if (bytes != offsets[1] - offsets[0]) return DataLoss(where + ": shape and data_offsets disagree");
+      if (bytes > 0) {
+        const auto next = extents.lower_bound(offsets[0]);
+        const bool overlaps_next = next != extents.end() && next->first < offsets[1];
+        const bool overlaps_previous = next != extents.begin() && std::prev(next)->second > offsets[0];
+        if (overlaps_next || overlaps_previous) return DataLoss(where + " has data_offsets that overlap another tensor's");
+        extents.emplace(offsets[0], offsets[1]);
+      }
       torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dt->second));
       in.seekg(static_cast<std::streamoff>(8 + header_len + offsets[0]));
       if (!in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes))) return DataLoss(where + ": data cannot be read");

@@ -1,4 +1,5 @@
 #include "model_store/format/variant_manifest.h"
+#include "model_store/format/bounded_json.h"
 
 #include <filesystem>
 #include <fstream>
@@ -165,8 +166,7 @@ Result<VariantManifest> ReadVariantManifest(const std::string& dir) {
   const fs::path path = fs::path(dir) / kManifestFile;
   std::ifstream in(path);
   if (!in) return NotFound(path.string() + " is missing");
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidArgument(path.string() + " is not valid JSON");
+  TS_ASSIGN_OR_RETURN(const json j, ParseBoundedJson(in, path.string()));
   auto m = VariantManifestFromJson(j);
   if (!m.ok()) return Annotate(m.status(), path.string());
   return m;

@@ -1,4 +1,5 @@
 #include "model_store/import/nnunet_import.h"
+#include "model_store/format/bounded_json.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -18,11 +19,7 @@ namespace fs = std::filesystem;
 Result<json> ReadJson(const fs::path& path) {
   std::ifstream in(path);
   if (!in) return NotFound(path.string() + " does not exist");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    return InvalidArgument(path.string() + " is not valid JSON: " + e.what());
-  }
+  return ParseBoundedJson(in, path.string());
 }
 
 // nnU-Net configurations may inherit from another ("inherits_from"); resolve the chain.

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <algorithm>
 #include <deque>
 
@@ -215,6 +216,42 @@ Int3 PaddedNetworkShape(const ModelInfo& info, const Geometry& geometry) {
 }
 
 }  // namespace
+
+Result<WorkEstimate> EstimateWork(const ModelInfo& info, const Geometry& geometry, double step, const WorkLimits& limits) {
+  const NetworkAxes n = AxesForNetwork(info, geometry);
+  const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
+  std::array<double, 3> grid{};
+  double grid_voxels = 1, tiles = 1;
+  for (int a = 0; a < 3; ++a) {
+    const double patch = static_cast<double>(info.patch_size[a]);
+    grid[a] = std::max(patch, std::nearbyint(n.spacing[a] * static_cast<double>(zyx_size[n.axes[a]]) / info.spacing[a]));
+    grid_voxels *= grid[a];
+    tiles *= std::ceil((grid[a] - patch) / (patch * step)) + 1;  // ComputeSteps' count
+  }
+  const auto spacing = [&info] {
+    char text[96];
+    std::snprintf(text, sizeof text, "%g x %g x %g mm", info.spacing[0], info.spacing[1], info.spacing[2]);
+    return std::string(text);
+  };
+  if (!(grid_voxels <= static_cast<double>(limits.max_grid_voxels))) {
+    char text[256];
+    std::snprintf(text, sizeof text, "size x spacing: resampled to the model's %s the volume is a %.4g x %.4g x %.4g = %.4g voxel grid, more than max_grid_voxels %lld",
+                  spacing().c_str(), grid[0], grid[1], grid[2], grid_voxels, static_cast<long long>(limits.max_grid_voxels));
+    return InvalidArgument(text);
+  }
+  if (!(tiles <= static_cast<double>(limits.max_tiles))) {
+    char text[256];
+    std::snprintf(text, sizeof text, "size x spacing: the volume needs %.4g sliding-window tiles at the model's %s, more than max_tiles %lld", tiles,
+                  spacing().c_str(), static_cast<long long>(limits.max_tiles));
+    return InvalidArgument(text);
+  }
+  WorkEstimate w;
+  for (int a = 0; a < 3; ++a) w.grid[a] = static_cast<int64_t>(grid[a]);
+  w.grid_voxels = w.grid[0] * w.grid[1] * w.grid[2];
+  w.tiles = EstimateTiles(info, geometry, step);
+  w.window_bytes = EstimateWindowBytes(info, geometry);
+  return w;
+}
 
 int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step) {
   int64_t tiles = 1;

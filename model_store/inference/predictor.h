@@ -92,6 +92,22 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct);
 // volume with this geometry to the canonical orientation ("RAS" or "LPS"); identity for "as-is".
 void CanonicalAxes(const Geometry& g, const std::string& orientation, std::array<int64_t, 3>* axes, std::array<bool, 3>* flip);
 
+// What a volume with this geometry costs this model, for admission before anything is allocated.
+struct WorkLimits {
+  int64_t max_grid_voxels = 0;  // the network grid (the CT resampled to the model's spacing)
+  int64_t max_tiles = 0;        // sliding-window tiles
+};
+struct WorkEstimate {
+  Int3 grid{};                  // padded network grid, network axis order
+  int64_t grid_voxels = 0;
+  int64_t tiles = 0;            // EstimateTiles
+  int64_t window_bytes = 0;     // EstimateWindowBytes
+};
+// For untrusted geometry (a 1-voxel volume may claim a spacing of 1e12 mm): the grid and the
+// tile count are computed in floating point and checked against `limits` before any integer
+// conversion or loop over tiles. INVALID_ARGUMENT names the limit and the model's spacing.
+Result<WorkEstimate> EstimateWork(const ModelInfo& info, const Geometry& geometry, double step, const WorkLimits& limits);
+
 // Sliding-window tiles a volume with this geometry needs at most (before nnU-Net's crop to the
 // non-zero box): what the server's selector multiplies calibrated seconds per tile by.
 int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double step = 0.5);

@@ -62,33 +62,63 @@ void ToWire(const Geometry& geometry, VoxelType type, tuckerseg::v1::VolumeGeome
   wire->set_voxel_type(type);
 }
 
-Result<CtVolume> DecodeCt(const VolumeHeader& header, const std::string& bytes) {
-  if (static_cast<int64_t>(bytes.size()) != header.bytes) {
-    return InvalidArgument("voxels: received " + std::to_string(bytes.size()) + " bytes, the header declares " + std::to_string(header.bytes));
+Status CtAssembler::Append(std::string_view chunk) {
+  if (static_cast<int64_t>(chunk.size()) > header_.bytes - received_) {
+    return InvalidArgument("voxels: more than the " + std::to_string(header_.bytes) + " bytes the header declares (size x voxel_type)");
+  }
+  if (voxels_.empty()) voxels_.resize(static_cast<size_t>(header_.voxels));
+  const int width = static_cast<int>(VoxelBytes(header_.voxel_type));
+  auto decode = [this](const char* bytes, int64_t index) -> Status {
+    float value;
+    switch (header_.voxel_type) {
+      case tuckerseg::v1::VOXEL_TYPE_INT16: {
+        int16_t v;
+        std::memcpy(&v, bytes, 2);
+        value = v;
+        break;
+      }
+      case tuckerseg::v1::VOXEL_TYPE_FLOAT32:
+        std::memcpy(&value, bytes, 4);
+        if (!std::isfinite(value)) return InvalidArgument("voxels: value at index " + std::to_string(index) + " is not finite");
+        break;
+      default:
+        value = static_cast<uint8_t>(bytes[0]);
+    }
+    voxels_[static_cast<size_t>(index)] = value;
+    return Status::Ok();
+  };
+  size_t offset = 0;
+  if (partial_bytes_ > 0) {  // finish the voxel the last chunk began
+    while (partial_bytes_ < width && offset < chunk.size()) partial_[partial_bytes_++] = chunk[offset++];
+    if (partial_bytes_ < width) {
+      received_ += static_cast<int64_t>(chunk.size());
+      return Status::Ok();
+    }
+    TS_RETURN_IF_ERROR(decode(partial_, received_ / width));
+    partial_bytes_ = 0;
+  }
+  int64_t index = (received_ + static_cast<int64_t>(offset)) / width;
+  for (; offset + static_cast<size_t>(width) <= chunk.size(); offset += static_cast<size_t>(width)) TS_RETURN_IF_ERROR(decode(chunk.data() + offset, index++));
+  while (offset < chunk.size()) partial_[partial_bytes_++] = chunk[offset++];
+  received_ += static_cast<int64_t>(chunk.size());
+  return Status::Ok();
+}
+
+Result<CtVolume> CtAssembler::Finish() {
+  if (received_ != header_.bytes) {
+    return InvalidArgument("voxels: the stream ended after " + std::to_string(received_) + " of the " + std::to_string(header_.bytes) +
+                           " bytes the header declares (size x voxel_type)");
   }
   CtVolume ct;
-  ct.geometry = header.geometry;
-  ct.voxels.resize(static_cast<size_t>(header.voxels));
-  switch (header.voxel_type) {
-    case tuckerseg::v1::VOXEL_TYPE_INT16:
-      for (size_t i = 0; i < ct.voxels.size(); ++i) {
-        int16_t v;
-        std::memcpy(&v, bytes.data() + 2 * i, 2);
-        ct.voxels[i] = v;
-      }
-      break;
-    case tuckerseg::v1::VOXEL_TYPE_FLOAT32:
-      std::memcpy(ct.voxels.data(), bytes.data(), bytes.size());
-      for (size_t i = 0; i < ct.voxels.size(); ++i)
-        if (!std::isfinite(ct.voxels[i])) return InvalidArgument("voxels: value at index " + std::to_string(i) + " is not finite");
-      break;
-    case tuckerseg::v1::VOXEL_TYPE_UINT8:
-      for (size_t i = 0; i < ct.voxels.size(); ++i) ct.voxels[i] = static_cast<uint8_t>(bytes[i]);
-      break;
-    default:
-      return InvalidArgument("voxel_type is not supported");
-  }
+  ct.geometry = header_.geometry;
+  ct.voxels = std::move(voxels_);
   return ct;
+}
+
+Result<CtVolume> DecodeCt(const VolumeHeader& header, const std::string& bytes) {
+  CtAssembler assembler(header);
+  TS_RETURN_IF_ERROR(assembler.Append(bytes));
+  return assembler.Finish();
 }
 
 std::string EncodeCt(const CtVolume& ct, VoxelType type) {

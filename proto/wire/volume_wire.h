@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "tuckerseg/v1/segmentation.pb.h"
 #include "vocabulary/status.h"
@@ -37,6 +39,26 @@ void ToWire(const Geometry& geometry, tuckerseg::v1::VoxelType type, tuckerseg::
 // Raw little-endian voxels (bytes.size() == header.bytes) -> a CT in Hounsfield units; float
 // voxels must be finite.
 Result<CtVolume> DecodeCt(const VolumeHeader& header, const std::string& bytes);
+
+// Decodes voxel chunks as they arrive straight into the CT's float voxels (no copy of the raw
+// bytes beside them); a voxel may straddle two chunks. The voxel buffer is allocated on the
+// first chunk, after the caller has admitted header.bytes.
+class CtAssembler {
+ public:
+  explicit CtAssembler(const VolumeHeader& header) : header_(header) {}
+  // INVALID_ARGUMENT when the chunks would exceed the declared bytes or a float is not finite.
+  Status Append(std::string_view chunk);
+  int64_t received_bytes() const { return received_; }
+  // The CT, once exactly header.bytes have arrived.
+  Result<CtVolume> Finish();
+
+ private:
+  VolumeHeader header_;
+  std::vector<float> voxels_;
+  int64_t received_ = 0;
+  char partial_[4] = {};
+  int partial_bytes_ = 0;
+};
 
 // A CT -> raw voxels of `type` (int16 rounds and clamps; float32 as is).
 std::string EncodeCt(const CtVolume& ct, tuckerseg::v1::VoxelType type);

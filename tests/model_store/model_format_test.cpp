@@ -36,5 +36,13 @@ TEST(ModelFormat, NewerFormatVersionIsRefusedByName) {
   EXPECT_THAT(r.status().message(), HasSubstr("format_version 99 is not supported"));
 }
 
+TEST(ModelFormat, DeeplyNestedModelJsonIsRefused) {
+  const auto dir = testing::TempDir("model-deep");
+  std::ofstream(dir / "model.json") << R"({"format": "tucker-seg-model", "provenance": )" << std::string(1000000, '[') << std::string(1000000, ']') << "}";
+  auto r = LoadModelInfo(dir.string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("nested deeper than 64 levels"));
+}
+
 }  // namespace
 }  // namespace tucker_seg

@@ -237,6 +237,33 @@ TEST(Prediction, StreamingKeepsOnlyOneTileDepthOfLogits) {
   EXPECT_GE(Dice(ct, p.value().labels, 300, 2), 0.99);
 }
 
+TEST(Prediction, WorkEstimateRefusesHugeGridsBeforeCountingTiles) {
+  const ModelInfo info = ThresholdModel();
+  Geometry g;
+  g.size = {200, 180, 90};
+  g.spacing = {1, 1, 2};
+  const WorkLimits limits{int64_t{256} << 20, 20000};
+  auto fine = EstimateWork(info, g, 0.5, limits);
+  ASSERT_TRUE(fine.ok()) << fine.status().message();
+  EXPECT_EQ(fine.value().tiles, EstimateTiles(info, g, 0.5));
+  EXPECT_EQ(fine.value().grid_voxels, fine.value().grid[0] * fine.value().grid[1] * fine.value().grid[2]);
+  EXPECT_EQ(fine.value().window_bytes, EstimateWindowBytes(info, g));
+  // One voxel that claims to be kilometres wide, or wider than a double's integers reach.
+  g.size = {1, 1, 1};
+  for (double spacing : {3000.0, 1e12, 1e300}) {
+    g.spacing = {spacing, spacing, spacing};
+    const auto refused = EstimateWork(info, g, 0.5, limits);
+    ASSERT_FALSE(refused.ok()) << spacing;
+    EXPECT_NE(refused.status().message().find("more than max_grid_voxels 268435456"), std::string::npos) << refused.status().message();
+  }
+  // A long thin grid within the voxel limit but with too many tiles.
+  g.size = {4000, 1, 1};
+  g.spacing = {10, 1, 1};
+  const auto tiles = EstimateWork(info, g, 0.5, {int64_t{1} << 40, 100});
+  ASSERT_FALSE(tiles.ok());
+  EXPECT_NE(tiles.status().message().find("more than max_tiles 100"), std::string::npos) << tiles.status().message();
+}
+
 TEST(Prediction, BadVolumesAreRejectedWithClearMessages) {
   const ModelInfo info = ThresholdModel();
   HuBands net(info.channels[0].intensity);

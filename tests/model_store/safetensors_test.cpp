@@ -48,5 +48,33 @@ TEST(Safetensors, OffsetsOutsideTheFileAreRejected) {
   EXPECT_THAT(r.status().message(), HasSubstr("data_offsets outside the file"));
 }
 
+TEST(Safetensors, OverlappingTensorsAreRejected) {
+  const auto dir = testing::TempDir("safetensors-overlap");
+  // Both tensors claim the same 4000 bytes: before, each was allocated and read from them.
+  const std::string header = R"({"a":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]},)"
+                             R"("b":{"dtype":"F32","shape":[10],"data_offsets":[3960,4000]}})";
+  std::ofstream f(dir / "bad.safetensors", std::ios::binary);
+  const uint64_t len = header.size();
+  f.write(reinterpret_cast<const char*>(&len), 8);
+  f << header << std::string(4000, '\0');
+  f.close();
+  auto r = ReadSafetensors((dir / "bad.safetensors").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("overlap another tensor's"));
+}
+
+TEST(Safetensors, DeeplyNestedHeaderIsRejected) {
+  const auto dir = testing::TempDir("safetensors-deep");
+  const std::string header = "{\"__metadata__\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  std::ofstream f(dir / "deep.safetensors", std::ios::binary);
+  const uint64_t len = header.size();
+  f.write(reinterpret_cast<const char*>(&len), 8);
+  f << header;
+  f.close();
+  auto r = ReadSafetensors((dir / "deep.safetensors").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("nested deeper than 64 levels"));
+}
+
 }  // namespace
 }  // namespace tucker_seg

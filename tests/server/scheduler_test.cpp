@@ -25,14 +25,37 @@ TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   EXPECT_GT(scheduler.EstimatedWaitSeconds(), 6.0);
   EXPECT_LE(scheduler.EstimatedWaitSeconds(), 10.0);
 
-  const Status full = scheduler.Submit([&] { ++finished; }, 1.0);
+  const Status full = scheduler.Submit([&] { ++finished; }, 1.0).status();
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("max_queue 2"), std::string::npos) << full.message();
 
   release.set_value();
   scheduler.Shutdown();  // queued work still runs
   EXPECT_EQ(finished.load(), 3);
-  EXPECT_EQ(scheduler.Submit([] {}, 1.0).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(scheduler.Submit([] {}, 1.0).status().code(), StatusCode::kUnavailable);
+}
+
+TEST(Scheduler, CancelledQueuedWorkLeavesTheQueueAndNeverRuns) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::atomic<int> ran{0};
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/1});
+  auto running = scheduler.Submit([&] { started.set_value(); released.wait(); }, 5.0);
+  ASSERT_TRUE(running.ok());
+  started.get_future().wait();
+  auto queued = scheduler.Submit([&] { ++ran; }, 5.0);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(scheduler.Submit([&] { ++ran; }, 5.0).status().code(), StatusCode::kResourceExhausted);  // the queue is full
+
+  EXPECT_TRUE(scheduler.Cancel(queued.value()));
+  EXPECT_EQ(scheduler.queued(), 0);
+  EXPECT_FALSE(scheduler.Cancel(running.value()));  // a worker has it: it finishes on its own
+  auto next = scheduler.Submit([&] { ran += 10; }, 5.0);  // the freed queue entry takes new work
+  EXPECT_TRUE(next.ok()) << next.status().message();
+  release.set_value();
+  scheduler.Shutdown();
+  EXPECT_EQ(ran.load(), 10);
 }
 
 TEST(Scheduler, IdleWorkersMeanNoWait) {

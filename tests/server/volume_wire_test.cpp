@@ -80,5 +80,33 @@ TEST(VolumeWire, EncodesAndDecodesCtVoxels) {
   EXPECT_NE(nan.status().message().find("index 1"), std::string::npos);
 }
 
+TEST(VolumeWire, AssemblesVoxelsSplitAcrossChunksAnywhere) {
+  CtVolume ct;
+  ct.geometry.size = {5, 1, 1};
+  ct.voxels = {-1000, -1.5f, 0, 42.25f, 3000};
+  for (auto type : {tuckerseg::v1::VOXEL_TYPE_INT16, tuckerseg::v1::VOXEL_TYPE_FLOAT32}) {
+    auto w = Valid(5, 1, 1);
+    w.set_voxel_type(type);
+    auto h = ParseVolumeHeader(w, kLimits, "v");
+    ASSERT_TRUE(h.ok());
+    const std::string bytes = EncodeCt(ct, type);
+    const auto whole = DecodeCt(h.value(), bytes).value().voxels;
+    for (size_t chunk = 1; chunk <= bytes.size(); ++chunk) {  // 1-byte chunks split every voxel
+      CtAssembler assembler(h.value());
+      for (size_t offset = 0; offset < bytes.size(); offset += chunk) ASSERT_TRUE(assembler.Append(std::string_view(bytes).substr(offset, chunk)).ok());
+      auto back = assembler.Finish();
+      ASSERT_TRUE(back.ok()) << back.status().message();
+      EXPECT_EQ(back.value().voxels, whole) << "chunk " << chunk;
+    }
+    CtAssembler over(h.value());
+    ASSERT_TRUE(over.Append(bytes.substr(0, 3)).ok());
+    const Status too_many = over.Append(bytes);
+    EXPECT_NE(too_many.message().find("more than the " + std::to_string(bytes.size()) + " bytes"), std::string::npos) << too_many.message();
+    CtAssembler under(h.value());
+    ASSERT_TRUE(under.Append(bytes.substr(0, 3)).ok());
+    EXPECT_NE(under.Finish().status().message().find("ended after 3 of the"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace tucker_seg::wire

@@ -1,0 +1,67 @@
+// --stream-idle-timeout: cancels a Segment stream whose client has neither sent nor taken bytes
+// for that long while the server waits on it (the header, the voxels, or room to write the
+// result). Time spent queued or running counts as activity: that wait is the server's, not the
+// client's. gRPC's sync API has no read timeout, so one thread checks every open stream.
+#pragma once
+
+#include <chrono>
+#include <list>
+#include <thread>
+
+#include <grpcpp/server_context.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace tucker_seg::server {
+
+class StreamWatchdog {
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    grpc::ServerContext* context = nullptr;
+    bool waiting_on_client = false;
+    Clock::time_point since;
+    bool timed_out = false;
+  };
+
+ public:
+  // One stream's registration; the handler marks when it waits on the client and when not.
+  class Watch {
+   public:
+    Watch(StreamWatchdog* dog, std::list<Entry>::iterator entry) : dog_(dog), entry_(entry) {}
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+    ~Watch();
+    void WaitingOnClient() { Mark(true); }
+    void Working() { Mark(false); }
+    // Whether the watchdog cancelled this stream for idling.
+    bool timed_out() const;
+
+   private:
+    void Mark(bool waiting);
+    StreamWatchdog* dog_;
+    std::list<Entry>::iterator entry_;
+  };
+
+  // 0 seconds: never cancels (Watch still works).
+  explicit StreamWatchdog(double idle_timeout_seconds);
+  ~StreamWatchdog();
+  StreamWatchdog(const StreamWatchdog&) = delete;
+  StreamWatchdog& operator=(const StreamWatchdog&) = delete;
+
+  std::unique_ptr<Watch> Register(grpc::ServerContext* context) ABSL_LOCKS_EXCLUDED(mutex_);
+  double idle_timeout_seconds() const { return timeout_.count(); }
+
+ private:
+  void Loop() ABSL_LOCKS_EXCLUDED(mutex_);
+
+  const std::chrono::duration<double> timeout_;
+  mutable absl::Mutex mutex_;
+  absl::CondVar stop_changed_;
+  std::list<Entry> entries_ ABSL_GUARDED_BY(mutex_);
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread thread_;
+};
+
+}  // namespace tucker_seg::server
