@@ -36,7 +36,8 @@ ENV LD_LIBRARY_PATH=/opt/tucker-seg/lib \
     TUCKER_SEG_METRICS_LISTEN=0.0.0.0:9180
 USER tucker
 EXPOSE 50051 9180
-# The gRPC health service: SERVING once every variant is calibrated.
+# /readyz on the metrics port: ready once every variant is calibrated. HTTP, so that it works
+# whatever TLS, client certificates or tokens the gRPC port requires.
 HEALTHCHECK --interval=15s --timeout=10s --start-period=120s --retries=3 \
-  CMD ["tucker-seg", "health", "--server", "127.0.0.1:50051", "--wait", "5"]
+  CMD ["tucker-seg", "health", "--readyz", "http://127.0.0.1:9180/readyz", "--wait", "5"]
 ENTRYPOINT ["tucker-seg-server"]

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 #include "image_io/segmentation_files.h"
 #include "vocabulary/atomic_file.h"
 #include "client/dicomweb.h"
+#include "client/http_request.h"
 #include "image_io/image_io.h"
 #include "client/preview.h"
 #include "client/segmentation_client.h"
@@ -238,7 +240,14 @@ Status Models(const Connection& connection) {
   return Status::Ok();
 }
 
-Status Health(const Connection& connection, double wait_seconds) {
+Status Health(const Connection& connection, double wait_seconds, const std::string& readyz_url) {
+  if (!readyz_url.empty()) {  // the HTTP probe: works whatever TLS or tokens the gRPC port needs
+    HttpOptions probe;
+    probe.timeout_seconds = std::max(1.0, wait_seconds);
+    TS_RETURN_IF_ERROR(HttpRequest("readiness probe", readyz_url, {}, nullptr, probe).status());
+    std::printf("READY\n");
+    return Status::Ok();
+  }
   auto client = ConnectTo(connection);
   if (!client.ok()) return client.status();
   auto serving = client.value()->WaitUntilServing("", wait_seconds);
@@ -251,23 +260,40 @@ Status Health(const Connection& connection, double wait_seconds) {
 // Study in Orthanc -> its CT series over DICOMweb -> segment -> DICOM SEG stored back.
 struct PacsFlags {
   std::string orthanc, study, dicomweb_root = "/dicom-web";
+  HttpOptions http;
+};
+
+// The series and its SEG wait in a folder only this user can read (mkdtemp: 0700, an
+// unpredictable name), removed however the command ends short of a crash.
+class PrivateSpool {
+ public:
+  static Result<std::unique_ptr<PrivateSpool>> Create() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tucker-seg-pacs-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) return Internal(std::string("pacs: cannot create a private spool folder: ") + std::strerror(errno));
+    return std::unique_ptr<PrivateSpool>(new PrivateSpool(pattern));
+  }
+  ~PrivateSpool() {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  explicit PrivateSpool(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  std::filesystem::path dir_;
 };
 
 Status Pacs(const Connection& connection, const PacsFlags& flags, SegmentJob job) {
-  DicomWebClient pacs(flags.orthanc + flags.dicomweb_root);
+  DicomWebClient pacs(flags.orthanc + flags.dicomweb_root, flags.http);
   const std::string& study = flags.study;
   auto series = pacs.FindSeries(study);
   if (!series.ok()) return series.status();
   const SeriesSummary* ct = nullptr;
   for (const auto& s : series.value())
     if (s.modality == "CT" && (!ct || s.instances > ct->instances)) ct = &s;
-  if (!ct) return NotFound("study " + study + " has no CT series in " + flags.orthanc);
-  const auto dir = std::filesystem::temp_directory_path() / ("tucker-seg-pacs-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  struct Cleanup {
-    std::filesystem::path dir;
-    ~Cleanup() { std::filesystem::remove_all(dir); }
-  } cleanup{dir};
+  if (!ct) return NotFound("pacs: the study has no CT series in " + UrlServer(flags.orthanc));  // no UIDs in messages
+  TS_ASSIGN_OR_RETURN(const auto spool, PrivateSpool::Create());
+  const std::filesystem::path& dir = spool->dir();
   TS_RETURN_IF_ERROR(pacs.RetrieveSeries(study, ct->series_instance_uid, (dir / "series").string()));
   job.inputs = {(dir / "series").string()};
   job.dicom_seg = (dir / "seg.dcm").string();
@@ -275,7 +301,8 @@ Status Pacs(const Connection& connection, const PacsFlags& flags, SegmentJob job
   if (!client.ok()) return client.status();
   TS_RETURN_IF_ERROR(RunSegment(*client.value(), job));
   TS_RETURN_IF_ERROR(pacs.Store(job.dicom_seg));
-  std::printf("stored the DICOM SEG of series %s in %s\n", ct->series_instance_uid.c_str(), flags.orthanc.c_str());
+  std::printf("stored the DICOM SEG of the study's CT series (%lld instances) in %s\n", static_cast<long long>(ct->instances),
+              UrlServer(flags.orthanc).c_str());
   return Status::Ok();
 }
 
@@ -324,22 +351,30 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   CLI::App* models = app.add_subcommand("models", "List the server's models, variants, their cost, quality and speed on its device.");
 
   double wait_seconds = 0;
+  std::string readyz_url;
   CLI::App* health = app.add_subcommand("health", "Exit 0 once the server is SERVING.");
   health->add_option("--wait", wait_seconds, "Seconds to wait for SERVING")->check(CLI::NonNegativeNumber)->capture_default_str();
+  health->add_option("--readyz", readyz_url, "Ask the server's HTTP /readyz instead of gRPC health, e.g. http://127.0.0.1:9180/readyz "
+                                             "(what the container HEALTHCHECK does: it needs no TLS or token)");
 
   PacsFlags pacs_flags;
   CLI::App* pacs = app.add_subcommand("pacs", "Segment a study's CT series from Orthanc over DICOMweb and store the DICOM SEG back.");
   pacs->add_option("--orthanc", pacs_flags.orthanc, "Orthanc base URL, e.g. http://host:8042")->required();
   pacs->add_option("--study", pacs_flags.study, "StudyInstanceUID")->required();
   pacs->add_option("--dicomweb-root", pacs_flags.dicomweb_root, "DICOMweb path under the base URL")->capture_default_str();
+  pacs->add_option("--dicomweb-ca", pacs_flags.http.ca_file, "PEM CA bundle to verify an https PACS with")->envname("TUCKER_SEG_DICOMWEB_CA");
+  pacs->add_option("--dicomweb-token", pacs_flags.http.bearer_token, "Bearer token for the PACS (prefer TUCKER_SEG_DICOMWEB_TOKEN)")
+      ->envname("TUCKER_SEG_DICOMWEB_TOKEN");
+  pacs->add_option("--dicomweb-user", pacs_flags.http.basic_auth, "user:password for HTTP basic authentication (prefer TUCKER_SEG_DICOMWEB_USER)")
+      ->envname("TUCKER_SEG_DICOMWEB_USER");
   AddSelectionFlags(pacs, &job);
   for (CLI::App* command : {segment, models, health, pacs}) {
     command->add_option("--server", connection.server, "Server address host:port")->envname("TUCKER_SEG_SERVER")->capture_default_str();
     command->add_option("--tls-ca", connection.tls_ca, "PEM file of the CA to trust: connect over TLS")->envname("TUCKER_SEG_TLS_CA");
     command->add_flag("--tls", connection.tls, "Connect over TLS, trusting the system's roots");
     command->add_option("--tls-cert", connection.tls_cert, "PEM certificate chain of this client, for a server that requires one (mutual TLS)")
-        ->envname("TUCKER_SEG_TLS_CERT");
-    command->add_option("--tls-key", connection.tls_key, "PEM private key for --tls-cert")->envname("TUCKER_SEG_TLS_KEY");
+        ->envname("TUCKER_SEG_CLIENT_CERT");  // not TUCKER_SEG_TLS_CERT: that is the server's own
+    command->add_option("--tls-key", connection.tls_key, "PEM private key for --tls-cert")->envname("TUCKER_SEG_CLIENT_KEY");
     // No --token on the command line in scripts: it shows in `ps`; the variable does not.
     command->add_option("--token", connection.token, "Bearer token for a server started with --auth-tokens (prefer TUCKER_SEG_TOKEN)")
         ->envname("TUCKER_SEG_TOKEN");
@@ -357,7 +392,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   Status status;
   if (segment->parsed()) status = Segment(connection, job);
   if (models->parsed()) status = Models(connection);
-  if (health->parsed()) status = Health(connection, wait_seconds);
+  if (health->parsed()) status = Health(connection, wait_seconds, readyz_url);
   if (pacs->parsed()) status = Pacs(connection, pacs_flags, job);
   if (status.ok()) return command_line::kExitOk;
   return command_line::Fail(err, status);

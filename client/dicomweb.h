@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "client/http_request.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg {
@@ -17,8 +18,9 @@ struct SeriesSummary {
 
 class DicomWebClient {
  public:
-  // `root`: the DICOMweb root, e.g. http://localhost:8042/dicom-web
-  explicit DicomWebClient(std::string root, double timeout_seconds = 300);
+  // `root`: the DICOMweb root, e.g. http://localhost:8042/dicom-web; `options`: timeout, CA
+  // bundle, bearer token or basic authentication.
+  explicit DicomWebClient(std::string root, HttpOptions options = {});
 
   Result<std::vector<SeriesSummary>> FindSeries(const std::string& study_uid) const;
   // Writes every instance of the series as <dir>/<n>.dcm (as stored: no transcoding).
@@ -27,7 +29,7 @@ class DicomWebClient {
 
  private:
   std::string root_;
-  double timeout_seconds_;
+  HttpOptions options_;
 };
 
 }  // namespace tucker_seg

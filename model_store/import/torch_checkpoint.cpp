@@ -39,18 +39,26 @@ class CheckpointReader {
     if (!dtype.ok()) return DataLoss("tensor '" + name + "': " + dtype.status().message());
     auto storage = Storage(ref.storage, dtype.value());
     if (!storage.ok()) return DataLoss("tensor '" + name + "': " + storage.status().message());
-    // The view must stay inside its storage.
+    // The view must stay inside its storage (overflow-checked: sizes and strides are untrusted).
+    if (ref.size.size() != ref.stride.size() || ref.size.size() > 16) return DataLoss("tensor '" + name + "' has a malformed shape");
     int64_t last = ref.offset;
+    bool overflow = false;
     for (size_t d = 0; d < ref.size.size(); ++d) {
       if (ref.size[d] < 0 || ref.stride[d] < 0) return DataLoss("tensor '" + name + "' has a negative size or stride");
       if (ref.size[d] == 0) { last = -1; break; }
-      last += (ref.size[d] - 1) * ref.stride[d];
+      int64_t step = 0;
+      overflow |= __builtin_mul_overflow(ref.size[d] - 1, ref.stride[d], &step);
+      overflow |= __builtin_add_overflow(last, step, &last);
     }
-    if (ref.offset < 0 || last >= storage.value().numel()) {
+    if (overflow || ref.offset < 0 || last >= storage.value().numel()) {
       return DataLoss("tensor '" + name + "' reaches outside its storage of " +
                       std::to_string(storage.value().numel()) + " elements");
     }
-    return storage.value().as_strided(ref.size, ref.stride, ref.offset).contiguous();
+    auto view = StatusFromExceptions("tensor '" + name + "'", [&]() -> Result<torch::Tensor> {
+      return storage.value().as_strided(ref.size, ref.stride, ref.offset).contiguous();
+    });
+    if (!view.ok()) return DataLoss(view.status().message());
+    return view;
   }
 
  private:
@@ -76,7 +84,17 @@ class CheckpointReader {
     if (offset > static_cast<size_t>(file_size_) || bytes > file_size_ - static_cast<int64_t>(offset)) {
       return DataLoss("storage record '" + record + "' runs past the end of the file (truncated?)");
     }
-    torch::Tensor storage = torch::empty({ref.numel}, torch::TensorOptions().dtype(dtype));
+    // Records may share bytes (a zip directory can point many names at one offset): all storages
+    // together must fit in the file, so that what is allocated is at most what the file holds.
+    if (bytes > file_size_ - storage_bytes_) {
+      return DataLoss("storage record '" + record + "': the storages claim more bytes than the file's " + std::to_string(file_size_));
+    }
+    storage_bytes_ += bytes;
+    auto allocated = StatusFromExceptions("storage record '" + record + "'", [&]() -> Result<torch::Tensor> {
+      return torch::empty({ref.numel}, torch::TensorOptions().dtype(dtype));
+    });
+    if (!allocated.ok()) return DataLoss(allocated.status().message());
+    torch::Tensor storage = allocated.value();
     std::ifstream in(path_, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(offset));
     if (!in.read(static_cast<char*>(storage.data_ptr()), bytes)) {
@@ -90,6 +108,7 @@ class CheckpointReader {
   int64_t file_size_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip_;
   std::map<std::string, torch::Tensor> storages_;
+  int64_t storage_bytes_ = 0;  // of all storages read so far
 };
 
 std::string Identity(const pickle::TensorRef& ref) {

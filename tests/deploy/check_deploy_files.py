@@ -9,6 +9,29 @@ import sys
 import yaml
 
 
+def parse_seconds(text):
+    return float(str(text).rstrip("s"))
+
+
+def check_restricted(path, deployment):
+    """Pod Security "restricted", HTTP probes that work with TLS on, a grace period beyond the drain."""
+    pod = deployment["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    assert security.get("runAsNonRoot") is True, f"{path}: runAsNonRoot"
+    assert security.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{path}: seccompProfile"
+    for c in pod["containers"]:
+        cs = c["securityContext"]
+        assert cs.get("allowPrivilegeEscalation") is False, f"{path}: allowPrivilegeEscalation"
+        assert cs.get("readOnlyRootFilesystem") is True, f"{path}: readOnlyRootFilesystem"
+        assert cs.get("capabilities", {}).get("drop") == ["ALL"], f"{path}: capabilities"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert "httpGet" in c[probe], f"{path}: {probe} must be HTTP (gRPC probes cannot speak TLS)"
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        assert "TUCKER_SEG_TLS_CERT" in env and "TUCKER_SEG_AUTH_TOKENS" in env, f"{path}: TLS and tokens"
+        drain = float(env.get("TUCKER_SEG_DRAIN_SECONDS", 30))
+        assert pod["terminationGracePeriodSeconds"] > drain, f"{path}: grace period must exceed the drain"
+
+
 def main():
     root = sys.argv[1]
     deploy = os.path.join(root, "deploy")
@@ -23,12 +46,28 @@ def main():
             for d in documents:
                 assert "apiVersion" in d and "kind" in d and "metadata" in d, f"{path}: not a Kubernetes object"
                 kinds.add(d["kind"])
-    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap"}
+    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap", "NetworkPolicy"}
     assert expected <= kinds, f"missing Kubernetes kinds: {expected - kinds}"
+
+    for path in files:
+        if os.sep + "k8s" + os.sep not in path:
+            continue
+        with open(path) as f:
+            for d in yaml.safe_load_all(f):
+                if d and d["kind"] == "Deployment":
+                    check_restricted(path, d)
 
     with open(os.path.join(deploy, "compose.yaml")) as f:
         compose = yaml.safe_load(f)
     assert {"tucker-seg-server", "prometheus", "grafana"} <= set(compose["services"]), compose["services"].keys()
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"compose: {name} publishes {port} beyond localhost"
+    grafana = compose["services"]["grafana"]["environment"]
+    assert str(grafana.get("GF_SECURITY_ADMIN_PASSWORD", "")).startswith("${GRAFANA_ADMIN_PASSWORD:?"), f"compose: Grafana needs a password from the environment: {grafana}"
+    server = compose["services"]["tucker-seg-server"]
+    assert server.get("read_only") is True and "ALL" in server.get("cap_drop", []), server
+    assert parse_seconds(server["stop_grace_period"]) > float(server["environment"]["TUCKER_SEG_DRAIN_SECONDS"]), server
 
     with open(os.path.join(deploy, "grafana", "dashboards", "tucker-seg.json")) as f:
         dashboard = json.load(f)

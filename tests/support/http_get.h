@@ -12,8 +12,10 @@
 namespace tucker_seg::testing {
 
 // The response body of <method> http://127.0.0.1:<port><path> when the status is 200.
+// `extra_headers`: whole header lines, each ending in \r\n (e.g. an Authorization header).
 inline std::optional<std::string> HttpRequest(int port, const std::string& method, const std::string& path, const std::string& body = "",
-                                              const std::string& content_type = "application/octet-stream") {
+                                              const std::string& content_type = "application/octet-stream",
+                                              const std::string& extra_headers = "") {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return std::nullopt;
   const timeval timeout{10, 0};
@@ -24,7 +26,7 @@ inline std::optional<std::string> HttpRequest(int port, const std::string& metho
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    std::string request = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers;
     if (method == "POST") request += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     request += "\r\n" + body;
     size_t sent = 0;
