@@ -1,5 +1,7 @@
 #include "client/dicom_seg.h"
 
+#include "vocabulary/atomic_file.h"
+
 #include "client/class_codes.h"
 #include "vocabulary/label_palette.h"
 
@@ -181,11 +183,11 @@ Status WriteDicomSeg(const std::string& path, const LabelMap& labels, const Dico
   // Saved beside the target, then renamed over it, so that readers never see half a file.
   const std::string temporary = path + ".tmp." + std::to_string(getpid());
   const OFCondition saved = seg->saveFile(temporary.c_str(), EXS_DeflatedLittleEndianExplicit);
-  if (saved.bad() || std::rename(temporary.c_str(), path.c_str()) != 0) {
+  if (saved.bad()) {
     std::remove(temporary.c_str());
-    return saved.bad() ? Check(saved, "save '" + path + "'") : Internal("cannot rename the DICOM SEG into '" + path + "'");
+    return Check(saved, "save '" + path + "'");
   }
-  return Status::Ok();
+  return CommitWrittenFile(temporary, path);
 }
 
 }  // namespace tucker_seg

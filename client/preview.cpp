@@ -1,5 +1,9 @@
 #include "client/preview.h"
 
+#include <unistd.h>
+
+#include "vocabulary/atomic_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -275,15 +279,17 @@ Status WritePreview(const std::string& path, const CtVolume& ct, const LabelMap&
   image->Allocate();
   Rgb* out = image->GetBufferPointer();
   for (size_t i = 0; i < preview.pixels.size(); ++i) out[i].Set(preview.pixels[i][0], preview.pixels[i][1], preview.pixels[i][2]);
+  const std::string temporary = path + ".tmp-" + std::to_string(getpid()) + ".png";  // ITK picks PNG by the name
   try {
     auto writer = itk::ImageFileWriter<RgbImage>::New();
-    writer->SetFileName(path);
+    writer->SetFileName(temporary);
     writer->SetInput(image);
     writer->Update();
   } catch (const itk::ExceptionObject& e) {
+    std::remove(temporary.c_str());
     return Internal("cannot write preview '" + path + "': " + std::string(e.GetDescription()).substr(0, 200));
   }
-  return Status::Ok();
+  return CommitWrittenFile(temporary, path);
 }
 
 }  // namespace tucker_seg

@@ -1,5 +1,7 @@
 #include "image_io/image_io.h"
 
+#include "vocabulary/atomic_file.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,16 +82,21 @@ Status Write(const std::string& path, const Volume<T>& v) {
   if (static_cast<int64_t>(v.voxels.size()) != v.geometry.NumVoxels()) return InvalidArgument("voxel count does not match the geometry");
   auto image = MakeImage<Image>(v.geometry);
   std::copy(v.voxels.begin(), v.voxels.end(), image->GetBufferPointer());
+  // Written under a temporary name with the same extension (ITK picks the format by it), then
+  // fsynced and renamed into place.
+  const std::string stem = WithoutImageExtension(path);
+  const std::string temporary = stem + ".tmp-" + std::to_string(getpid()) + path.substr(stem.size());
   try {
     auto writer = itk::ImageFileWriter<Image>::New();
-    writer->SetFileName(path);
+    writer->SetFileName(temporary);
     writer->SetInput(image);
     writer->UseCompressionOn();
     writer->Update();
   } catch (const itk::ExceptionObject& e) {
+    std::remove(temporary.c_str());
     return Internal("cannot write '" + path + "': " + FirstLine(e.GetDescription()));
   }
-  return Status::Ok();
+  return CommitWrittenFile(temporary, path);
 }
 
 bool IsDicomFile(const std::filesystem::path& path) {

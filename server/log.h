@@ -1,9 +1,24 @@
-// The server's log lines on stderr: "2026-12-01T19:30:00.123Z <message>", UTC, one line each.
-// Never patient data: request ids, model and variant names, sizes and timings only.
+// The server's log lines on stderr, one event per line, UTC timestamps, a level:
+//   text (default): "2026-12-01T19:30:00.123Z INFO <message>"
+//   json:           {"time":"2026-12-01T19:30:00.123Z","level":"info","message":"<message>"}
+// Control characters in a message become '_' (a client's text cannot start a line). Never
+// patient data: request ids, model and variant names, sizes and timings only.
 #pragma once
+
+#include <string>
+
+#include "vocabulary/status.h"
 
 namespace tucker_seg::server {
 
-void Log(const char* format, ...) __attribute__((format(printf, 1, 2)));
+enum class LogLevel { kInfo, kWarning, kError };
+enum class LogFormat { kText, kJson };
+
+// For the whole process; set once at start (--log-format).
+void SetLogFormat(LogFormat format);
+Result<LogFormat> ParseLogFormat(const std::string& name);
+
+void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+void Log(const char* format, ...) __attribute__((format(printf, 1, 2)));  // kInfo
 
 }  // namespace tucker_seg::server

@@ -498,7 +498,10 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   const double seconds = Since(start);
   const std::string code = StatusName(status.code());
   state_.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
-  Log("request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s",
+  const LogLevel level = status.ok() ? LogLevel::kInfo
+                         : status.code() == StatusCode::kInternal || status.code() == StatusCode::kDataLoss ? LogLevel::kError
+                                                                                                             : LogLevel::kWarning;
+  Log(level, "request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s",
                record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.device.c_str(), record.reason.c_str(),
                static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds,
                code.c_str(), status.ok() ? "" : " message=", status.ok() ? "" : status.message().c_str());

@@ -66,6 +66,8 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   if (!(options.max_connection_age_seconds >= 0)) return InvalidArgument("max_connection_age must be >= 0 seconds");
   if (options.memory_budget_bytes < 0) return InvalidArgument("memory_budget must be >= 0 bytes");
   if (options.limits.max_grid_voxels < 1 || options.limits.max_tiles < 1) return InvalidArgument("max_grid_voxels and max_tiles must be >= 1");
+  TS_ASSIGN_OR_RETURN(const LogFormat log_format, ParseLogFormat(options.log_format));
+  SetLogFormat(log_format);
   auto credentials = ServerCredentials(options);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
@@ -180,7 +182,7 @@ void SegmentationServer::CalibrateAll(CalibrationOptions options) {
     if (!state_.devices.empty()) models = state_.devices[0]->catalog.Get()->models.size();
     Log("serving: %zu model(s) on %s, health SERVING", models, devices.c_str());
   } else {
-    Log("calibration failed, staying NOT_SERVING: %s", status.message().c_str());
+    Log(LogLevel::kError, "calibration failed, staying NOT_SERVING: %s", status.message().c_str());
   }
 }
 

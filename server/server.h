@@ -35,6 +35,7 @@ struct ServerOptions {
   std::string tls_client_ca_file;
   std::string auth_tokens_file;  // bearer tokens (CallerAuth); empty: no token needed
   bool reflection = false;       // gRPC server reflection (grpcurl without .proto files)
+  std::string log_format = "text";  // or "json" (log.h)
   int64_t memory_budget_bytes = 0;  // 0: DefaultMemoryBudget()
   double stream_idle_timeout_seconds = 60;  // a stream that moves no bytes for this long is cancelled; 0: never
   double keepalive_seconds = 60;            // HTTP/2 pings on idle connections (dead peers are dropped)

@@ -57,6 +57,8 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
       ->check(CLI::Range(1.0, 86400.0));
   add("--max-connection-age", &o->max_connection_age_seconds, "TUCKER_SEG_MAX_CONNECTION_AGE",
       "Seconds before a connection is asked to reconnect (GOAWAY; 0 = never)")->check(CLI::NonNegativeNumber);
+  add("--log-format", &o->log_format, "TUCKER_SEG_LOG_FORMAT", "Log lines as text or as one JSON object each")
+      ->check(CLI::IsMember({"text", "json"}));
   add("--drain-seconds", &o->drain_seconds, "TUCKER_SEG_DRAIN_SECONDS", "On SIGTERM, time open requests get to finish")
       ->check(CLI::NonNegativeNumber);
 }

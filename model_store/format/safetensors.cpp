@@ -1,5 +1,6 @@
 #include "model_store/format/safetensors.h"
 #include "model_store/format/bounded_json.h"
+#include "vocabulary/atomic_file.h"
 
 #include <filesystem>
 #include <fstream>
@@ -44,19 +45,12 @@ Status WriteSafetensors(const std::string& path, const std::map<std::string, tor
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    const uint64_t len = text.size();
-    out.write(reinterpret_cast<const char*>(&len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& c : data) out.write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.numel() * c.element_size()));
-    if (!out) return Internal("cannot write '" + tmp + "'");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Internal("cannot rename '" + tmp + "' to '" + path + "': " + ec.message());
-  return Status::Ok();
+  AtomicFileWriter out(path);  // every write checked, fsynced, renamed into place
+  const uint64_t len = text.size();
+  out.Write(std::string_view(reinterpret_cast<const char*>(&len), 8));
+  out.Write(text);
+  for (const auto& c : data) out.Write(std::string_view(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size()));
+  return out.Commit();
 }
 
 Result<std::map<std::string, torch::Tensor>> ReadSafetensors(const std::string& path,
