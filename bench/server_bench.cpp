@@ -10,6 +10,13 @@
 //     killed (SIGKILL) halfway through a phase. Per phase: requests per replica (from each
 //     replica's /metrics), variant mix, p95, retried requests, errors.
 //
+//   server_bench overload [--seconds 300] [--clients 32] [--load 10] [--target S]
+//     One tucker-seg-server process (bundled model, 2 threads, --max-queue 4, --max-streams 16)
+//     offered --load times its measured capacity by --clients clients for --seconds. Each client
+//     retries RESOURCE_EXHAUSTED after the server's grpc-retry-pushback-ms (up to 10 attempts).
+//     Per 30 s window: served, refused attempts, p95 of admitted requests (server-side total),
+//     the server's RSS, open streams and queue depth (from its /metrics); then lost requests.
+//
 //   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1]
 //     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
 //     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
@@ -359,17 +366,124 @@ int Cluster(double target, int requests) {
   return 0;
 }
 
+// A gauge or counter of /metrics (the first sample of that name), -1 when absent.
+double MetricValue(int metrics_port, const std::string& name) {
+  const auto text = tucker_seg::testing::HttpGet(metrics_port, "/metrics");
+  if (!text) return -1;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + " ", 0) == 0 || line.rfind(name + "{", 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
+  return -1;
+}
+
+int Overload(double seconds, int clients, double load, double target) {
+  const auto ct = bench::SyntheticCt(48, 128, {1.5, 1.5, 3.0});
+  const int port = tucker_seg::testing::FreeLoopbackPort();
+  const int metrics_port = tucker_seg::testing::FreeLoopbackPort();
+  const fs::path log = fs::temp_directory_path() / "tucker-seg-overload.log";
+  if (target <= 0) target = 10;
+  tucker_seg::testing::Subprocess server(
+      {std::string(TUCKER_SEG_BINARY_DIR) + "/tucker-seg-server", "--model-store", std::string(TUCKER_SEG_SOURCE_DIR) + "/models", "--listen",
+       "127.0.0.1:" + std::to_string(port), "--metrics-listen", "127.0.0.1:" + std::to_string(metrics_port), "--threads", "2",
+       "--max-queue", "4", "--max-streams", "16", "--calibration-repeats", "1", "--latency-target", std::to_string(target)},
+      log.string());
+  client::ConnectionOptions co;
+  co.target = "127.0.0.1:" + std::to_string(port);
+  co.max_attempts = 10;
+  auto client = std::move(client::SegmentationClient::Connect(co).value());
+  const auto serving = client->WaitUntilServing("", 300);
+  if (!serving.ok() || !serving.value()) return std::fprintf(stderr, "the server never became SERVING (%s)\n", log.c_str()), 1;
+  // Capacity: one request at a time, median of 5.
+  std::vector<double> alone;
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    if (!client->Segment(ct, {}).ok()) return std::fprintf(stderr, "a lone request failed\n"), 1;
+    alone.push_back(Since(start));
+  }
+  const double capacity = 1 / Percentile(alone, 0.5);
+  const double interval = clients / (load * capacity);  // seconds between one client's requests
+  std::printf("capacity %.2f requests/s (one at a time, median of 5); offered %.1fx = %.1f requests/s from %d clients for %.0f s; "
+              "latency target %.0f s\n\n", capacity, load, load * capacity, clients, seconds, target);
+  std::printf("%-9s %7s %8s %9s %9s %8s %8s %7s\n", "window", "served", "refused", "p95 s", "max s", "RSS MiB", "streams", "queue");
+
+  struct Sample {
+    double at, seconds;
+    int attempts;
+    bool ok;
+  };
+  std::mutex mutex;
+  std::vector<Sample> samples;
+  std::atomic<bool> stop{false};
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto next = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval * c / clients));
+      while (!stop.load()) {
+        std::this_thread::sleep_until(next);  // the client's own schedule (open loop while it keeps up)
+        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval));
+        if (stop.load()) break;
+        auto result = client->Segment(ct, {});
+        std::lock_guard<std::mutex> lock(mutex);
+        samples.push_back({Since(start), result.ok() ? result.value().timings.total_seconds() : 0, result.ok() ? result.value().attempts : 10,
+                           result.ok()});
+        if (!result.ok()) std::fprintf(stderr, "lost: %s\n", result.status().message().c_str());
+      }
+    });
+  }
+  constexpr double kWindow = 30;
+  double max_rss = 0;
+  for (double w = 0; w < seconds; w += kWindow) {
+    double rss = 0, streams = 0, queue = 0;
+    while (Since(start) < std::min(seconds, w + kWindow)) {  // sample the server every 2 s
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      rss = std::max(rss, MetricValue(metrics_port, "process_resident_memory_bytes"));
+      streams = std::max(streams, MetricValue(metrics_port, "tuckerseg_open_streams"));
+      queue = std::max(queue, MetricValue(metrics_port, "tuckerseg_queue_depth"));
+    }
+    max_rss = std::max(max_rss, rss);
+    std::vector<double> latencies;
+    int refused = 0, served = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      for (const auto& s : samples) {
+        if (s.at < w || s.at >= w + kWindow || !s.ok) continue;
+        ++served;
+        refused += s.attempts - 1;
+        latencies.push_back(s.seconds);
+      }
+    }
+    std::printf("%3.0f-%3.0f s %7d %8d %9.2f %9.2f %8.0f %8.0f %7.0f\n", w, w + kWindow, served, refused, Percentile(latencies, 0.95),
+                latencies.empty() ? 0.0 : *std::max_element(latencies.begin(), latencies.end()), rss / 1048576, streams, queue);
+    std::fflush(stdout);
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  int lost = 0, retried = 0, total = 0;
+  std::vector<double> all;
+  for (const auto& s : samples) {
+    ++total;
+    lost += !s.ok;
+    retried += s.ok && s.attempts > 1;
+    if (s.ok) all.push_back(s.seconds);
+  }
+  std::printf("\n%d requests: %d served (%d of them after RESOURCE_EXHAUSTED + pushback), %d lost; p95 of admitted %.2f s "
+              "(target %.0f s); peak RSS %.0f MiB; pushback hints honoured by the client library\n",
+              total, total - lost, retried, lost, Percentile(all, 0.95), target, max_rss / 1048576);
+  return lost == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: server_bench overhead|ramp|cluster [options]\n");
+    std::fprintf(stderr, "usage: server_bench overhead|ramp|cluster|overload [options]\n");
     return 2;
   }
   const std::string mode = argv[1];
   int64_t slices = 300;
-  int repeats = 2, requests = 3;
-  double target = 0;
+  int repeats = 2, requests = 3, clients = 32;
+  double target = 0, seconds = 300, load = 10;
   std::vector<int> levels{1, 2, 4, 8, 4, 1};
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -377,6 +491,9 @@ int main(int argc, char** argv) {
     else if (k == "--repeats") repeats = std::stoi(v);
     else if (k == "--requests") requests = std::stoi(v);
     else if (k == "--target") target = std::stod(v);
+    else if (k == "--seconds") seconds = std::stod(v);
+    else if (k == "--clients") clients = std::stoi(v);
+    else if (k == "--load") load = std::stod(v);
     else if (k == "--levels") {
       levels.clear();
       std::stringstream ss(v);
@@ -384,5 +501,6 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == "cluster") return Cluster(target, requests);
+  if (mode == "overload") return Overload(seconds, clients, load, target);
   return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels) : 2;
 }

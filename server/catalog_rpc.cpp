@@ -114,6 +114,12 @@ void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const
       }
     }
   }
+  for (const auto& [name, why] : m.unavailable) {
+    auto* out = response->add_variants();
+    out->set_name(name);
+    out->set_selectable(false);
+    out->set_not_selectable_reason("unavailable: " + why);
+  }
 }
 
 // A composite on the first device, variant by variant over the variants every part has: its

@@ -56,13 +56,17 @@ Result<ModelEntry> LoadModelFolder(const fs::path& dir) {
       if (fs::exists(e.path() / "model.json")) variant_dirs.push_back(e.path());
   }
   std::sort(variant_dirs.begin(), variant_dirs.end());
+  // One broken variant (truncated weights, a bad manifest) must not take the others down.
   for (const auto& vdir : variant_dirs) {
-    auto v = LoadVariant(vdir.filename().string(), vdir);
-    if (!v.ok()) return v.status();
-    if (v.value().info.labels != model.variants[0].info.labels) {
-      return InvalidArgument(vdir.string() + ": its labels differ from the original's");
+    const std::string name = vdir.filename().string();
+    auto v = LoadVariant(name, vdir);
+    if (!v.ok()) {
+      model.unavailable.emplace_back(name, v.status().message());
+    } else if (v.value().info.labels != model.variants[0].info.labels) {
+      model.unavailable.emplace_back(name, vdir.string() + ": its labels differ from the original's");
+    } else {
+      model.variants.push_back(std::move(v.value()));
     }
-    model.variants.push_back(std::move(v.value()));
   }
   return model;
 }
@@ -130,7 +134,10 @@ Result<ModelCatalog> LoadModelPool(const std::string& store) {
   for (const auto& dir : model_dirs) {
     if (!IsCompositeModel(dir.string())) {
       auto m = LoadModelFolder(dir);
-      if (!m.ok()) return m.status();
+      if (!m.ok()) {
+        catalog.unavailable_models.emplace_back(dir.string(), m.status().message());
+        continue;
+      }
       TS_RETURN_IF_ERROR(add(std::move(m.value())));
       continue;
     }
@@ -145,6 +152,9 @@ Result<ModelCatalog> LoadModelPool(const std::string& store) {
       TS_RETURN_IF_ERROR(add(std::move(part.value())));
     }
     catalog.composites.push_back(std::move(composite));
+  }
+  if (catalog.models.empty()) {
+    return Annotate(Status(StatusCode::kDataLoss, catalog.unavailable_models[0].second), "no model of '" + store + "' could be loaded");
   }
   return catalog;
 }

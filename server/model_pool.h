@@ -39,6 +39,8 @@ struct ModelEntry {
   std::string name;
   std::string device;  // the label of the device its networks live on (DeviceProfile::Label)
   std::vector<VariantEntry> variants;  // [0] is the original
+  // Variants whose folder could not be loaded (name, why): not served, the others are.
+  std::vector<std::pair<std::string, std::string>> unavailable;
   const VariantEntry* Find(const std::string& variant) const;
   std::string VariantNames() const;  // "original, df0.5, ..." for messages
 };
@@ -55,6 +57,8 @@ struct CompositeEntry {
 // holds the shared_ptr for its whole life, so the entries it points into stay valid.
 struct ModelCatalog {
   std::vector<ModelEntry> models;
+  // Model folders that could not be loaded (folder, why): not served, the others are.
+  std::vector<std::pair<std::string, std::string>> unavailable_models;
   std::vector<CompositeEntry> composites;
   bool calibrated = false;
   // The model a request names; an empty name means the only model.

@@ -392,6 +392,10 @@ Status ServeSegment(ServiceState& state, grpc::ServerContext* context, Stream* s
   if (volume.value().voxel_type == tuckerseg::v1::VOXEL_TYPE_UINT8) {
     return InvalidArgument("header.volume.voxel_type: a CT must be VOXEL_TYPE_INT16 or VOXEL_TYPE_FLOAT32");
   }
+  for (const ModelEntry* m : parts) {
+    for (const auto& [name, why] : m->unavailable)
+      if (name == header.variant()) return NotFound("header.variant '" + name + "' of model '" + m->name + "' is unavailable: " + why);
+  }
   for (const ModelEntry* m : parts)
     if (!header.variant().empty() && header.variant() != "auto" && !m->Find(header.variant())) {
       return NotFound("header.variant '" + header.variant() + "' of model '" + m->name + "' does not exist (have: " + m->VariantNames() +

@@ -78,6 +78,9 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   Log("model store %s loaded; %s, %s, reflection %s", options.model_store.c_str(),
       options.tls_cert_file.empty() ? "plaintext gRPC" : options.tls_client_ca_file.empty() ? "TLS" : "mutual TLS",
       s->auth_.enabled() ? "bearer tokens required" : "no caller authentication", options.reflection ? "on" : "off");
+  LogUnavailable(loaded);
+  s->model_store_ = options.model_store;
+  s->calibration_options_ = options.calibration;
   const auto catalog = std::make_shared<const ModelCatalog>(std::move(loaded));
   for (const auto& profile : profiles) {
     auto device = std::make_unique<ServedDevice>();
@@ -132,11 +135,17 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   return s;
 }
 
-Status SegmentationServer::CalibrateDevice(ServedDevice& device, CalibrationOptions options) {
+void SegmentationServer::LogUnavailable(const ModelCatalog& catalog) {
+  for (const auto& [dir, why] : catalog.unavailable_models) Log(LogLevel::kWarning, "model folder %s is unavailable: %s", dir.c_str(), why.c_str());
+  for (const auto& m : catalog.models)
+    for (const auto& [variant, why] : m.unavailable) Log(LogLevel::kWarning, "variant %s/%s is unavailable: %s", m.name.c_str(), variant.c_str(), why.c_str());
+}
+
+Result<ModelCatalog> SegmentationServer::CalibrateOnDevice(ServedDevice& device, const ModelCatalog& source, CalibrationOptions options) {
   const std::string label = device.profile.Label();
   const torch::ScalarType dtype = device.device.is_cuda() ? gpu_dtype_ : torch::kFloat32;
   // Networks are shared with the loaded catalog where they already live on this device.
-  TS_ASSIGN_OR_RETURN(ModelCatalog placed, PlaceOnDevice(*device.catalog.Get(), device.device, dtype, label));
+  TS_ASSIGN_OR_RETURN(ModelCatalog placed, PlaceOnDevice(source, device.device, dtype, label));
   PrepareDevice(device.device);
   if (device.device.is_cuda() && nvml_) {
     options.memory_used = [this, index = device.profile.index]() -> std::optional<int64_t> {
@@ -154,15 +163,16 @@ Status SegmentationServer::CalibrateDevice(ServedDevice& device, CalibrationOpti
     }
   }
   placed.calibrated = true;
-  device.catalog.Publish(std::make_shared<const ModelCatalog>(std::move(placed)));
-  return Status::Ok();
+  return placed;
 }
 
 void SegmentationServer::CalibrateAll(CalibrationOptions options) {
   Status status;
   for (auto& device : state_.devices) {
-    status = Annotate(CalibrateDevice(*device, options), device->profile.spec);
+    auto placed = CalibrateOnDevice(*device, *device->catalog.Get(), options);
+    status = Annotate(placed.status(), device->profile.spec);
     if (!status.ok()) break;
+    device->catalog.Publish(std::make_shared<const ModelCatalog>(std::move(placed.value())));
   }
   {
     absl::MutexLock lock(&mutex_);
@@ -200,6 +210,12 @@ void SegmentationServer::Shutdown() {
     state_.ready.store(false);
   }
   if (calibration_.joinable()) calibration_.join();
+  std::thread reload;
+  {
+    absl::MutexLock lock(&mutex_);
+    reload = std::move(reload_thread_);
+  }
+  if (reload.joinable()) reload.join();
   if (!server_) return;  // Start failed before listening
   server_->GetHealthCheckService()->SetServingStatus("", false);
   server_->GetHealthCheckService()->SetServingStatus(kServiceName, false);
@@ -210,6 +226,47 @@ void SegmentationServer::Shutdown() {
   for (auto& device : state_.devices) device->scheduler->Shutdown();
   Log("drained in %.2f s: open calls finished, workers stopped",
       std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_start).count());
+}
+
+Status SegmentationServer::Reload() {
+  if (!WaitUntilCalibrated().ok()) return FailedPrecondition("reload: the first calibration failed; restart instead");
+  absl::MutexLock reloading(&reload_mutex_);
+  const auto start = std::chrono::steady_clock::now();
+  auto loaded = LoadModelPool(model_store_);
+  if (!loaded.ok()) {
+    Log(LogLevel::kError, "reload failed, the old store keeps serving: %s", loaded.status().message().c_str());
+    return loaded.status();
+  }
+  LogUnavailable(loaded.value());
+  // Every device is calibrated before any is switched, so that a request never sees a model on
+  // one device that another lacks.
+  std::vector<std::shared_ptr<const ModelCatalog>> ready;
+  for (auto& device : state_.devices) {
+    auto placed = CalibrateOnDevice(*device, loaded.value(), calibration_options_);
+    if (!placed.ok()) {
+      Log(LogLevel::kError, "reload failed on %s, the old store keeps serving: %s", device->profile.Label().c_str(), placed.status().message().c_str());
+      return Annotate(placed.status(), device->profile.spec);
+    }
+    ready.push_back(std::make_shared<const ModelCatalog>(std::move(placed.value())));
+  }
+  for (size_t d = 0; d < ready.size(); ++d) state_.devices[d]->catalog.Publish(ready[d]);
+  size_t variants = 0;
+  for (const auto& m : ready[0]->models) variants += m.variants.size();
+  Log("reloaded %s in %.2f s: %zu model(s), %zu variant(s); calls under way finish on the old ones", model_store_.c_str(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), ready[0]->models.size(), variants);
+  return Status::Ok();
+}
+
+void SegmentationServer::StartReload() {
+  std::thread previous;
+  {
+    absl::MutexLock lock(&mutex_);
+    previous = std::move(reload_thread_);
+  }
+  if (previous.joinable()) previous.join();  // outside the lock: the reload itself takes it
+  absl::MutexLock lock(&mutex_);
+  if (shut_down_ || reload_thread_.joinable()) return;
+  reload_thread_ = std::thread([this] { (void)Reload(); });
 }
 
 SegmentationServer::~SegmentationServer() { Shutdown(); }

@@ -56,13 +56,21 @@ class SegmentationServer {
   Status WaitUntilCalibrated() ABSL_LOCKS_EXCLUDED(mutex_);
   // Health NOT_SERVING, refuse new calls, let queued and running requests finish, stop.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mutex_);
+  // Reads the model store again, places and calibrates it on every device, then swaps every
+  // device's catalog at once (SIGHUP). Calls under way keep the catalog they started with (new
+  // variants appear, removed ones drain); if the store cannot be loaded, the old one keeps serving.
+  Status Reload() ABSL_LOCKS_EXCLUDED(mutex_, reload_mutex_);
+  // Reload() on a background thread (for the signal loop); one at a time, joined by Shutdown.
+  void StartReload() ABSL_LOCKS_EXCLUDED(mutex_, reload_mutex_);
 
  private:
   SegmentationServer() = default;
   // Calibrates a copy of the catalog, publishes it, then turns health SERVING.
   void CalibrateAll(CalibrationOptions options) ABSL_LOCKS_EXCLUDED(mutex_);
-  // Places the models on one device, times every variant there, publishes its catalog.
-  Status CalibrateDevice(ServedDevice& device, CalibrationOptions options);
+  // Places `source`'s models on one device and times every variant there.
+  Result<ModelCatalog> CalibrateOnDevice(ServedDevice& device, const ModelCatalog& source, CalibrationOptions options);
+  // Logs what could not be loaded.
+  static void LogUnavailable(const ModelCatalog& catalog);
 
   ServiceState state_;
   std::unique_ptr<VariantSelector> selector_;
@@ -77,6 +85,10 @@ class SegmentationServer {
   int port_ = 0;
   double drain_seconds_ = 30;
   std::thread calibration_;
+  std::string model_store_;
+  CalibrationOptions calibration_options_;
+  absl::Mutex reload_mutex_ ABSL_ACQUIRED_AFTER(mutex_);  // one Reload at a time
+  std::thread reload_thread_ ABSL_GUARDED_BY(mutex_);
   absl::Mutex mutex_;
   absl::CondVar calibrated_;
   bool calibration_done_ ABSL_GUARDED_BY(mutex_) = false;

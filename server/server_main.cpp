@@ -1,4 +1,5 @@
-// tucker-seg-server: flags -> ServerOptions -> a running server until SIGINT/SIGTERM.
+// tucker-seg-server: flags -> ServerOptions -> a running server until SIGINT/SIGTERM; SIGHUP
+// reloads the model store.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -20,11 +21,12 @@ int main(int argc, char** argv) {
     return *exit_code;
   }
 
-  // SIGINT/SIGTERM are taken by sigwait below, in this thread, after the server has started.
+  // SIGINT/SIGTERM/SIGHUP are taken by sigwait below, in this thread, after the server has started.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto server = tucker_seg::server::SegmentationServer::Start(options);
@@ -40,7 +42,10 @@ int main(int argc, char** argv) {
               devices.c_str(), state.devices[0]->catalog.Get()->models.size());
   std::fflush(stdout);
   int signal = 0;
-  sigwait(&signals, &signal);
+  for (sigwait(&signals, &signal); signal == SIGHUP; sigwait(&signals, &signal)) {
+    tucker_seg::server::Log("signal %d: reloading the model store", signal);
+    server.value()->StartReload();
+  }
   tucker_seg::server::Log("signal %d: draining", signal);
   server.value()->Shutdown();
   return 0;

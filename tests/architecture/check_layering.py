@@ -25,6 +25,7 @@ ALLOWED = {
     "proto/wire": BASE + ["wire/", "tuckerseg/"],
     "server": BASE + ENGINE + ["model_store/inference/", "server/", "wire/", "tuckerseg/", "grpc/", "command_line/", "absl/"],
     "client": BASE + ["client/", "image_io/", "wire/", "tuckerseg/", "grpc/", "command_line/"],
+    "fuzz": BASE + ["model_store/format/", "model_store/import/", "wire/", "tuckerseg/"],
 }
 
 include = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

@@ -2,7 +2,10 @@
 // the catalogue RPCs, and the bad-input matrix (the server keeps serving after every case).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <thread>
+
+#include <unistd.h>
 
 #include "image_io/image_io.h"
 #include "model_store/inference/predictor.h"
@@ -230,6 +233,113 @@ TEST_F(Server, ShutdownDrainsRunningRequestsAndRefusesNewOnes) {
 
   const auto after = Segment(*stub, SmallCt());  // the server is gone
   EXPECT_EQ(after.status.error_code(), grpc::StatusCode::UNAVAILABLE) << after.status.error_message();
+}
+
+TEST_F(Server, ABrokenVariantIsUnavailableWhileTheOthersServe) {
+  namespace fs = std::filesystem;
+  const fs::path store = tucker_seg::testing::TempDir("broken-variant-" + std::to_string(getpid()));
+  fs::copy(tucker_seg::testing::SourceDir() / "models", store, fs::copy_options::recursive);
+  const fs::path weights = store / "tucker-abdomen-3mm/variants/df0.5/weights.safetensors";
+  ASSERT_TRUE(fs::exists(weights));
+  fs::resize_file(weights, fs::file_size(weights) / 2);  // a copy cut short
+  auto options = LoopbackServerOptions();
+  options.model_store = store.string();
+  auto broken = SegmentationServer::Start(options);  // before: the whole store refused to load
+  ASSERT_TRUE(broken.ok()) << broken.status().message();
+  ASSERT_TRUE(broken.value()->WaitUntilCalibrated().ok());
+  auto stub = Connect(broken.value()->port());
+
+  grpc::ClientContext context;
+  tuckerseg::v1::DescribeModelRequest request;
+  tuckerseg::v1::DescribeModelResponse description;
+  ASSERT_TRUE(stub->DescribeModel(&context, request, &description).ok());
+  bool listed = false;
+  for (const auto& v : description.variants()) {
+    if (v.name() != "df0.5") continue;
+    listed = true;
+    EXPECT_FALSE(v.selectable());
+    EXPECT_NE(v.not_selectable_reason().find("unavailable: "), std::string::npos) << v.not_selectable_reason();
+    EXPECT_NE(v.not_selectable_reason().find("weights.safetensors"), std::string::npos) << v.not_selectable_reason();
+  }
+  EXPECT_TRUE(listed);
+  SegmentCallOptions pinned;
+  pinned.variant = "df0.5";
+  ExpectRejected(Segment(*stub, SmallCt(), pinned), grpc::StatusCode::NOT_FOUND, "header.variant 'df0.5' of model 'tucker-abdomen-3mm' is unavailable");
+  for (const char* serving : {"auto", "original", "df0.3"}) {
+    SegmentCallOptions o;
+    o.variant = serving;
+    const auto call = Segment(*stub, SmallCt(), o);
+    EXPECT_TRUE(call.status.ok()) << serving << ": " << call.status.error_message();
+  }
+}
+
+// The variant names DescribeModel lists for the only model.
+std::vector<std::string> DescribedVariants(tuckerseg::v1::Segmentation::Stub& stub) {
+  grpc::ClientContext context;
+  tuckerseg::v1::DescribeModelResponse description;
+  std::vector<std::string> names;
+  if (!stub.DescribeModel(&context, {}, &description).ok()) return names;
+  for (const auto& v : description.variants()) names.push_back(v.name());
+  return names;
+}
+
+TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
+  namespace fs = std::filesystem;
+  const fs::path store = tucker_seg::testing::TempDir("reload-" + std::to_string(getpid()));
+  fs::copy(tucker_seg::testing::SourceDir() / "models", store, fs::copy_options::recursive);
+  const fs::path variants = store / "tucker-abdomen-3mm/variants";
+  const fs::path parked = store.parent_path() / (store.filename().string() + "-parked-df0.3");  // outside the store
+  fs::rename(variants / "df0.3", parked);
+  auto options = LoopbackServerOptions();
+  options.model_store = store.string();
+  auto server = SegmentationServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
+  auto stub = Connect(server.value()->port());
+  EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.1", "df0.5"}));
+
+  // A call that started on the old store: header accepted, voxels not yet sent.
+  grpc::ClientContext context;
+  auto open_call = stub->Segment(&context);
+  const auto ct = SmallCt();
+  SegmentCallOptions on_df01;
+  on_df01.variant = "df0.1";
+  ASSERT_TRUE(open_call->Write(testing::HeaderRequest(ct, on_df01)));
+  tuckerseg::v1::SegmentResponse response;
+  ASSERT_TRUE(open_call->Read(&response));
+  EXPECT_EQ(response.progress().stage(), tuckerseg::v1::Progress::HEADER_ACCEPTED);
+
+  // df0.3 appears, df0.1 goes away; health stays SERVING throughout.
+  fs::rename(parked, variants / "df0.3");
+  fs::remove_all(variants / "df0.1");
+  ASSERT_TRUE(server.value()->Reload().ok());
+  EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.3", "df0.5"}));
+  SegmentCallOptions on_df03;
+  on_df03.variant = "df0.3";
+  const auto fresh = Segment(*stub, SmallCt(), on_df03);
+  EXPECT_TRUE(fresh.status.ok()) << fresh.status.error_message();
+  ExpectRejected(Segment(*stub, SmallCt(), on_df01), grpc::StatusCode::NOT_FOUND, "header.variant 'df0.1'");
+
+  // The old call finishes on the variant it was admitted with.
+  tuckerseg::v1::SegmentRequest voxels;
+  voxels.set_voxels(wire::EncodeCt(ct, tuckerseg::v1::VOXEL_TYPE_INT16));
+  ASSERT_TRUE(open_call->Write(voxels));
+  open_call->WritesDone();
+  std::string labels;
+  std::string variant;
+  while (open_call->Read(&response)) {
+    if (response.has_header()) variant = response.header().variant();
+    if (response.has_labels()) labels += response.labels();
+  }
+  const auto finished = open_call->Finish();
+  EXPECT_TRUE(finished.ok()) << finished.error_message();
+  EXPECT_EQ(variant, "df0.1");
+  EXPECT_EQ(labels.size(), ct.voxels.size());
+
+  // A store that no longer loads leaves the current one serving.
+  fs::remove_all(store / "tucker-abdomen-3mm");
+  EXPECT_FALSE(server.value()->Reload().ok());
+  EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.3", "df0.5"}));
 }
 
 TEST_F(Server, MoreStreamsThanAllowedIsResourceExhausted) {
