@@ -19,6 +19,7 @@
 #include "client/dicom_seg.h"
 #include "image_io/segmentation_files.h"
 #include "vocabulary/atomic_file.h"
+#include "vocabulary/pem_file.h"
 #include "client/dicomweb.h"
 #include "client/http_request.h"
 #include "image_io/image_io.h"
@@ -37,13 +38,6 @@ struct Connection {
   std::string token;
 };
 
-Result<std::string> ReadPemFile(const std::string& path, const std::string& flag) {
-  std::ifstream in(path);
-  std::stringstream pem;
-  pem << in.rdbuf();
-  if (!in || pem.str().find("-----BEGIN") == std::string::npos) return InvalidArgument(flag + " '" + path + "' is not a readable PEM file");
-  return pem.str();
-}
 
 // A one-line progress bar on a terminal; nothing when stderr is piped or --quiet.
 class ProgressBar {

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -15,6 +13,7 @@
 #include "model_store/network/device.h"
 #include "model_store/network/runtime.h"
 #include "server/log.h"
+#include "vocabulary/pem_file.h"
 
 namespace tucker_seg::server {
 
@@ -22,26 +21,18 @@ constexpr char kServiceName[] = "tuckerseg.v1.Segmentation";
 
 namespace {
 
-Result<std::string> ReadPem(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in || text.str().find("-----BEGIN") == std::string::npos) return InvalidArgument(what + " '" + path + "' is not a readable PEM file");
-  return text.str();
-}
-
 Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
   if (o.tls_cert_file.empty() && !o.tls_client_ca_file.empty()) return InvalidArgument("tls_client_ca needs tls_cert and tls_key (mTLS is TLS)");
   if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) return InvalidArgument("tls_cert and tls_key must be given together");
-  auto cert = ReadPem(o.tls_cert_file, "tls_cert");
+  auto cert = ReadPemFile(o.tls_cert_file, "tls_cert");
   if (!cert.ok()) return cert.status();
-  auto key = ReadPem(o.tls_key_file, "tls_key");
+  auto key = ReadPemFile(o.tls_key_file, "tls_key");
   if (!key.ok()) return key.status();
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({key.value(), cert.value()});
   if (!o.tls_client_ca_file.empty()) {
-    auto ca = ReadPem(o.tls_client_ca_file, "tls_client_ca");
+    auto ca = ReadPemFile(o.tls_client_ca_file, "tls_client_ca");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = ca.value();
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;

@@ -13,6 +13,16 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// A safetensors file written by hand: the 8-byte header length, the header, then `data`.
+std::string WriteRaw(const std::filesystem::path& dir, const std::string& header, const std::string& data) {
+  const std::string path = (dir / "raw.safetensors").string();
+  std::ofstream f(path, std::ios::binary);
+  const uint64_t len = header.size();
+  f.write(reinterpret_cast<const char*>(&len), 8);
+  f << header << data;
+  return path;
+}
+
 TEST(Safetensors, RoundTripsTensorsExactly) {
   const auto dir = testing::TempDir("safetensors");
   std::map<std::string, torch::Tensor> in = {{"a", torch::randn({2, 3, 4})}, {"b", torch::arange(7, torch::kInt64)}, {"empty", torch::zeros({0, 3})}};
@@ -38,12 +48,7 @@ TEST(Safetensors, HugeHeaderLengthIsRejectedBeforeAllocation) {
 TEST(Safetensors, OffsetsOutsideTheFileAreRejected) {
   const auto dir = testing::TempDir("safetensors-offsets");
   const std::string header = R"({"w":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}})";
-  std::ofstream f(dir / "bad.safetensors", std::ios::binary);
-  const uint64_t len = header.size();
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f << header << "abcd";
-  f.close();
-  auto r = ReadSafetensors((dir / "bad.safetensors").string());
+  auto r = ReadSafetensors(WriteRaw(dir, header, "abcd"));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("data_offsets outside the file"));
 }
@@ -53,12 +58,7 @@ TEST(Safetensors, OverlappingTensorsAreRejected) {
   // Both tensors claim the same 4000 bytes: before, each was allocated and read from them.
   const std::string header = R"({"a":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]},)"
                              R"("b":{"dtype":"F32","shape":[10],"data_offsets":[3960,4000]}})";
-  std::ofstream f(dir / "bad.safetensors", std::ios::binary);
-  const uint64_t len = header.size();
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f << header << std::string(4000, '\0');
-  f.close();
-  auto r = ReadSafetensors((dir / "bad.safetensors").string());
+  auto r = ReadSafetensors(WriteRaw(dir, header, std::string(4000, '\0')));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("overlap another tensor's"));
 }
@@ -66,12 +66,7 @@ TEST(Safetensors, OverlappingTensorsAreRejected) {
 TEST(Safetensors, DeeplyNestedHeaderIsRejected) {
   const auto dir = testing::TempDir("safetensors-deep");
   const std::string header = "{\"__metadata__\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
-  std::ofstream f(dir / "deep.safetensors", std::ios::binary);
-  const uint64_t len = header.size();
-  f.write(reinterpret_cast<const char*>(&len), 8);
-  f << header;
-  f.close();
-  auto r = ReadSafetensors((dir / "deep.safetensors").string());
+  auto r = ReadSafetensors(WriteRaw(dir, header, ""));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("nested deeper than 64 levels"));
 }
