@@ -2,6 +2,7 @@
 #include "model_store/format/bounded_json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -65,6 +66,8 @@ Result<ModelInfo> ModelInfoFromJson(const json& j) {
     info.patch_size = patch.value();
     TS_RETURN_IF_ERROR(info.network.ValidatePatch(info.patch_size));
     info.spacing = Zyx<double>{j.at("spacing").get<std::array<double, 3>>()};
+    for (double mm : info.spacing)
+      if (!std::isfinite(mm) || mm <= 0 || mm > 1e3) return InvalidArgument("model.json: spacing must be finite, > 0 and at most 1000 mm");
     info.transpose_forward = j.at("transpose_forward").get<std::array<int, 3>>();
     info.transpose_backward = j.at("transpose_backward").get<std::array<int, 3>>();
     for (const auto* field : {&info.transpose_forward, &info.transpose_backward}) {
@@ -75,6 +78,10 @@ Result<ModelInfo> ModelInfoFromJson(const json& j) {
                                " must be a permutation of [0, 1, 2]");
       }
     }
+    for (int a = 0; a < 3; ++a)
+      if (info.transpose_backward[info.transpose_forward[a]] != a) {
+        return InvalidArgument("model.json: transpose_backward must undo transpose_forward");
+      }
     info.orientation = j.value("orientation", std::string("as-is"));
     if (info.orientation != "as-is" && info.orientation != "RAS" && info.orientation != "LPS") {
       return InvalidArgument("model.json: orientation '" + info.orientation + "' must be as-is, RAS or LPS");

@@ -1,4 +1,5 @@
 #include <fstream>
+#include <functional>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -34,6 +35,26 @@ TEST(ModelFormat, NewerFormatVersionIsRefusedByName) {
   auto r = LoadModelInfo(dir.string());
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("format_version 99 is not supported"));
+}
+
+TEST(ModelFormat, ModelJsonFieldsAreValidated) {
+  std::ifstream in(testing::SourceDir() / "models/tucker-abdomen-3mm/model.json");
+  const auto valid = nlohmann::json::parse(in);
+  ASSERT_TRUE(ModelInfoFromJson(valid).ok());
+  const std::pair<std::function<void(nlohmann::json&)>, std::string> cases[] = {
+      {[](nlohmann::json& j) { j["transpose_forward"] = {0, 1, 7}; }, "transpose_forward must be a permutation"},  // read out of bounds before
+      {[](nlohmann::json& j) { j["transpose_forward"] = {0, 0, 1}; }, "transpose_forward must be a permutation"},
+      {[](nlohmann::json& j) { j["transpose_forward"] = {1, 2, 0}; j["transpose_backward"] = {1, 2, 0}; }, "transpose_backward must undo"},
+      {[](nlohmann::json& j) { j["spacing"] = {0, 1, 1}; }, "spacing must be finite"},
+      {[](nlohmann::json& j) { j["spacing"] = {1, -3, 1}; }, "spacing must be finite"},
+  };
+  for (const auto& [edit, needle] : cases) {
+    auto j = valid;
+    edit(j);
+    const auto r = ModelInfoFromJson(j);
+    ASSERT_FALSE(r.ok()) << needle;
+    EXPECT_THAT(r.status().message(), HasSubstr(needle));
+  }
 }
 
 TEST(ModelFormat, DeeplyNestedModelJsonIsRefused) {
