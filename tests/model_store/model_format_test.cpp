@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "model_store/format/bounded_json.h"
 #include "model_store/format/model.h"
 #include "model_store/import/nnunet_import.h"
 #include "model_store/format/safetensors.h"
@@ -55,6 +56,14 @@ TEST(ModelFormat, ModelJsonFieldsAreValidated) {
     ASSERT_FALSE(r.ok()) << needle;
     EXPECT_THAT(r.status().message(), HasSubstr(needle));
   }
+}
+
+TEST(ModelFormat, HugeFloatsWhereIntegersGoAreRefused) {
+  // fuzz/model_json found it: a manifest layer's "kernel": [2e83, ...] read with get<int64_t>().
+  auto j = ParseBoundedJson(R"({"layers": [{"kernel": [2e83, 3, 3]}]})", "manifest.json");
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(j.status().message(), HasSubstr("manifest.json: a floating-point number of magnitude 2^31 or more"));
+  EXPECT_TRUE(ParseBoundedJson(R"({"spacing": [1.5, 0.8, 3e2], "macs": 367778037760})", "model.json").ok());
 }
 
 TEST(ModelFormat, DeeplyNestedModelJsonIsRefused) {
