@@ -49,10 +49,11 @@ class StreamSlot {
 };
 
 // Names and ids from the client reach log lines and messages: printable, bounded.
+bool IsIdCharacter(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-'; }
+
 constexpr size_t kMaxNameLength = 128;
-bool IsPlainName(const std::string& text) {
-  if (text.size() > kMaxNameLength) return false;
-  return std::all_of(text.begin(), text.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '/' || c == ':'; });
+bool IsPlainName(const std::string& text) {  // model and variant names; composite parts add '/'
+  return text.size() <= kMaxNameLength && std::all_of(text.begin(), text.end(), [](char c) { return IsIdCharacter(c) || c == '/'; });
 }
 
 // A client's request id as the log shows it: at most 64 characters, anything but letters,
@@ -60,7 +61,7 @@ bool IsPlainName(const std::string& text) {
 std::string SanitisedRequestId(const std::string& id) {
   std::string out = id.substr(0, 64);
   for (char& c : out)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-')) c = '_';
+    if (!IsIdCharacter(c)) c = '_';
   return out;
 }
 

@@ -215,6 +215,14 @@ Int3 PaddedNetworkShape(const ModelInfo& info, const Geometry& geometry) {
   return padded;
 }
 
+// What EstimateWindowBytes says for a padded network grid `p`.
+int64_t WindowBytes(const ModelInfo& info, const Int3& p) {
+  const auto classes = static_cast<int64_t>(info.labels.size());
+  const int64_t rows = info.patch_size[0] * p[1] * p[2];
+  // The image, the logits and weight accumulators, and the export's buffered rows (at most as many).
+  return static_cast<int64_t>(sizeof(float)) * (p[0] * p[1] * p[2] + (2 * classes + 1) * rows);
+}
+
 }  // namespace
 
 Result<WorkEstimate> EstimateWork(const ModelInfo& info, const Geometry& geometry, double step, const WorkLimits& limits) {
@@ -249,7 +257,7 @@ Result<WorkEstimate> EstimateWork(const ModelInfo& info, const Geometry& geometr
   for (int a = 0; a < 3; ++a) w.grid[a] = static_cast<int64_t>(grid[a]);
   w.grid_voxels = w.grid[0] * w.grid[1] * w.grid[2];
   w.tiles = EstimateTiles(info, geometry, step);
-  w.window_bytes = EstimateWindowBytes(info, geometry);
+  w.window_bytes = WindowBytes(info, w.grid);  // w.grid is PaddedNetworkShape, checked
   return w;
 }
 
@@ -259,13 +267,7 @@ int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double st
   return tiles;
 }
 
-int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry) {
-  const Int3 p = PaddedNetworkShape(info, geometry);
-  const auto classes = static_cast<int64_t>(info.labels.size());
-  const int64_t rows = info.patch_size[0] * p[1] * p[2];
-  // The image, the logits and weight accumulators, and the export's buffered rows (at most as many).
-  return static_cast<int64_t>(sizeof(float)) * (p[0] * p[1] * p[2] + (2 * classes + 1) * rows);
-}
+int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry) { return WindowBytes(info, PaddedNetworkShape(info, geometry)); }
 
 Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
