@@ -13,7 +13,9 @@ WORKDIR /src
 COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN TUCKER_SEG_DEPS=build bash scripts/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-# CI's CMake build (scripts/build.sh), without tests and benchmarks.
+# CI's CMake build (scripts/build.sh), without tests and benchmarks. ccache keys paths relative to
+# /src: `podman build -v <host ccache dir>:/ccache` reuses a host build's objects (deploy/test-image.sh).
+ENV CCACHE_DIR=/ccache
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTUCKER_SEG_BUILD_TESTS=OFF -DTUCKER_SEG_BUILD_BENCH=OFF ${CMAKE_EXTRA_ARGS} \
  && cmake --build build -j "$(nproc)" --target tucker-seg-server tucker-seg tucker-seg-models \
  && bash scripts/runtime-packages.sh build/tucker-seg-server build/tucker-seg build/tucker-seg-models > /runtime-packages.txt \

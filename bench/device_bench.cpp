@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 #include <torch/version.h>
 
 #include "synthetic_ct.h"

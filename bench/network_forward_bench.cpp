@@ -9,7 +9,8 @@
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
+#include <torch/version.h>
 
 #include "model_store/format/model.h"
 #include "model_store/network/network.h"

@@ -10,7 +10,7 @@
 #include <cstdio>
 #include <string>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "model_store/inference/predictor.h"
 #include "synthetic_ct.h"

@@ -39,7 +39,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "client/segmentation_client.h"
 #include "model_store/compression/compress.h"

@@ -17,7 +17,11 @@ metrics_port=${TUCKER_SEG_IMAGE_METRICS_PORT:-9099}
 bash deploy/base-image.sh
 
 echo "== build the image"
-"${podman_cmd[@]}" build --pull=never --network=host --format docker -t "$image" .
+# The host's ccache lends the image's build the objects scripts/build.sh compiled (the same Debian
+# compiler and headers; keys relative to the source tree), so CI does not compile everything twice.
+cache=()
+if command -v ccache >/dev/null; then cache=(-v "$(ccache -k cache_dir):/ccache"); mkdir -p "$(ccache -k cache_dir)"; fi
+time "${podman_cmd[@]}" build --pull=never --network=host --format docker "${cache[@]}" -t "$image" .
 "${podman_cmd[@]}" image inspect "$image" --format 'image size: {{.Size}} bytes, user {{.Config.User}}, ports {{.Config.ExposedPorts}}'
 
 echo "== a certificate and a token for it"

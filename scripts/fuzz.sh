@@ -3,10 +3,11 @@
 # in build-fuzz/, and runs each for SECONDS (default 60; scripts/test.sh runs this) on its corpus
 # under fuzz/corpus/. New inputs go to build-fuzz/corpus/, not into the repository; a crash stops
 # the run with the input saved as build-fuzz/crash-<harness>-*. The long run: bash scripts/fuzz.sh 1800
+# FUZZ_HARNESSES="pickle safetensors" runs a subset (two such runs side by side use both cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-harnesses=(segment_stream pickle safetensors model_json)
+read -r -a harnesses <<< "${FUZZ_HARNESSES:-segment_stream pickle safetensors model_json}"
 
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=vptr -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \

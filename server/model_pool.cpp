@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "model_store/format/variant_manifest.h"
 #include "model_store/network/loaded_model.h"

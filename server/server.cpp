@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include <ATen/Parallel.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <grpcpp/server_builder.h>
 
 #include "model_store/network/device.h"
@@ -20,6 +22,19 @@ namespace tucker_seg::server {
 constexpr char kServiceName[] = "tuckerseg.v1.Segmentation";
 
 namespace {
+
+// Linking libgrpc++_reflection registers its plugin with every ServerBuilder from a static
+// initialiser, whether or not InitProtoReflectionServerBuilderPlugin is ever called: without
+// --reflection this option takes it out again.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const auto& p) { return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(p.get()) != nullptr; }),
+                   plugins->end());
+  }
+};
 
 Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
   if (o.tls_cert_file.empty() && !o.tls_client_ca_file.empty()) return InvalidArgument("tls_client_ca needs tls_cert and tls_key (mTLS is TLS)");
@@ -102,6 +117,7 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!options.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   const auto ms = [](double seconds) { return static_cast<int>(std::min(seconds * 1000, 2e9)); };
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(options.keepalive_seconds));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ms(std::min(20.0, options.keepalive_seconds)));

@@ -3,7 +3,7 @@
 // G (r0 x r1 x k...). HOSVD initialisation, then HOOI, in double precision.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 namespace tucker_seg {
 

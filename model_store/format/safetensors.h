@@ -7,7 +7,7 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "vocabulary/status.h"
 

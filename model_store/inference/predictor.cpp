@@ -1,5 +1,7 @@
 #include "model_store/inference/predictor.h"
 
+#include <torch/utils.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -269,7 +271,7 @@ int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double st
 
 int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry) { return WindowBytes(info, PaddedNetworkShape(info, geometry)); }
 
-Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
+Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct, const std::function<Status()>& should_continue) {
   if (info.channels.size() != 1) return Unimplemented("prediction supports single-channel models; this one has " + std::to_string(info.channels.size()));
   const auto& channel = info.channels[0];
   if (channel.scheme != "CTNormalization") {
@@ -286,7 +288,9 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   constexpr int64_t kSlab = 16;
   std::array<torch::Tensor, 3> any{torch::zeros({x.size(0)}, torch::kBool), torch::zeros({x.size(1)}, torch::kBool),
                                    torch::zeros({x.size(2)}, torch::kBool)};
+  const auto still_wanted = [&should_continue] { return should_continue ? should_continue() : Status::Ok(); };
   for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    TS_RETURN_IF_ERROR(still_wanted());
     const int64_t n = std::min(kSlab, x.size(0) - r);
     const auto nonzero = x.narrow(0, r, n) != 0;
     any[0].narrow(0, r, n).copy_(nonzero.any(2).any(1));
@@ -315,11 +319,13 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct) {
   const double inv_std = 1.0 / std::max(in.std, 1e-8);
   std::vector<torch::Tensor> slabs;
   for (int64_t r = 0; r < x.size(0); r += kSlab) {
+    TS_RETURN_IF_ERROR(still_wanted());
     const int64_t n = std::min(kSlab, x.size(0) - r);
     auto slab = x.narrow(0, r, n).clamp(in.percentile_00_5, in.percentile_99_5);
     slab.sub_(in.mean).mul_(inv_std);
     slabs.push_back(ResampleCubic(slab, {n, shape[1], shape[2]}, p.separate_z_axis));
   }
+  TS_RETURN_IF_ERROR(still_wanted());
   p.image = ResampleCubic(torch::cat(slabs, 0), shape, p.separate_z_axis);
   // Flipping commutes with the grid-mode resampling, so it is done here on the small image.
   if (!p.FlipDims().empty()) p.image = p.image.flip(p.FlipDims());
@@ -397,7 +403,7 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   torch::NoGradGuard no_grad;
   Prediction result;
   auto start = Clock::now();
-  auto pre = Preprocess(info, ct);
+  auto pre = Preprocess(info, ct, options.window.should_continue);
   if (!pre.ok()) return pre.status();
   const Preprocessed& p = pre.value();
   for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);

@@ -6,6 +6,7 @@
 // (docs/prediction.md).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -86,7 +87,9 @@ struct Preprocessed {
   std::array<int64_t, 3> crop_shape{};
   int separate_z_axis = -1;
 };
-Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct);
+// `should_continue` is asked before each slab of rows (a non-OK status stops and is returned):
+// preprocessing a large CT takes seconds, and a client that went away should not hold a worker.
+Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct, const std::function<Status()>& should_continue = {});
 
 // The permutation of the (z, y, x) array axes and the flips (in permuted order) that bring a
 // volume with this geometry to the canonical orientation ("RAS" or "LPS"); identity for "as-is".

@@ -4,7 +4,7 @@
 
 #include <array>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "model_store/format/unet_config.h"
 

@@ -1,5 +1,7 @@
 #include "model_store/inference/sliding_window.h"
 
+#include <torch/utils.h>
+
 #include <chrono>
 #include <cmath>
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <vector>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "model_store/format/unet_config.h"
 #include "vocabulary/status.h"

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "vocabulary/status.h"
 

@@ -1,5 +1,6 @@
 #include "model_store/network/network.h"
 
+#include <torch/utils.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>

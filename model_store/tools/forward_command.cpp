@@ -3,7 +3,7 @@
 #include <iomanip>
 #include <memory>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "model_store/format/raw_tensor.h"
 #include "model_store/network/loaded_model.h"

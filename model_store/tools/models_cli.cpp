@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <thread>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "model_store/network/runtime.h"
 #include "model_store/tools/command.h"

@@ -9,7 +9,7 @@
 #include <set>
 #include <sstream>
 
-#include <torch/torch.h>
+#include <torch/utils.h>
 
 #include "image_io/image_io.h"
 #include "image_io/segmentation_files.h"

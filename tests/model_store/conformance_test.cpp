@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 #include "model_store/format/model.h"

@@ -1,6 +1,7 @@
 // Devices and precisions: parsing, the refusals a CPU-only machine gives, and the device-generic
 // network path (LibTorch's own ops, what CUDA runs) exercised on the CPU through PlainConvUNet::To.
 #include <gtest/gtest.h>
+#include <torch/utils.h>
 
 #include "model_store/network/device.h"
 #include "model_store/network/network.h"

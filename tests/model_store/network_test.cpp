@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/utils.h>
 #include <nlohmann/json.hpp>
 
 #include "test_paths.h"

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/utils.h>
 #include <nlohmann/json.hpp>
 
 #include "image_io/image_io.h"
@@ -235,6 +236,35 @@ TEST(Prediction, StreamingKeepsOnlyOneTileDepthOfLogits) {
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p.value().peak_logits_bytes, (3 + 1) * 32 * 64 * 64 * 4);  // (classes + weights) x tile depth
   EXPECT_GE(Dice(ct, p.value().labels, 300, 2), 0.99);
+}
+
+// The network calls made, for tests that check when work stops.
+class CountingNetwork : public HuBands {
+ public:
+  using HuBands::HuBands;
+  torch::Tensor Forward(const torch::Tensor& x) const override {
+    ++calls;
+    return HuBands::Forward(x);
+  }
+  mutable int calls = 0;
+};
+
+TEST(Prediction, CancellationStopsPreprocessingBeforeAnyTile) {
+  CtVolume ct;
+  ct.geometry.size = {40, 40, 400};  // 400 rows: 25 slabs of preprocessing
+  ct.geometry.spacing = {1.5, 1.5, 1.5};
+  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 100.0f);
+  const ModelInfo info = ThresholdModel();
+  CountingNetwork net(info.channels[0].intensity);
+  PredictionOptions options;
+  int asked = 0;
+  // The client goes away while the second slab is preprocessed.
+  options.window.should_continue = [&asked] { return ++asked < 2 ? Status::Ok() : Cancelled("the client cancelled the request"); };
+  auto p = Predict(info, net, ct, options);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(asked, 2);
+  EXPECT_EQ(net.calls, 0) << "preprocessing ran to the end and the window started";
 }
 
 TEST(Prediction, WorkEstimateRefusesHugeGridsBeforeCountingTiles) {

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 #include "model_store/format/raw_tensor.h"

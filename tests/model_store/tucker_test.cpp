@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/utils.h>
 #include <nlohmann/json.hpp>
 
 #include "model_store/compression/compress.h"

@@ -177,5 +177,27 @@ TEST_F(Admission, RequestIdsCannotForgeLogLines) {
   EXPECT_EQ(requests, 2) << log;
 }
 
+// --max-connection-age: the server ends a connection past that age with GOAWAY (load
+// rebalances over replicas, long-lived connections cannot pile up); the client reconnects.
+TEST(ConnectionAge, ConnectionsPastTheirAgeAreClosedAndClientsReconnect) {
+  auto options = testing::LoopbackServerOptions();
+  options.max_connection_age_seconds = 1;
+  auto s = SegmentationServer::Start(options);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.value()->port()), grpc::InsecureChannelCredentials());
+  auto stub = tuckerseg::v1::Segmentation::NewStub(channel);
+  const auto list = [&stub] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    tuckerseg::v1::ListModelsResponse response;
+    return stub->ListModels(&context, tuckerseg::v1::ListModelsRequest(), &response);
+  };
+  ASSERT_TRUE(list().ok());
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  EXPECT_TRUE(channel->WaitForStateChange(GRPC_CHANNEL_READY, std::chrono::system_clock::now() + std::chrono::seconds(30)))
+      << "the connection outlived --max-connection-age 1";
+  EXPECT_TRUE(list().ok()) << "the client could not reconnect";
+}
+
 }  // namespace
 }  // namespace tucker_seg::server

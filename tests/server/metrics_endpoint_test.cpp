@@ -1,5 +1,6 @@
-// The HTTP endpoint beside gRPC: a client that trickles a request does not block other scrapes,
-// /readyz follows readiness, /healthz answers, IPv6 listens, unknown paths are 404.
+// The HTTP endpoint beside gRPC: stalled clients do not block other scrapes, a client that
+// trickles bytes is cut off at the connection deadline, a full endpoint queues new connections,
+// /readyz follows readiness, /healthz answers, IPv6 listens, bad requests get 4xx.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -8,6 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include "server/metrics_endpoint.h"
 #include "support/http_get.h"
@@ -50,13 +54,14 @@ std::string ReadAll(int fd) {
   return response;
 }
 
-TEST(MetricsEndpoint, TricklingClientsDoNotBlockScrapes) {
+TEST(MetricsEndpoint, StalledClientsDoNotBlockScrapes) {
   auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("tuckerseg_up 1\n"); }, [] { return true; });
   ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
   const int port = endpoint.value()->port();
-  // Four connections that began a request and stalled (the old endpoint served one at a time).
+  // 100 connections that began a request and stalled: more than any thread pool we would size
+  // (the first endpoint served one connection at a time, the second 16).
   std::vector<int> stalled;
-  for (int i = 0; i < 4; ++i) stalled.push_back(OpenConnection(port, "GET /metr"));
+  for (int i = 0; i < 100; ++i) stalled.push_back(OpenConnection(port, "GET /metr"));
   for (int i = 0; i < 3; ++i) {
     const auto body = tucker_seg::testing::HttpGet(port, "/metrics");
     ASSERT_TRUE(body.has_value());
@@ -66,6 +71,75 @@ TEST(MetricsEndpoint, TricklingClientsDoNotBlockScrapes) {
     ASSERT_GE(fd, 0);
     close(fd);
   }
+}
+
+// True when the peer closed the connection (recv gives 0 or a reset) before `timeout`.
+bool ClosedByPeer(int fd, int timeout_seconds) {
+  const timeval timeout{timeout_seconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  char byte;
+  for (;;) {
+    const ssize_t n = recv(fd, &byte, 1, 0);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+    if (n < 0) return false;  // timed out
+  }
+}
+
+TEST(MetricsEndpoint, TricklingClientIsCutOffAtTheDeadline) {
+  HttpLimits limits;
+  limits.connection_deadline_seconds = 1;
+  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("x 1\n"); }, [] { return true; }, limits);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
+  const int fd = OpenConnection(endpoint.value()->port(), "GET /metrics HTTP/1.1\r\nX-Slow: ");
+  ASSERT_GE(fd, 0);
+  // One header byte every 100 ms for up to 30 s: each read succeeds long before any per-read
+  // timeout, and the head stays far below its size limit; only a deadline on the whole connection
+  // ends it.
+  std::atomic<int> sent{0};
+  std::thread trickle([fd, &sent] {
+    for (int i = 0; i < 300; ++i) {
+      if (send(fd, "a", 1, MSG_NOSIGNAL) != 1) return;
+      ++sent;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  EXPECT_TRUE(ClosedByPeer(fd, 25));
+  trickle.join();
+  close(fd);
+  EXPECT_LT(sent.load(), 300);
+}
+
+TEST(MetricsEndpoint, AFullEndpointQueuesNewConnectionsUntilOneEnds) {
+  HttpLimits limits;
+  limits.connection_deadline_seconds = 1;
+  limits.max_connections = 2;
+  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("queued 1\n"); }, [] { return true; }, limits);
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
+  const int port = endpoint.value()->port();
+  const int a = OpenConnection(port, "GET /metr"), b = OpenConnection(port, "GET /metr");
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  // Both slots are held; this scrape waits in the backlog until a deadline frees one.
+  EXPECT_EQ(tucker_seg::testing::HttpGet(port, "/metrics"), "queued 1\n");
+  EXPECT_TRUE(ClosedByPeer(a, 10));
+  EXPECT_TRUE(ClosedByPeer(b, 10));
+  close(a);
+  close(b);
+}
+
+TEST(MetricsEndpoint, BadRequestsGetClientErrors) {
+  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("x 1\n"); }, [] { return true; });
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
+  const int port = endpoint.value()->port();
+  const std::string post = ReadAll(OpenConnection(port, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+  EXPECT_EQ(post.rfind("HTTP/1.1 405", 0), 0u) << post;
+  const std::string huge = ReadAll(OpenConnection(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a')));
+  EXPECT_EQ(huge.rfind("HTTP/1.1 431", 0), 0u) << huge.substr(0, 200);
+  const std::string garbage = ReadAll(OpenConnection(port, "\x16\x03\x01 hello\r\n\r\n"));
+  EXPECT_EQ(garbage.rfind("HTTP/1.1 400", 0), 0u) << garbage;
+  const std::string head = ReadAll(OpenConnection(port, "HEAD /metrics?x=1 HTTP/1.0\r\n\r\n"));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_EQ(head.find("x 1"), std::string::npos) << "HEAD has no body";
 }
 
 TEST(MetricsEndpoint, ReadyzFollowsReadinessAndHealthzAnswers) {

@@ -3,7 +3,9 @@
 
 Starts the real tucker-seg-server binary on loopback, waits for grpc.health.v1 to report SERVING
 (a Watch stream, no polling), lists models and describes one without server reflection, and
-segments a small volume. Exits non-zero with a message on any mismatch.
+segments a small volume. Reflection is off unless asked for: the default server answers it
+UNIMPLEMENTED, a second one started with --reflection lists the service. Exits non-zero with a
+message on any mismatch.
 """
 import argparse
 import os
@@ -11,6 +13,37 @@ import re
 import subprocess
 import sys
 import tempfile
+
+
+# grpc.reflection.v1alpha.ServerReflectionRequest{list_services: ""}, serialised by hand (field 7).
+LIST_SERVICES = b"\x3a\x00"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+def start_server(args, *flags):
+    """The server process and its gRPC port."""
+    log = tempfile.NamedTemporaryFile(prefix="tucker-seg-python-client-", suffix=".log", delete=False)
+    server = subprocess.Popen(
+        [args.server, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--threads", "2",
+         "--calibration-repeats", "1", *flags],
+        env=dict(os.environ, TUCKER_SEG_MODEL_STORE=args.model_store),
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    first_line = server.stdout.readline()
+    match = re.search(r"listening on port (\d+)", first_line)
+    if not match:
+        server.terminate()
+        sys.exit(f"server did not report its port: {first_line!r} (log: {log.name})")
+    return server, match.group(1)
+
+
+def reflection_services(grpc, port):
+    """The raw ListServices answer, or the RpcError."""
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.stream_stream(REFLECTION, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        return b"".join(call(iter([LIST_SERVICES]), timeout=30))
+    except grpc.RpcError as e:
+        return e
 
 
 def main():
@@ -24,18 +57,9 @@ def main():
     from grpc_health_stubs import health_pb2, health_pb2_grpc
     from tuckerseg.v1 import segmentation_pb2 as pb, segmentation_pb2_grpc as pb_grpc
 
-    log = tempfile.NamedTemporaryFile(prefix="tucker-seg-python-client-", suffix=".log", delete=False)
-    server = subprocess.Popen(
-        [args.server, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--threads", "2",
-         "--calibration-repeats", "1"],
-        env=dict(os.environ, TUCKER_SEG_MODEL_STORE=args.model_store),
-        stdout=subprocess.PIPE, stderr=log, text=True)
+    server, port = start_server(args)
     try:
-        first_line = server.stdout.readline()
-        match = re.search(r"listening on port (\d+)", first_line)
-        if not match:
-            sys.exit(f"server did not report its port: {first_line!r} (log: {log.name})")
-        channel = grpc.insecure_channel(f"127.0.0.1:{match.group(1)}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
         health = health_pb2_grpc.HealthStub(channel)
         for update in health.Watch(health_pb2.HealthCheckRequest(service="tuckerseg.v1.Segmentation"), timeout=300):
@@ -74,8 +98,19 @@ def main():
                 labels += response.labels
         assert result is not None and result.request_id == "python", result
         assert len(labels) == size[0] * size[1] * size[2] == result.label_bytes, (len(labels), result.label_bytes)
+        refused = reflection_services(grpc, port)
+        assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.UNIMPLEMENTED, refused
         print(f"ok: health SERVING, {len(models)} model(s), variant {result.variant} ({result.selection_reason}), "
-              f"{len(labels)} labels")
+              f"{len(labels)} labels, reflection off")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    server, port = start_server(args, "--reflection")
+    try:
+        listed = reflection_services(grpc, port)
+        assert isinstance(listed, bytes) and b"tuckerseg.v1.Segmentation" in listed, listed
+        print("ok: --reflection lists tuckerseg.v1.Segmentation")
     finally:
         server.terminate()
         server.wait(timeout=60)
