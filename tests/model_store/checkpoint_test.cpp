@@ -34,6 +34,27 @@ TEST(Checkpoint, ReadsNetworkWeightsOfARealCheckpointAndSkipsTheRest) {
   }
 }
 
+// Checkpoints written by tests/data/crafted-checkpoints/make_checkpoints.py (no torch needed).
+fs::path Crafted(const std::string& name) { return testing::SourceDir() / "tests/data/crafted-checkpoints" / name; }
+
+TEST(Checkpoint, CraftedCheckpointWithOneStorageReads) {
+  // The generator's control: the format it writes is one the reader accepts.
+  auto tensors = ReadCheckpointStateDict(Crafted("one_storage.pth").string());
+  ASSERT_TRUE(tensors.ok()) << tensors.status().message();
+  ASSERT_EQ(tensors.value().size(), 1u);
+  EXPECT_EQ(tensors.value()[0].name, "w");
+  EXPECT_TRUE(torch::equal(tensors.value()[0].tensor, torch::arange(4096, torch::kFloat32)));
+}
+
+TEST(Checkpoint, StoragesAliasedToTheSameBytesCannotClaimMoreThanTheFile) {
+  // Two zip directory entries point at one record of the data's size: each storage fits its
+  // record, but together they claim twice the file (N such entries used to allocate N x the file).
+  auto r = ReadCheckpointStateDict(Crafted("aliased_storages.pth").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), HasSubstr("the storages claim more bytes than the file's"));
+}
+
 TEST(Checkpoint, MissingEntryIsNamed) {
   auto r = ReadCheckpointStateDict(testing::CheckpointFile("iso4").string(), "ema_weights");
   ASSERT_FALSE(r.ok());
