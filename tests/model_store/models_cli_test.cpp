@@ -206,15 +206,24 @@ TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
   std::filesystem::create_directories(dir / "unlabeled");
   std::filesystem::copy_file(images, dir / "unlabeled/a.nii.gz");
   std::filesystem::copy_file(images, dir / "unlabeled/b.nii.gz");
+  const auto variant_manifest = [&dir] {
+    std::ifstream in(dir / "model/variants/df0.5-rmin2/manifest.json");
+    return nlohmann::json::parse(in);
+  };
+  // The serving evaluation (the quality the server selects on) scores the compressed weights...
+  r = Cli({"evaluate", variant, "--images", images, "--labels", labels, "--reference", model});
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(variant_manifest().contains("evaluation"));
   r = Cli({"distill", variant, "--teacher", model, "--images", (dir / "unlabeled").string(), "--steps", "20", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
+  // ...and no longer describes them once distillation has replaced them.
+  EXPECT_FALSE(variant_manifest().contains("evaluation"));
   r = Cli({"finetune", variant, "--images", images, "--labels", labels, "--steps", "10", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
   r = Cli({"evaluate", variant, "--images", images, "--labels", labels, "--reference", model, "--tag", "after"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("agreement Dice with model"));
-  std::ifstream manifest_in(dir / "model/variants/df0.5-rmin2/manifest.json");
-  const auto manifest = nlohmann::json::parse(manifest_in);
+  const auto manifest = variant_manifest();
   ASSERT_TRUE(manifest.contains("distilled"));
   EXPECT_EQ(manifest["distilled"]["images"].size(), 2u);
   EXPECT_TRUE(manifest.contains("finetuned"));
