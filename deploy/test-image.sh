@@ -3,7 +3,7 @@
 # hardened (read-only root filesystem, no capabilities, TLS and a bearer token required),
 # segments the example CT through it with the tucker-seg client, and checks the container's
 # health status and /metrics. Needs root, podman, runc, debootstrap (scripts/install-deps.sh)
-# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 9 minutes
+# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 2 minutes with the shared ccache,
 # once the base image exists, deploy/base-image.sh; docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
