@@ -3,8 +3,8 @@
 # hardened (read-only root filesystem, no capabilities, TLS and a bearer token required),
 # segments the example CT through it with the tucker-seg client, and checks the container's
 # health status and /metrics. Needs root, podman, runc, debootstrap (scripts/install-deps.sh)
-# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 2 minutes with the shared ccache,
-# once the base image exists, deploy/base-image.sh; docs/deploy.md).
+# and a built client (scripts/build.sh). scripts/test.sh runs it after the tests (about 2 minutes
+# with the host's ccache shared, once the base image exists, deploy/base-image.sh; docs/deploy.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,11 @@ echo "== build the image"
 # The host's ccache lends the image's build the objects scripts/build.sh compiled (the same Debian
 # compiler and headers; keys relative to the source tree), so CI does not compile everything twice.
 cache=()
-if command -v ccache >/dev/null; then cache=(-v "$(ccache -k cache_dir):/ccache"); mkdir -p "$(ccache -k cache_dir)"; fi
+if command -v ccache >/dev/null; then
+  cache_dir=$(ccache -k cache_dir)
+  mkdir -p "$cache_dir"
+  cache=(-v "$cache_dir:/ccache")
+fi
 time "${podman_cmd[@]}" build --pull=never --network=host --format docker "${cache[@]}" -t "$image" .
 "${podman_cmd[@]}" image inspect "$image" --format 'image size: {{.Size}} bytes, user {{.Config.User}}, ports {{.Config.ExposedPorts}}'
 

@@ -5,7 +5,7 @@
 // One thread runs a poll() loop over non-blocking sockets. Every connection has a deadline
 // (request read, answer written, closed), whatever it sends: a client that trickles one byte a
 // second is cut off at the deadline instead of holding anything for hours, and many such clients
-// cost a socket each, not a thread. Requests are HTTP/1.x GETs of at most 8 KiB of header; every
+// cost a socket each, not a thread. Requests are HTTP/1.x GETs (or HEADs) of at most 8 KiB of header; every
 // answer closes the connection. When `max_connections` are open, new ones wait in the kernel's
 // backlog until one ends. IPv4 and IPv6 ("[::]:9180" accepts both).
 //

@@ -28,18 +28,23 @@ std::string Contents(const fs::path& p) {
   return s.str();
 }
 
-// Everything in `dir` but `keep`: what a write left behind.
-std::vector<std::string> Leftovers(const fs::path& dir, const std::string& keep) {
+// `name` holding "old", alone in a fresh folder for `test`.
+fs::path OldFile(const std::string& test, const std::string& name) {
+  const fs::path target = testing::TempDir("atomic-" + test + "-" + std::to_string(getpid())) / name;
+  EXPECT_TRUE(WriteFileAtomically(target.string(), "old").ok());
+  return target;
+}
+
+// Everything beside `target` in its folder: what a write left behind.
+std::vector<std::string> Leftovers(const fs::path& target) {
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename() != keep) names.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(target.parent_path()))
+    if (e.path() != target) names.push_back(e.path().filename().string());
   return names;
 }
 
 TEST(AtomicFile, ReadersSeeTheOldContentsUntilCommit) {
-  const fs::path dir = testing::TempDir("atomic-commit-" + std::to_string(getpid()));
-  const fs::path target = dir / "model.json";
-  ASSERT_TRUE(WriteFileAtomically(target.string(), "old").ok());
+  const fs::path target = OldFile("commit", "model.json");
   {
     AtomicFileWriter writer(target.string());
     writer.Write("new ");
@@ -48,25 +53,21 @@ TEST(AtomicFile, ReadersSeeTheOldContentsUntilCommit) {
     ASSERT_TRUE(writer.Commit().ok());
   }
   EXPECT_EQ(Contents(target), "new contents");
-  EXPECT_THAT(Leftovers(dir, "model.json"), ::testing::IsEmpty());
+  EXPECT_THAT(Leftovers(target), ::testing::IsEmpty());
 }
 
 TEST(AtomicFile, AnAbandonedWriteLeavesTheOldFileAndNoTemporary) {
-  const fs::path dir = testing::TempDir("atomic-abandon-" + std::to_string(getpid()));
-  const fs::path target = dir / "manifest.json";
-  ASSERT_TRUE(WriteFileAtomically(target.string(), "old").ok());
+  const fs::path target = OldFile("abandon", "manifest.json");
   {
     AtomicFileWriter writer(target.string());
     writer.Write("half of a manifest");
   }  // an exception or an error return before Commit
   EXPECT_EQ(Contents(target), "old");
-  EXPECT_THAT(Leftovers(dir, "manifest.json"), ::testing::IsEmpty());
+  EXPECT_THAT(Leftovers(target), ::testing::IsEmpty());
 }
 
 TEST(AtomicFile, AFailingWriteIsReportedAndTheOldFileStays) {
-  const fs::path dir = testing::TempDir("atomic-efbig-" + std::to_string(getpid()));
-  const fs::path target = dir / "weights.safetensors";
-  ASSERT_TRUE(WriteFileAtomically(target.string(), "old").ok());
+  const fs::path target = OldFile("efbig", "weights.safetensors");
   // A file size limit makes write() fail with EFBIG part-way, as a full disk would.
   rlimit saved{};
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
@@ -86,7 +87,7 @@ TEST(AtomicFile, AFailingWriteIsReportedAndTheOldFileStays) {
   ASSERT_FALSE(status.ok());
   EXPECT_THAT(status.message(), HasSubstr("weights.safetensors"));
   EXPECT_EQ(Contents(target), "old");
-  EXPECT_THAT(Leftovers(dir, "weights.safetensors"), ::testing::IsEmpty());
+  EXPECT_THAT(Leftovers(target), ::testing::IsEmpty());
 }
 
 TEST(AtomicFile, AMissingFolderIsAnError) {
