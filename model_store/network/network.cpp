@@ -444,6 +444,10 @@ Result<torch::Tensor> PlainConvUNet::Run(const torch::Tensor& x) const {
 torch::Tensor PlainConvUNet::Forward(const torch::Tensor& input, OpProfile* profile) const {
   std::optional<torch::NoGradGuard> no_grad;
   if (!options_.autograd) no_grad.emplace();
+  if (EngineApplies(input)) {
+    torch::Tensor logits = EngineForward(input, profile);
+    if (logits.defined()) return logits;
+  }
   std::vector<torch::Tensor> skips;
   torch::Tensor x = input;
   for (const auto& stage : encoder_) {
@@ -499,6 +503,7 @@ std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {
 }
 
 std::vector<ConvLayer*> PlainConvUNet::MutableConvs() {
+  engine_graphs_.Clear();  // the caller may change the weights the graphs hold
   std::vector<ConvLayer*> out;
   for (auto& stage : encoder_)
     for (auto& b : stage) out.push_back(&b.conv);

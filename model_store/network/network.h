@@ -7,8 +7,11 @@
 // Weights are keyed by nnU-Net's own state_dict names, so a checkpoint maps onto it one to one.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,10 @@
 #include "model_store/format/weight_map.h"
 
 namespace tucker_seg {
+
+namespace cpu_engine {
+class Graph;
+}
 
 // A state_dict entry the network expects.
 struct TensorSpec {
@@ -66,6 +73,13 @@ struct LayerCost {
 // turning them off gives LibTorch's own ops (the baseline the benchmark compares against).
 struct ExecutionOptions {
   bool fast_paths = true;
+  // On CPU in float32: the oneDNN engine (model_store/cpu_engine/), one compiled graph per input
+  // shape. Off, or where this build has no oneDNN or oneDNN cannot serve a shape with its JIT
+  // kernels: the fast paths above.
+  bool cpu_engine = true;
+  // The engine's activations and weights in bfloat16 (AVX-512 BF16 / AMX); statistics, bias and
+  // logits stay float32.
+  bool cpu_bf16 = false;
   // Record the graph for backpropagation (training); implies LibTorch's own ops throughout.
   bool autograd = false;
 };
@@ -113,6 +127,33 @@ struct ConvBlock {
   NormLayer norm;
 };
 
+// Engine graphs compiled for one network's weights, kept per input shape; a graph serves one call
+// at a time, so concurrent calls of one shape each get their own. Copies start empty (a copy's
+// weights may change).
+class EngineGraphPool {
+ public:
+  EngineGraphPool() = default;
+  EngineGraphPool(const EngineGraphPool&) {}
+  EngineGraphPool& operator=(const EngineGraphPool&) {
+    Clear();
+    return *this;
+  }
+  using Key = std::array<int64_t, 3>;
+  // An idle graph for `key`, or null (then `*status` says why the shape has none when it failed before).
+  std::shared_ptr<cpu_engine::Graph> Take(const Key& key, Status* status);
+  void Return(const Key& key, std::shared_ptr<cpu_engine::Graph> graph);
+  void RecordFailure(const Key& key, const Status& status);
+  void Clear();
+
+ private:
+  struct Entry {
+    Status failure;
+    std::vector<std::shared_ptr<cpu_engine::Graph>> idle;
+  };
+  std::mutex mu_;
+  std::map<Key, Entry> entries_;
+};
+
 class PlainConvUNet {
  public:
   // Every tensor the network needs, with nnU-Net's canonical names (aliases excluded).
@@ -127,6 +168,9 @@ class PlainConvUNet {
   // CheckInput first at a boundary.
   torch::Tensor Forward(const torch::Tensor& x, OpProfile* profile = nullptr) const;
   Status CheckInput(const torch::Tensor& x) const;
+  // Whether the CPU engine serves patches of this size (building its graph if needed); the
+  // error says why not (no oneDNN in this build, a shape oneDNN has no JIT kernel for, ...).
+  Status EngineStatus(const Int3& patch) const;
   // CheckInput, then Forward without gradients; LibTorch's exceptions come back as a status.
   Result<torch::Tensor> Run(const torch::Tensor& x) const;
 
@@ -148,11 +192,16 @@ class PlainConvUNet {
   const ExecutionOptions& execution_options() const { return options_; }
   void set_execution_options(const ExecutionOptions& o) {
     options_ = o;
-    if (o.autograd) options_.fast_paths = false;  // the fused kernels have no backward
+    if (o.autograd) options_.fast_paths = options_.cpu_engine = false;  // the fused kernels have no backward
+    engine_graphs_.Clear();
   }
 
  private:
   torch::Tensor Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const;
+  bool EngineApplies(const torch::Tensor& x) const;
+  Result<std::shared_ptr<cpu_engine::Graph>> BuildEngineGraph(const Int3& patch) const;
+  // Logits from the engine, or an undefined tensor when it cannot serve this shape.
+  torch::Tensor EngineForward(const torch::Tensor& x, OpProfile* profile) const;
 
   UNetConfig config_;
   ExecutionOptions options_;
@@ -160,6 +209,7 @@ class PlainConvUNet {
   std::vector<ConvLayer> transpconvs_;           // [decoder stage]
   std::vector<std::vector<ConvBlock>> decoder_;  // [decoder stage][conv]
   std::vector<ConvLayer> seg_layers_;            // [decoder stage]; only the last is applied
+  mutable EngineGraphPool engine_graphs_;
 };
 
 }  // namespace tucker_seg

@@ -10,12 +10,13 @@ import sys
 
 ROOT = pathlib.Path(sys.argv[1])
 BASE = ["vocabulary/"]
-ENGINE = ["model_store/format/", "model_store/network/"]
+ENGINE = ["model_store/format/", "model_store/cpu_engine/", "model_store/network/"]
 ALLOWED = {
     "vocabulary": BASE,
     "command_line": BASE + ["command_line/"],
     "image_io": BASE + ["image_io/"],
     "model_store/format": BASE + ["model_store/format/"],
+    "model_store/cpu_engine": BASE + ["model_store/cpu_engine/"],
     "model_store/network": BASE + ENGINE,
     "model_store/inference": BASE + ENGINE + ["model_store/inference/"],
     "model_store/import": BASE + ENGINE + ["model_store/import/"],

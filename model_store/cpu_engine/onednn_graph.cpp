@@ -1,0 +1,356 @@
+#include "model_store/cpu_engine/onednn_graph.h"
+
+#include <cpuid.h>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+
+#include "model_store/cpu_engine/norm_kernels.h"
+
+namespace tucker_seg::cpu_engine {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+memory::dims Dims5(int64_t channels, const Int3& size) { return {1, channels, size[0], size[1], size[2]}; }
+
+std::string ToText(const Int3& v) { return std::to_string(v[0]) + "x" + std::to_string(v[1]) + "x" + std::to_string(v[2]); }
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+}  // namespace
+
+struct Graph::Impl {
+  struct ValueInfo {
+    int64_t channels = 0;
+    Int3 size{0, 0, 0};
+    Dt type = Dt::f32;
+    int buffer = -1;     // index into buffers; -1: the caller's input or output pointer
+    int last_use = -1;   // the last step that reads or writes it
+    memory mem;
+    int64_t voxels() const { return size[0] * size[1] * size[2]; }
+    memory::desc desc() const { return memory::desc(Dims5(channels, size), type, Tag::ndhwc); }
+  };
+  // A convolution (or transposed one) of one source into dst; `accumulate` adds to dst.
+  struct ConvStep {
+    Value src = -1, dst = -1;
+    ConvSpec spec;
+    std::vector<float> weight, bias;  // owned copies until Finish builds the primitive
+    bool accumulate = false;
+    std::string op;
+    int64_t macs = 0;
+    dnnl::primitive primitive;
+    memory weights_mem, bias_mem;
+  };
+  struct NormStep {
+    Value x = -1;
+    std::vector<float> gamma, beta;
+    double eps = 1e-5, slope = 0.01;
+  };
+  struct InputStep {  // the caller's float32 NCDHW into the input activation
+    Value dst = -1;
+    dnnl::reorder primitive;
+    memory user;
+  };
+  using Step = std::variant<ConvStep, NormStep>;
+
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  Dt type = Dt::f32;
+  std::vector<ValueInfo> values;
+  std::vector<Step> steps;
+  std::optional<InputStep> input_step;  // unset: the input is read where it lies
+  Value input = -1, output = -1;
+  std::vector<std::unique_ptr<void, AlignedFree>> buffers;
+  std::vector<size_t> buffer_sizes;
+  bool finished = false;
+
+  Status BuildConv(ConvStep* s) {
+    const ValueInfo& src = values[s->src];
+    const ValueInfo& dst = values[s->dst];
+    const ConvSpec& c = s->spec;
+    const memory::dims w_dims{c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], c.kernel[2]};
+    const memory::desc w_any(w_dims, type, Tag::any);
+    const memory::desc b_md({c.out_channels}, Dt::f32, Tag::a);
+    memory::dims strides(c.stride.begin(), c.stride.end()), pad_l(c.padding.begin(), c.padding.end()), pad_r(3);
+    for (int a = 0; a < 3; ++a) {
+      // The right padding that yields exactly dst's size (nnU-Net pads symmetrically).
+      pad_r[a] = c.transposed ? (src.size[a] - 1) * c.stride[a] + c.kernel[a] - c.padding[a] - dst.size[a]
+                              : (dst.size[a] - 1) * c.stride[a] + c.kernel[a] - src.size[a] - c.padding[a];
+    }
+    dnnl::primitive_attr attr;
+    if (s->accumulate) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    const bool with_bias = !s->bias.empty();
+    memory::desc weights_md;
+    std::string impl;
+    try {
+      if (c.transposed) {
+        auto d = with_bias ? dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                                             src.desc(), w_any, b_md, dst.desc(), strides, pad_l, pad_r)
+                           : dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                                             src.desc(), w_any, dst.desc(), strides, pad_l, pad_r);
+        dnnl::deconvolution_forward::primitive_desc pd(d, attr, engine);
+        weights_md = pd.weights_desc();
+        impl = pd.impl_info_str();
+        s->primitive = dnnl::deconvolution_forward(pd);
+      } else {
+        auto d = with_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                           src.desc(), w_any, b_md, dst.desc(), strides, pad_l, pad_r)
+                           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                                           src.desc(), w_any, dst.desc(), strides, pad_l, pad_r);
+        dnnl::convolution_forward::primitive_desc pd(d, attr, engine);
+        weights_md = pd.weights_desc();
+        impl = pd.impl_info_str();
+        s->primitive = dnnl::convolution_forward(pd);
+      }
+    } catch (const dnnl::error& e) {
+      return Unimplemented("oneDNN cannot run " + s->op + " (" + std::to_string(c.in_channels) + "->" + std::to_string(c.out_channels) +
+                           " on " + ToText(src.size) + "): " + e.what());
+    }
+    if (std::string_view(impl).substr(0, 3) == "ref") {
+      return Unimplemented("oneDNN has only its reference kernel for " + s->op + " (" + std::to_string(c.in_channels) + "->" +
+                           std::to_string(c.out_channels) + " on " + ToText(src.size) + ")");
+    }
+    // LibTorch's layouts: conv (out, in, k) = oidhw; transposed conv (in, out, k) = iodhw.
+    const memory::desc user_md(w_dims, Dt::f32, c.transposed ? Tag::iodhw : Tag::oidhw);
+    memory user(user_md, engine, s->weight.data());
+    s->weights_mem = memory(weights_md, engine);
+    dnnl::reorder(user, s->weights_mem).execute(stream, user, s->weights_mem);
+    if (with_bias) {
+      s->bias_mem = memory(b_md, engine);
+      std::copy(s->bias.begin(), s->bias.end(), static_cast<float*>(s->bias_mem.get_data_handle()));
+    }
+    stream.wait();
+    s->weight = {};
+    s->bias = {};
+    return Status::Ok();
+  }
+
+  // Buffers are reused: a value takes the smallest free buffer that fits once the values
+  // before it that nobody reads any more have released theirs.
+  void AssignBuffers() {
+    std::vector<int> free_buffers;
+    auto take = [&](Value v) {
+      ValueInfo& info = values[v];
+      if (info.buffer >= 0 || v == output) return;
+      const size_t bytes = info.desc().get_size();
+      int best = -1;
+      for (int b : free_buffers)
+        if (buffer_sizes[b] >= bytes && (best < 0 || buffer_sizes[b] < buffer_sizes[best])) best = b;
+      if (best < 0) {
+        best = static_cast<int>(buffer_sizes.size());
+        buffer_sizes.push_back(bytes);
+      } else {
+        free_buffers.erase(std::find(free_buffers.begin(), free_buffers.end(), best));
+      }
+      info.buffer = best;
+    };
+    if (input_step) take(input);
+    for (size_t i = 0; i < steps.size(); ++i) {
+      std::vector<Value> reads;
+      if (auto* c = std::get_if<ConvStep>(&steps[i])) {
+        take(c->dst);
+        reads = {c->src, c->dst};
+      } else {
+        reads = {std::get<NormStep>(steps[i]).x};
+      }
+      for (Value v : reads)
+        if (values[v].last_use == static_cast<int>(i) && values[v].buffer >= 0) free_buffers.push_back(values[v].buffer);
+    }
+    for (size_t b = 0; b < buffer_sizes.size(); ++b) {
+      const size_t bytes = (buffer_sizes[b] + 63) / 64 * 64;
+      buffers.emplace_back(std::aligned_alloc(64, bytes));
+    }
+    for (auto& v : values) {
+      v.mem = memory(v.desc(), engine, v.buffer >= 0 ? buffers[v.buffer].get() : DNNL_MEMORY_NONE);
+    }
+  }
+};
+
+Graph::Graph(DataType type) : impl_(std::make_unique<Impl>()) { impl_->type = type == DataType::kBFloat16 ? Dt::bf16 : Dt::f32; }
+Graph::~Graph() = default;
+Graph::Graph(Graph&&) noexcept = default;
+Graph& Graph::operator=(Graph&&) noexcept = default;
+
+Graph::Value Graph::Input(int64_t channels, const Int3& size) {
+  Impl::ValueInfo v;
+  v.channels = channels;
+  v.size = size;
+  v.type = impl_->type;
+  impl_->values.push_back(v);
+  impl_->input = static_cast<Value>(impl_->values.size() - 1);
+  // One float32 channel in NCDHW is already channels-last: the input is read where it lies.
+  if (channels != 1 || impl_->type != Dt::f32) {
+    impl_->input_step.emplace();
+    impl_->input_step->dst = impl_->input;
+  } else {
+    impl_->values.back().type = Dt::f32;
+  }
+  return impl_->input;
+}
+
+Result<Graph::Value> Graph::Conv(const std::vector<Value>& sources, const std::vector<ConvSpec>& specs, const std::string& op) {
+  if (sources.empty() || sources.size() != specs.size()) return InvalidArgument(op + ": one spec per source is needed");
+  Int3 out_size{0, 0, 0};
+  for (size_t i = 0; i < sources.size(); ++i) {
+    if (sources[i] < 0 || sources[i] >= static_cast<Value>(impl_->values.size())) return InvalidArgument(op + ": unknown source");
+    const auto& src = impl_->values[sources[i]];
+    const ConvSpec& c = specs[i];
+    if (c.in_channels != src.channels) {
+      return InvalidArgument(op + ": source has " + std::to_string(src.channels) + " channels, the convolution takes " + std::to_string(c.in_channels));
+    }
+    if (c.out_channels != specs[0].out_channels) return InvalidArgument(op + ": every source must produce the same channels");
+    if (i > 0 && c.bias) return InvalidArgument(op + ": only the first source's convolution may carry the bias");
+    Int3 size{};
+    for (int a = 0; a < 3; ++a) {
+      size[a] = c.transposed ? (src.size[a] - 1) * c.stride[a] + c.kernel[a] - 2 * c.padding[a]
+                             : (src.size[a] + 2 * c.padding[a] - c.kernel[a]) / c.stride[a] + 1;
+      if (size[a] < 1) return InvalidArgument(op + ": output would be empty for input " + ToText(src.size));
+    }
+    if (i == 0) out_size = size;
+    if (size != out_size) return InvalidArgument(op + ": sources give different output sizes");
+  }
+  Impl::ValueInfo out;
+  out.channels = specs[0].out_channels;
+  out.size = out_size;
+  out.type = impl_->type;
+  impl_->values.push_back(out);
+  const Value dst = static_cast<Value>(impl_->values.size() - 1);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    Impl::ConvStep s;
+    s.src = sources[i];
+    s.dst = dst;
+    s.spec = specs[i];
+    const int64_t weights = specs[i].macs_per_voxel();
+    s.weight.assign(specs[i].weight, specs[i].weight + weights);
+    if (specs[i].bias) s.bias.assign(specs[i].bias, specs[i].bias + specs[i].out_channels);
+    s.spec.weight = s.spec.bias = nullptr;
+    s.accumulate = i > 0;
+    s.op = op;
+    const auto& src = impl_->values[sources[i]];
+    s.macs = weights * (specs[i].transposed ? src.voxels() : impl_->values[dst].voxels());
+    impl_->steps.push_back(std::move(s));
+  }
+  return dst;
+}
+
+Status Graph::NormLeakyRelu(Value x, const float* gamma, const float* beta, double eps, double slope) {
+  if (x < 0 || x >= static_cast<Value>(impl_->values.size())) return InvalidArgument("instance norm: unknown value");
+  if (slope < 0 || slope > 1) return InvalidArgument("leaky relu slope must be in [0, 1]");
+  Impl::NormStep s;
+  s.x = x;
+  const int64_t c = impl_->values[x].channels;
+  if (gamma) s.gamma.assign(gamma, gamma + c);
+  if (beta) s.beta.assign(beta, beta + c);
+  s.eps = eps;
+  s.slope = slope;
+  impl_->steps.push_back(std::move(s));
+  return Status::Ok();
+}
+
+Status Graph::Finish(Value output) {
+  auto& im = *impl_;
+  if (im.finished) return FailedPrecondition("graph already finished");
+  if (output < 0 || output >= static_cast<Value>(im.values.size()) || output == im.input) return InvalidArgument("graph output must be a computed value");
+  im.output = output;
+  im.values[output].type = Dt::f32;
+  for (size_t i = 0; i < im.steps.size(); ++i) {
+    const int step = static_cast<int>(i);
+    std::visit([&](auto& s) {
+      using S = std::decay_t<decltype(s)>;
+      if constexpr (std::is_same_v<S, Impl::ConvStep>) {
+        im.values[s.src].last_use = step;
+        im.values[s.dst].last_use = step;
+      } else {
+        im.values[s.x].last_use = step;
+      }
+    }, im.steps[i]);
+  }
+  for (auto& step : im.steps) {
+    if (auto* c = std::get_if<Impl::ConvStep>(&step)) TS_RETURN_IF_ERROR(im.BuildConv(c));
+  }
+  im.AssignBuffers();
+  if (im.input_step) {
+    const auto& v = im.values[im.input];
+    im.input_step->user = memory(memory::desc(Dims5(v.channels, v.size), Dt::f32, Tag::ncdhw), im.engine, DNNL_MEMORY_NONE);
+    im.input_step->primitive = dnnl::reorder(im.input_step->user, v.mem);
+  }
+  im.finished = true;
+  return Status::Ok();
+}
+
+int64_t Graph::output_channels() const { return impl_->values[impl_->output].channels; }
+Int3 Graph::output_size() const { return impl_->values[impl_->output].size; }
+int64_t Graph::buffer_bytes() const {
+  int64_t total = 0;
+  for (size_t b : impl_->buffer_sizes) total += static_cast<int64_t>(b);
+  return total;
+}
+
+void Graph::Run(const float* input, float* output, const StepObserver* observer) {
+  auto& im = *impl_;
+  using Clock = std::chrono::steady_clock;
+  im.values[im.output].mem.set_data_handle(output);
+  if (im.input_step) {
+    const auto start = Clock::now();
+    im.input_step->user.set_data_handle(const_cast<float*>(input));
+    im.input_step->primitive.execute(im.stream, {{DNNL_ARG_FROM, im.input_step->user}, {DNNL_ARG_TO, im.values[im.input].mem}});
+    if (observer) {
+      im.stream.wait();
+      (*observer)("input reorder", std::chrono::duration<double>(Clock::now() - start).count(), 0);
+    }
+  } else {
+    im.values[im.input].mem.set_data_handle(const_cast<float*>(input));
+  }
+  for (auto& step : im.steps) {
+    const auto start = Clock::now();
+    std::string op;
+    int64_t macs = 0;
+    if (auto* c = std::get_if<Impl::ConvStep>(&step)) {
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, im.values[c->src].mem},
+                                           {DNNL_ARG_WEIGHTS, c->weights_mem},
+                                           {DNNL_ARG_DST, im.values[c->dst].mem}};
+      if (c->bias_mem) args.emplace(DNNL_ARG_BIAS, c->bias_mem);
+      c->primitive.execute(im.stream, args);
+      op = c->op;
+      macs = c->macs;
+    } else {
+      auto* n = &std::get<Impl::NormStep>(step);
+      im.stream.wait();
+      const auto& v = im.values[n->x];
+      InstanceNormLeakyReluChannelsLast(v.mem.get_data_handle(), v.type == Dt::bf16, v.voxels(), v.channels,
+                                        n->gamma.empty() ? nullptr : n->gamma.data(), n->beta.empty() ? nullptr : n->beta.data(),
+                                        n->eps, n->slope);
+      op = "instance norm + leaky relu";
+    }
+    if (observer) {
+      im.stream.wait();
+      (*observer)(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
+    }
+  }
+  im.stream.wait();
+}
+
+bool CpuHasBFloat16() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
+  return (eax >> 5) & 1u;  // CPUID.(EAX=7,ECX=1):EAX bit 5 = AVX512_BF16
+}
+
+}  // namespace tucker_seg::cpu_engine

@@ -1,0 +1,177 @@
+// The oneDNN engine computes what LibTorch's ops compute: the golden nnU-Net models and every
+// Tucker variant of them, dense and factorized layers, batches, several input channels, bf16.
+#include <gtest/gtest.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "model_store/compression/compress.h"
+#include "model_store/cpu_engine/onednn_graph.h"
+#include "model_store/format/raw_tensor.h"
+#include "model_store/import/nnunet_import.h"
+#include "model_store/network/network.h"
+#include "test_paths.h"
+
+namespace tucker_seg {
+namespace {
+
+using testing::ConformanceCase;
+using testing::ResultsDir;
+
+// max |a - b| / max |b|: the engine's error relative to the logits' scale.
+double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(1e-12, b.abs().max().item<double>());
+}
+
+torch::Tensor ReferenceLogits(const PlainConvUNet& net, const torch::Tensor& x) {
+  PlainConvUNet reference = net;
+  ExecutionOptions o;
+  o.fast_paths = false;
+  o.cpu_engine = false;
+  reference.set_execution_options(o);
+  return reference.Run(x).value();
+}
+
+struct Golden {
+  Model model;
+  torch::Tensor input, logits;
+};
+
+Golden LoadGolden(const std::string& name) {
+  std::ifstream in(ConformanceCase(name) / "golden.json");
+  const auto golden = nlohmann::json::parse(in);
+  NnUNetImportOptions opt;
+  opt.results_dir = ResultsDir(name).string();
+  opt.name = name;
+  Golden g;
+  g.model = ImportNnUNet(opt).value();
+  g.input = ReadRawFloat32((ConformanceCase(name) / "input.f32").string(), golden["input_shape"].get<std::vector<int64_t>>()).value();
+  g.logits = ReadRawFloat32((ConformanceCase(name) / "logits.f32").string(), golden["logits_shape"].get<std::vector<int64_t>>()).value();
+  return g;
+}
+
+Int3 PatchOf(const torch::Tensor& x) { return {x.size(2), x.size(3), x.size(4)}; }
+
+class CpuEngine : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { torch::set_num_threads(2); }
+};
+
+TEST_P(CpuEngine, GoldenModelMatchesNnUNetsLogitsAndLibTorch) {
+  const Golden g = LoadGolden(GetParam());
+  auto net = PlainConvUNet::Create(g.model.info.network, g.model.weights);
+  ASSERT_TRUE(net.ok()) << net.status().message();
+  const Status served = net.value().EngineStatus(PatchOf(g.input));
+  ASSERT_TRUE(served.ok()) << served.message();
+  const torch::Tensor y = net.value().Run(g.input).value();
+  EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), g.input)), 1e-4);
+  EXPECT_LE(RelativeError(y, g.logits), 1e-4);
+  EXPECT_TRUE(torch::equal(y.argmax(1), g.logits.argmax(1)));
+  OpProfile profile;  // the engine ran: its steps are in the profile
+  torch::NoGradGuard no_grad;
+  net.value().Forward(g.input, &profile);
+  EXPECT_EQ(profile.entries().count("segmentation head 1x1x1"), 1u);
+}
+
+TEST_P(CpuEngine, EveryVariantMatchesLibTorch) {
+  const Golden g = LoadGolden(GetParam());
+  for (double df : {0.5, 0.3, 0.1}) {
+    for (bool all : {false, true}) {
+      CompressionOptions o;
+      o.df = df;
+      o.factorize_all = all;  // every layer factorized, the transposed ones and the head included
+      auto variant = CompressModel(g.model, o);
+      ASSERT_TRUE(variant.ok()) << variant.status().message();
+      auto net = PlainConvUNet::Create(variant.value().model.info.network, variant.value().model.weights);
+      ASSERT_TRUE(net.ok()) << net.status().message();
+      const Status served = net.value().EngineStatus(PatchOf(g.input));
+      ASSERT_TRUE(served.ok()) << o.VariantName() << ": " << served.message();
+      const torch::Tensor y = net.value().Run(g.input).value();
+      EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), g.input)), 1e-4) << o.VariantName();
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(NnUNetV2, CpuEngine, ::testing::Values("iso4", "aniso5"));
+
+UNetConfig SmallConfig(int64_t input_channels) {
+  UNetConfig c;
+  c.input_channels = input_channels;
+  c.num_classes = 5;
+  c.features_per_stage = {8, 16, 24};
+  c.kernel_sizes = {{1, 3, 3}, {3, 3, 3}, {3, 3, 3}};
+  c.strides = {{1, 1, 1}, {1, 2, 2}, {2, 2, 2}};
+  c.n_conv_per_stage = {2, 2, 2};
+  c.n_conv_per_stage_decoder = {2, 2};
+  c.conv_bias = true;
+  c.negative_slope = 0.01;
+  return c;
+}
+
+TEST(CpuEngineBatches, SeveralChannelsAndSamplesMatchLibTorch) {
+  torch::set_num_threads(2);
+  const UNetConfig config = SmallConfig(3);  // 3 channels: the input is reordered to channels-last
+  auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 7));
+  ASSERT_TRUE(net.ok()) << net.status().message();
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({2, 3, 8, 24, 16}) * 50 + 20;  // CT-like offset and scale
+  ASSERT_TRUE(net.value().EngineStatus({8, 24, 16}).ok());
+  const torch::Tensor y = net.value().Run(x).value();
+  EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), x)), 1e-4);
+  // Each sample is normalised on its own: the second alone gives the same logits.
+  const torch::Tensor second = net.value().Run(x.narrow(0, 1, 1)).value();
+  EXPECT_LE(RelativeError(second, y.narrow(0, 1, 1)), 1e-6);
+}
+
+TEST(CpuEngineBatches, GraphsAreKeptPerShapeAndDroppedWhenWeightsChange) {
+  torch::set_num_threads(2);
+  const UNetConfig config = SmallConfig(1);
+  auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 11)).value();
+  const torch::Tensor a = torch::randn({1, 1, 8, 16, 16}), b = torch::randn({1, 1, 16, 16, 32});
+  const torch::Tensor ya = net.Run(a).value();
+  EXPECT_LE(RelativeError(net.Run(b).value(), ReferenceLogits(net, b)), 1e-4);
+  EXPECT_TRUE(torch::equal(net.Run(a).value(), ya));  // the kept graph gives the same result
+  for (ConvLayer* c : net.MutableConvs()) c->weight.mul_(2);
+  EXPECT_LE(RelativeError(net.Run(a).value(), ReferenceLogits(net, a)), 1e-4);
+}
+
+TEST(CpuEngineBatches, BFloat16AgreesWithFloat32) {
+  if (!cpu_engine::CpuHasBFloat16()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
+  torch::set_num_threads(2);
+  const Golden g = LoadGolden("iso4");
+  auto net = PlainConvUNet::Create(g.model.info.network, g.model.weights).value();
+  ExecutionOptions o;
+  o.cpu_bf16 = true;
+  PlainConvUNet half = net;
+  half.set_execution_options(o);
+  ASSERT_TRUE(half.EngineStatus(PatchOf(g.input)).ok());
+  const torch::Tensor y = half.Run(g.input).value();
+  const torch::Tensor ref = net.Run(g.input).value();
+  // bf16 keeps 8 bits of mantissa: logits within a few percent, nearly every voxel's class kept.
+  EXPECT_LE(RelativeError(y, ref), 0.05);
+  EXPECT_GE(y.argmax(1).eq(ref.argmax(1)).to(torch::kFloat32).mean().item<double>(), 0.98);
+}
+
+TEST(CpuEngineGraph, BadGraphsAreRefusedNamingTheProblem) {
+  cpu_engine::Graph g;
+  const auto x = g.Input(4, {8, 8, 8});
+  std::vector<float> w(4 * 8 * 27);
+  cpu_engine::ConvSpec s;
+  s.in_channels = 3;  // the input has 4
+  s.out_channels = 8;
+  s.kernel = {3, 3, 3};
+  s.padding = {1, 1, 1};
+  s.weight = w.data();
+  auto y = g.Conv({x}, {s}, "conv");
+  ASSERT_FALSE(y.ok());
+  EXPECT_NE(y.status().message().find("4 channels"), std::string::npos) << y.status().message();
+  s.in_channels = 4;
+  EXPECT_FALSE(g.Conv({x, x}, {s}, "conv").ok());  // one spec per source
+  EXPECT_FALSE(g.NormLeakyRelu(x, nullptr, nullptr, 1e-5, 2.0).ok());
+  EXPECT_FALSE(g.Finish(x).ok());  // the input is not a result
+}
+
+}  // namespace
+}  // namespace tucker_seg
