@@ -1,6 +1,7 @@
-// One-patch forward time of the TotalSegmentator-shaped 3 mm network on CPU, against the
-// roofline of this machine (a plain 32->32 3x3x3 convolution measured in the same run), with
-// the top operations by time. Prints tables; asserts nothing.
+// One-patch forward time of the TotalSegmentator-shaped 3 mm network on CPU, against this
+// machine's limit (oneDNN's float32 matmul, measured in the same run): LibTorch's own ops, LibTorch
+// with the earlier fast paths, and the oneDNN engine, with the top operations of each by time.
+// Prints tables; asserts nothing.
 //
 //   build/bench/network_forward_bench [--threads 2] [--repeats 3] [--architecture file.json] [--patch Z,Y,X]
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include "model_store/cpu_engine/gemm_peak.h"
 #include "model_store/format/model.h"
 #include "model_store/network/network.h"
 
@@ -30,18 +32,6 @@ double Seconds(F fn) {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-// GFLOP/s of a plain 32->32 3x3x3 convolution on a 64^3 volume: the best this machine does.
-double RooflineGflops(int repeats) {
-  torch::NoGradGuard no_grad;
-  auto x = torch::randn({1, 32, 64, 64, 64});
-  auto w = torch::randn({32, 32, 3, 3, 3});
-  const double flops = 2.0 * 64 * 64 * 64 * 32 * 32 * 27;
-  torch::conv3d(x, w, {}, 1, 1);  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < std::max(3, repeats); ++i) t.push_back(Seconds([&] { torch::conv3d(x, w, {}, 1, 1); }));
-  return flops / *std::min_element(t.begin(), t.end()) / 1e9;
 }
 
 }  // namespace
@@ -76,34 +66,45 @@ int main(int argc, char** argv) {
   std::printf("network: %s, patch %s, %.2f GMACs, %ld parameters, %d threads (LibTorch %s)\n",
               arch_path.substr(arch_path.rfind('/') + 1).c_str(), ToString(patch).c_str(), macs / 1e9,
               static_cast<long>(net.value().NumParameters()), threads, TORCH_VERSION);
-  const double roofline = RooflineGflops(repeats);
+  const auto peak = cpu_engine::MeasureGemmPeak();
 
   torch::manual_seed(1);
   const auto x = torch::randn({1, config.input_channels, patch[0], patch[1], patch[2]});
   struct Row {
     const char* name;
-    bool fast;
+    ExecutionOptions options;
     std::vector<double> times;
   };
-  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", false, {}}, {"tucker-seg engine", true, {}}};
+  ExecutionOptions eager, fast_paths, engine;
+  eager.fast_paths = eager.cpu_engine = false;
+  fast_paths.cpu_engine = false;
+  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", eager, {}}, {"LibTorch + fast paths", fast_paths, {}},
+                           {"tucker-seg engine (oneDNN)", engine, {}}};
   for (auto& r : rows) {
-    net.value().set_execution_options({r.fast});
-    net.value().Forward(x);  // warm-up
-    for (int i = 0; i < repeats; ++i) r.times.push_back(Seconds([&] { net.value().Forward(x); }));
+    net.value().set_execution_options(r.options);
+    net.value().Forward(x);  // warm-up (the engine builds its graph)
+  }
+  for (int i = 0; i < repeats; ++i) {
+    for (auto& r : rows) {  // interleaved
+      net.value().set_execution_options(r.options);
+      net.value().Forward(x);  // the options dropped the engine's graph: rebuild it outside the timing
+      r.times.push_back(Seconds([&] { net.value().Forward(x); }));
+    }
   }
 
-  std::printf("\nroofline: plain 32->32 3x3x3 conv on 64^3: %.1f GFLOP/s\n\n", roofline);
-  std::printf("%-32s %10s %10s %10s %12s %10s\n", "path", "min s", "median s", "GFLOP/s", "% roofline", "speed-up");
+  std::printf("\nmachine limit: oneDNN matmul 4096^3 float32: %.1f GFLOP/s (%s)\n\n", peak.gflops, peak.kernel.c_str());
+  std::printf("%-32s %10s %10s %10s %12s %10s\n", "path", "min s", "median s", "GFLOP/s", "% of limit", "speed-up");
   const double base = Median(rows[0].times);
   for (const auto& r : rows) {
     const double best = *std::min_element(r.times.begin(), r.times.end());
     const double med = Median(r.times);
-    std::printf("%-32s %10.2f %10.2f %10.1f %11.0f%% %9.2fx\n", r.name, best, med, gflop / med, 100.0 * gflop / med / roofline, base / med);
+    std::printf("%-32s %10.2f %10.2f %10.1f %11.0f%% %9.2fx\n", r.name, best, med, gflop / med, 100.0 * gflop / med / peak.gflops, base / med);
   }
 
   for (const auto& r : rows) {
     OpProfile profile;
-    net.value().set_execution_options({r.fast});
+    net.value().set_execution_options(r.options);
+    net.value().Forward(x);
     const double total = Seconds([&] { net.value().Forward(x, &profile); });
     std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
     std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });

@@ -1,45 +1,105 @@
-// Tucker variants of the TotalSegmentator-shaped 3 mm network on CPU: parameters, GMACs per
-// patch, measured time per patch, speed-up against the original and MAC ratio, in one run.
-// Random weights and HOSVD-only factors: time and cost depend on the ranks, not on the values.
+// Tucker variants of the TotalSegmentator-shaped 3 mm network on CPU, in one run: the machine's
+// GEMM peak, each variant's seconds per patch (repeats interleaved), GFLOP/s and share of the peak,
+// speed-up over the original beside the MAC ratio, 1- vs N-thread scaling, bf16, LibTorch's ops
+// (the path the engine replaced) and where the time goes. Random weights and HOSVD-only factors:
+// time depends on the ranks, not on the values.
 //
-//   build/bench/tucker_variants_bench [--threads 2] [--repeats 2] [--patch Z,Y,X]
+//   build/bench/tucker_variants_bench [--threads 2] [--repeats 3] [--patch Z,Y,X] [--libtorch 0|1]
+//                                     [--bf16 0|1] [--save DIR]   (DIR: the networks, for bench/peer/)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <ATen/Parallel.h>
 #include <torch/utils.h>
 
 #include "model_store/compression/compress.h"
+#include "model_store/cpu_engine/gemm_peak.h"
+#include "model_store/cpu_engine/onednn_graph.h"
+#include "model_store/network/runtime.h"
 
 using namespace tucker_seg;
 
 namespace {
 
-double MedianSeconds(const PlainConvUNet& net, const torch::Tensor& x, int repeats) {
-  net.Forward(x);  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    net.Forward(x);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+double Seconds(const PlainConvUNet& net, const torch::Tensor& x) {
+  const auto start = std::chrono::steady_clock::now();
+  net.Forward(x);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+struct Row {
+  std::string name;
+  PlainConvUNet net;
+  int64_t parameters = 0, macs = 0;
+  double mac_ratio = 1;
+  double first = 0;            // the first run: builds the engine graph
+  std::vector<double> times;   // warm runs
+  double Min() const { return *std::min_element(times.begin(), times.end()); }
+  double Median() const {
+    std::vector<double> t = times;
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+};
+
+PlainConvUNet WithOptions(const PlainConvUNet& net, bool engine, bool bf16) {
+  PlainConvUNet copy = net;
+  ExecutionOptions o;
+  o.cpu_engine = engine;
+  o.cpu_bf16 = bf16;
+  copy.set_execution_options(o);
+  return copy;
+}
+
+// Mean over classes (present in either) of the Dice between two label maps.
+double MeanDice(const torch::Tensor& a, const torch::Tensor& b, int64_t classes) {
+  double sum = 0;
+  int n = 0;
+  for (int64_t c = 0; c < classes; ++c) {
+    const auto pa = a.eq(c), pb = b.eq(c);
+    const double both = pa.logical_and(pb).sum().item<double>(), total = pa.sum().item<double>() + pb.sum().item<double>();
+    if (total == 0) continue;
+    sum += 2 * both / total;
+    ++n;
+  }
+  return n ? sum / n : 1.0;
+}
+
+void PrintProfile(const std::string& name, const PlainConvUNet& net, const torch::Tensor& x, double peak) {
+  OpProfile profile;
+  const auto start = std::chrono::steady_clock::now();
+  net.Forward(x, &profile);
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
+  std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  std::printf("\ntime by operation, %s (one profiled pass, %.2f s):\n%-34s %6s %9s %9s %9s %7s\n", name.c_str(), total, "op", "calls",
+              "seconds", "GMACs", "GFLOP/s", "% peak");
+  for (const auto& [op, e] : ops) {
+    const double gflops = e.macs ? 2.0 * e.macs / e.seconds / 1e9 : 0.0;
+    std::printf("%-34s %6ld %9.3f %9.2f %9.0f %6.0f%%\n", op.c_str(), static_cast<long>(e.calls), e.seconds, e.macs / 1e9, gflops,
+                100.0 * gflops / peak);
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 2, repeats = 2;
-  std::string patch_arg;
+  TuneAllocatorForTensors();  // as the programs do
+  int threads = 2, repeats = 3;
+  bool libtorch = true, bf16 = cpu_engine::CpuHasBFloat16();
+  std::string patch_arg, save_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--repeats") repeats = std::stoi(v);
+    else if (k == "--repeats") repeats = std::max(1, std::stoi(v));
     else if (k == "--patch") patch_arg = v;
+    else if (k == "--libtorch") libtorch = v != "0";
+    else if (k == "--bf16") bf16 = v != "0";
+    else if (k == "--save") save_dir = v;
   }
   torch::set_num_threads(threads);
   const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value();
@@ -53,69 +113,91 @@ int main(int argc, char** argv) {
   original.weights = PlainConvUNet::RandomWeights(original.info.network, 0);
   const Int3 patch = original.info.patch_size;
 
-  std::printf("TotalSegmentator-shaped 3 mm network, patch %s, %d threads, rank_min 8\n\n", ToString(patch).c_str(), threads);
-  std::printf("parameter counts, --factorize-all (every convolution, unused heads included):\n");
-  std::printf("%-8s %12s %10s\n", "DF", "parameters", "removed");
-  for (double df : {0.9, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05}) {
+  const auto peak = cpu_engine::MeasureGemmPeak();
+  std::printf("TotalSegmentator-shaped 3 mm network, patch %s, %d threads, rank_min 8\n", ToString(patch).c_str(), threads);
+  std::printf("machine limit: oneDNN matmul 4096^3 float32 = %.0f GFLOP/s (%s)\n", peak.gflops, peak.kernel.c_str());
+  if (bf16) {
+    const auto peak16 = cpu_engine::MeasureGemmPeak(4096, 3, true);
+    std::printf("               oneDNN matmul 4096^3 bf16    = %.0f GFLOP/s (%s)\n", peak16.gflops, peak16.kernel.c_str());
+  }
+
+  std::vector<Row> rows;
+  {
+    Row r{"original", PlainConvUNet::Create(original.info.network, original.weights).value()};
+    for (const auto& l : r.net.Cost(patch)) r.macs += l.macs;
+    r.parameters = r.net.NumParameters();
+    rows.push_back(std::move(r));
+  }
+  for (double df : {0.5, 0.3, 0.1}) {
     CompressionOptions o;
     o.df = df;
-    o.factorize_all = true;
     o.tucker.max_iterations = 0;
     auto v = CompressModel(original, o).value();
-    std::printf("%-8g %12ld %9.1f%%\n", df, static_cast<long>(v.manifest.parameters),
-                100.0 * v.manifest.parameters_removed_fraction);
+    if (!save_dir.empty()) (void)SaveModel(v.model, save_dir + "/" + o.VariantName());
+    Row r{o.VariantName(), PlainConvUNet::Create(v.model.info.network, v.model.weights).value()};
+    r.parameters = v.manifest.parameters;
+    r.macs = v.manifest.macs;
+    r.mac_ratio = v.manifest.mac_ratio;
+    rows.push_back(std::move(r));
   }
+  if (!save_dir.empty()) (void)SaveModel(original, save_dir + "/original");
 
   torch::manual_seed(1);
   const auto x = torch::randn({1, 1, patch[0], patch[1], patch[2]});
-  auto base_net = PlainConvUNet::Create(original.info.network, original.weights).value();
-  int64_t base_macs = 0;
-  for (const auto& l : base_net.Cost(patch)) base_macs += l.macs;
-  const double base_time = MedianSeconds(base_net, x, repeats);
+  for (auto& r : rows) r.first = Seconds(r.net, x);
+  for (int rep = 0; rep < repeats; ++rep)
+    for (auto& r : rows) r.times.push_back(Seconds(r.net, x));
 
-  std::printf("\n%-14s %12s %9s %10s %11s %9s %10s %9s\n", "variant", "parameters", "GMACs", "MAC ratio", "time s", "speed-up",
-              "skipped", "realised");
-  std::printf("%-14s %12ld %9.1f %9.2fx %11.2f %8.2fx %10s %8.0f%%\n", "original", static_cast<long>(base_net.NumParameters()),
-              base_macs / 1e9, 1.0, base_time, 1.0, "-", 100.0);
-  std::vector<std::pair<std::string, OpProfile>> profiles;
-  {
-    OpProfile profile;
-    base_net.Forward(x, &profile);
-    profiles.emplace_back("original", profile);
+  const double base = rows[0].Median();
+  std::printf("\nengine, float32, %d warm runs each, interleaved (first run: builds the graph):\n", repeats);
+  std::printf("%-9s %11s %8s %9s %8s %8s %8s %8s %7s %9s\n", "variant", "parameters", "GMACs", "MAC ratio", "first s", "min s",
+              "median s", "GFLOP/s", "% peak", "speed-up");
+  for (const auto& r : rows) {
+    const double gflops = 2.0 * r.macs / r.Median() / 1e9;
+    std::printf("%-9s %11ld %8.1f %8.2fx %8.2f %8.3f %8.3f %8.0f %6.0f%% %8.2fx\n", r.name.c_str(), static_cast<long>(r.parameters),
+                r.macs / 1e9, r.mac_ratio, r.first, r.Min(), r.Median(), gflops, 100.0 * gflops / peak.gflops, base / r.Median());
   }
-  for (bool all : {false, true}) {
-    for (double df : {0.7, 0.5, 0.3, 0.1}) {
-      CompressionOptions o;
-      o.df = df;
-      o.factorize_all = all;
-      o.tucker.max_iterations = 0;
-      auto v = CompressModel(original, o).value();
-      auto net = PlainConvUNet::Create(v.model.info.network, v.model.weights).value();
-      int skipped = 0;
-      for (const auto& l : v.manifest.layers) skipped += l.factorized ? 0 : 1;
-      const double t = MedianSeconds(net, x, repeats);
-      if (df == 0.3 && !all) {
-        OpProfile profile;
-        net.Forward(x, &profile);
-        profiles.emplace_back(o.VariantName(), profile);
-      }
-      const double mac_ratio = v.manifest.mac_ratio;
-      // "realised": the share of the MAC saving that shows up as time saved.
-      const double realised = (1.0 - t / base_time) / (1.0 - 1.0 / mac_ratio);
-      std::printf("%-14s %12ld %9.1f %9.2fx %11.2f %8.2fx %10d %8.0f%%\n", o.VariantName().c_str(),
-                  static_cast<long>(v.manifest.parameters), static_cast<double>(v.manifest.macs) / 1e9,
-                  mac_ratio, t, base_time / t, skipped, 100.0 * realised);
+
+  // Thread scaling: the same networks on one thread.
+  at::set_num_threads(1);
+  std::printf("\nthread scaling (median of %d, after one warm-up):\n%-9s %10s %10s %8s\n", std::max(1, repeats - 1), "variant",
+              "1 thread s", (std::to_string(threads) + " threads s").c_str(), "scaling");
+  for (auto& r : rows) {
+    (void)Seconds(r.net, x);
+    std::vector<double> t;
+    for (int i = 0; i < std::max(1, repeats - 1); ++i) t.push_back(Seconds(r.net, x));
+    std::sort(t.begin(), t.end());
+    std::printf("%-9s %10.3f %10.3f %7.2fx\n", r.name.c_str(), t[t.size() / 2], r.Median(), t[t.size() / 2] / r.Median());
+  }
+  at::set_num_threads(threads);
+
+  if (bf16) {
+    std::printf("\nengine, bf16 (activations and weights; statistics and logits float32), median of %d:\n", repeats);
+    std::printf("%-9s %8s %10s %10s %18s\n", "variant", "bf16 s", "vs fp32", "vs original", "argmax mean Dice");
+    for (auto& r : rows) {
+      const PlainConvUNet half = WithOptions(r.net, true, true);
+      (void)Seconds(half, x);
+      std::vector<double> t;
+      for (int i = 0; i < repeats; ++i) t.push_back(Seconds(half, x));
+      std::sort(t.begin(), t.end());
+      const auto ref = r.net.Forward(x).argmax(1), got = half.Forward(x).argmax(1);
+      std::printf("%-9s %8.3f %9.2fx %9.2fx %18.4f\n", r.name.c_str(), t[t.size() / 2], r.Median() / t[t.size() / 2], base / t[t.size() / 2],
+                  MeanDice(got, ref, r.net.config().num_classes));
     }
   }
-  for (const auto& [name, profile] : profiles) {
-    std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
-    std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
-    std::printf("\ntime by operation, %s (one profiled pass):\n%-40s %7s %9s %9s %10s\n", name.c_str(), "op", "calls", "seconds",
-                "GMACs", "GFLOP/s");
-    for (const auto& [op, e] : ops) {
-      std::printf("%-40s %7ld %9.3f %9.2f %10.0f\n", op.c_str(), static_cast<long>(e.calls), e.seconds, e.macs / 1e9,
-                  e.macs ? 2.0 * e.macs / e.seconds / 1e9 : 0.0);
+
+  if (libtorch) {
+    std::printf("\nLibTorch's ops with the previous fast paths (what the engine replaced), one warm run:\n%-9s %10s %12s\n", "variant",
+                "seconds", "engine gain");
+    for (const auto& r : rows) {
+      const PlainConvUNet old = WithOptions(r.net, false, false);
+      (void)Seconds(old, x);
+      const double t = Seconds(old, x);
+      std::printf("%-9s %10.2f %11.2fx\n", r.name.c_str(), t, t / r.Median());
     }
   }
+
+  PrintProfile("original", rows[0].net, x, peak.gflops);
+  PrintProfile("df0.3", rows[2].net, x, peak.gflops);
   return 0;
 }

@@ -1,5 +1,9 @@
 #include "model_store/network/device.h"
 
+#if TUCKER_SEG_HAVE_ONEDNN
+#include "model_store/cpu_engine/onednn_graph.h"
+#endif
+
 #include <ATen/Context.h>
 #include <torch/cuda.h>
 
@@ -57,10 +61,15 @@ torch::ScalarType ScalarTypeOf(Precision p) {
 }
 
 Status CheckPrecision(const torch::Device& device, Precision p) {
-  if (p != Precision::kFloat32 && !device.is_cuda()) {
-    return InvalidArgument("precision " + PrecisionName(p) + " runs on CUDA devices only; " + device.str() + " computes in fp32");
+  if (p == Precision::kFloat32 || device.is_cuda()) return Status::Ok();
+#if TUCKER_SEG_HAVE_ONEDNN
+  if (p == Precision::kBFloat16) {
+    if (cpu_engine::CpuHasBFloat16()) return Status::Ok();
+    return InvalidArgument("precision bf16 on the CPU needs AVX-512 BF16, which this CPU lacks; it computes in fp32");
   }
-  return Status::Ok();
+#endif
+  return InvalidArgument("precision " + PrecisionName(p) + " runs on CUDA devices only (bf16 also on CPUs with AVX-512 BF16); " +
+                         device.str() + " computes in fp32");
 }
 
 void PrepareDevice(const torch::Device& device) {

@@ -20,7 +20,8 @@ enum class Precision { kFloat32, kFloat16, kBFloat16 };
 Result<Precision> ParsePrecision(const std::string& name);  // "fp32", "fp16", "bf16"
 std::string PrecisionName(Precision p);
 torch::ScalarType ScalarTypeOf(Precision p);
-// Half precision runs on CUDA devices only (the CPU engine computes in float32).
+// Half precision runs on CUDA devices; bf16 also on CPUs with AVX-512 BF16 (the CPU engine's
+// activations and weights; its statistics and logits stay float32).
 Status CheckPrecision(const torch::Device& device, Precision p);
 
 // Once per process and device before the first network runs: cuDNN picks its fastest

@@ -9,7 +9,16 @@
 
 namespace tucker_seg {
 
-std::shared_ptr<cpu_engine::Graph> EngineGraphPool::Take(const Key& key, Status* status) {
+struct EngineGraph {
+#if TUCKER_SEG_HAVE_ONEDNN
+  cpu_engine::Graph graph;
+#endif
+  // The logits of the last call. Handed out as is and refilled by the next call when nobody holds
+  // it any more: a fresh 0.7 GB tensor per tile would cost the kernel's page zeroing every time.
+  torch::Tensor logits;
+};
+
+std::shared_ptr<EngineGraph> EngineGraphPool::Take(const Key& key, Status* status) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return nullptr;
@@ -20,7 +29,7 @@ std::shared_ptr<cpu_engine::Graph> EngineGraphPool::Take(const Key& key, Status*
   return graph;
 }
 
-void EngineGraphPool::Return(const Key& key, std::shared_ptr<cpu_engine::Graph> graph) {
+void EngineGraphPool::Return(const Key& key, std::shared_ptr<EngineGraph> graph) {
   std::lock_guard<std::mutex> lock(mu_);
   entries_[key].idle.push_back(std::move(graph));
 }
@@ -98,8 +107,10 @@ bool PlainConvUNet::EngineApplies(const torch::Tensor& x) const {
          x.scalar_type() == torch::kFloat32 && dtype() == torch::kFloat32 && x.dim() == 5;
 }
 
-Result<std::shared_ptr<cpu_engine::Graph>> PlainConvUNet::BuildEngineGraph(const Int3& patch) const {
-  auto g = std::make_shared<Graph>(options_.cpu_bf16 ? cpu_engine::DataType::kBFloat16 : cpu_engine::DataType::kFloat32);
+Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3& patch) const {
+  auto built = std::make_shared<EngineGraph>(
+      EngineGraph{Graph(options_.cpu_bf16 ? cpu_engine::DataType::kBFloat16 : cpu_engine::DataType::kFloat32), {}});
+  Graph* g = &built->graph;
   const double slope = config_.negative_slope;
   Graph::Value x = g->Input(config_.input_channels, patch);
   int64_t channels = config_.input_channels;
@@ -129,7 +140,7 @@ Result<std::shared_ptr<cpu_engine::Graph>> PlainConvUNet::BuildEngineGraph(const
   }
   TS_ASSIGN_OR_RETURN(x, AddLayer(*g, {x}, {channels}, seg_layers_.back(), true));
   TS_RETURN_IF_ERROR(g->Finish(x));
-  return g;
+  return built;
 }
 
 Status PlainConvUNet::EngineStatus(const Int3& patch) const {
@@ -153,7 +164,7 @@ Status PlainConvUNet::EngineStatus(const Int3& patch) const {
 torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile* profile) const {
   const Int3 patch{input.size(2), input.size(3), input.size(4)};
   Status failed;
-  std::shared_ptr<Graph> graph = engine_graphs_.Take(patch, &failed);
+  std::shared_ptr<EngineGraph> graph = engine_graphs_.Take(patch, &failed);
   if (!graph) {
     if (!failed.ok()) return {};
     auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(patch); });
@@ -165,15 +176,20 @@ torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile
   }
   const torch::Tensor x = input.contiguous();
   const int64_t n = x.size(0);
-  torch::Tensor y = torch::empty({n, graph->output_channels(), patch[0], patch[1], patch[2]},
-                                 x.options().memory_format(torch::MemoryFormat::ChannelsLast3d));
+  const std::vector<int64_t> shape{n, graph->graph.output_channels(), patch[0], patch[1], patch[2]};
+  torch::Tensor& y = graph->logits;
+  const bool held = y.defined() && (y.use_count() > 1 || y.storage().use_count() > 1);  // a caller still holds it (or a view)
+  if (held || !y.defined() || y.sizes() != shape) {
+    y = torch::empty(shape, x.options().memory_format(torch::MemoryFormat::ChannelsLast3d));
+  }
   cpu_engine::StepObserver observer = [&](const std::string& op, double seconds, int64_t macs) { profile->Add(op, seconds, macs); };
   const int64_t in_stride = x[0].numel(), out_stride = y[0].numel();
   for (int64_t i = 0; i < n; ++i) {
-    graph->Run(x.data_ptr<float>() + i * in_stride, y.data_ptr<float>() + i * out_stride, profile ? &observer : nullptr);
+    graph->graph.Run(x.data_ptr<float>() + i * in_stride, y.data_ptr<float>() + i * out_stride, profile ? &observer : nullptr);
   }
+  torch::Tensor logits = y;
   engine_graphs_.Return(patch, std::move(graph));
-  return y;
+  return logits;
 }
 
 #else  // no oneDNN in this build
@@ -181,7 +197,7 @@ torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile
 bool PlainConvUNet::EngineApplies(const torch::Tensor&) const { return false; }
 Status PlainConvUNet::EngineStatus(const Int3&) const { return Unimplemented("this build has no oneDNN (the CPU engine)"); }
 torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor&, OpProfile*) const { return {}; }
-Result<std::shared_ptr<cpu_engine::Graph>> PlainConvUNet::BuildEngineGraph(const Int3&) const {
+Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&) const {
   return Unimplemented("this build has no oneDNN (the CPU engine)");
 }
 

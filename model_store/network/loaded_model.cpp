@@ -12,6 +12,12 @@ Result<LoadedModel> LoadNetwork(const std::string& dir, const torch::Device& dev
   TS_RETURN_IF_ERROR(CheckPrecision(device, precision));
   TS_ASSIGN_OR_RETURN(LoadedModel loaded, LoadNetwork(dir));
   if (device.is_cpu() && precision == Precision::kFloat32) return loaded;
+  if (device.is_cpu()) {  // bf16 on the CPU: the engine converts the float32 weights when it builds its graphs
+    ExecutionOptions o = loaded.network.execution_options();
+    o.cpu_bf16 = true;
+    loaded.network.set_execution_options(o);
+    return loaded;
+  }
   PrepareDevice(device);
   TS_ASSIGN_OR_RETURN(PlainConvUNet moved, StatusFromExceptions("moving the weights to " + device.str(), [&]() -> Result<PlainConvUNet> {
                         return loaded.network.To(device, ScalarTypeOf(precision));

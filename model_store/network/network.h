@@ -23,9 +23,7 @@
 
 namespace tucker_seg {
 
-namespace cpu_engine {
-class Graph;
-}
+struct EngineGraph;  // a compiled cpu_engine::Graph and the logits buffer it last filled (engine_forward.cpp)
 
 // A state_dict entry the network expects.
 struct TensorSpec {
@@ -73,6 +71,8 @@ struct LayerCost {
 // turning them off gives LibTorch's own ops (the baseline the benchmark compares against).
 struct ExecutionOptions {
   bool fast_paths = true;
+  // Record the graph for backpropagation (training); implies LibTorch's own ops throughout.
+  bool autograd = false;
   // On CPU in float32: the oneDNN engine (model_store/cpu_engine/), one compiled graph per input
   // shape. Off, or where this build has no oneDNN or oneDNN cannot serve a shape with its JIT
   // kernels: the fast paths above.
@@ -80,8 +80,6 @@ struct ExecutionOptions {
   // The engine's activations and weights in bfloat16 (AVX-512 BF16 / AMX); statistics, bias and
   // logits stay float32.
   bool cpu_bf16 = false;
-  // Record the graph for backpropagation (training); implies LibTorch's own ops throughout.
-  bool autograd = false;
 };
 
 // A Conv3d or ConvTranspose3d with nnU-Net's padding rule.
@@ -140,15 +138,15 @@ class EngineGraphPool {
   }
   using Key = std::array<int64_t, 3>;
   // An idle graph for `key`, or null (then `*status` says why the shape has none when it failed before).
-  std::shared_ptr<cpu_engine::Graph> Take(const Key& key, Status* status);
-  void Return(const Key& key, std::shared_ptr<cpu_engine::Graph> graph);
+  std::shared_ptr<EngineGraph> Take(const Key& key, Status* status);
+  void Return(const Key& key, std::shared_ptr<EngineGraph> graph);
   void RecordFailure(const Key& key, const Status& status);
   void Clear();
 
  private:
   struct Entry {
     Status failure;
-    std::vector<std::shared_ptr<cpu_engine::Graph>> idle;
+    std::vector<std::shared_ptr<EngineGraph>> idle;
   };
   std::mutex mu_;
   std::map<Key, Entry> entries_;
@@ -199,7 +197,7 @@ class PlainConvUNet {
  private:
   torch::Tensor Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const;
   bool EngineApplies(const torch::Tensor& x) const;
-  Result<std::shared_ptr<cpu_engine::Graph>> BuildEngineGraph(const Int3& patch) const;
+  Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const Int3& patch) const;
   // Logits from the engine, or an undefined tensor when it cannot serve this shape.
   torch::Tensor EngineForward(const torch::Tensor& x, OpProfile* profile) const;
 

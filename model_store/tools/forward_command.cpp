@@ -1,4 +1,5 @@
 // forward: the network on one raw float32 patch, logits out (and compared to a reference).
+#include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <memory>
@@ -16,6 +17,8 @@ Command AddForwardCommand(CLI::App& parent) {
     std::string model, input, output, reference;
     std::optional<Int3> patch;
     DeviceFlags device;
+    int repeats = 1;
+    bool libtorch = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = parent.add_subcommand(
@@ -27,6 +30,9 @@ Command AddForwardCommand(CLI::App& parent) {
   AddPatchOption(app, &f->patch, "Patch size of the input (default: the model's)");
   app->add_option("--reference", f->reference, "Raw float32 logits to compare with");
   AddDeviceOptions(app, &f->device);
+  app->add_option("--repeats", f->repeats, "Run this many times after the first and print the median of those warm runs")
+      ->check(CLI::Range(1, 1000));
+  app->add_flag("--libtorch", f->libtorch, "LibTorch's ops instead of the CPU engine (the reference path)");
 
   return {app, [f](std::ostream& out, std::ostream& err) {
             auto model = LoadNetworkOn(f->model, f->device);
@@ -35,17 +41,41 @@ Command AddForwardCommand(CLI::App& parent) {
             const Int3 patch = f->patch.value_or(info.patch_size);
             auto x = ReadRawFloat32(f->input, {1, info.network.input_channels, patch[0], patch[1], patch[2]});
             if (!x.ok()) return command_line::Fail(err, x.status());
-            const PlainConvUNet& net = model.value().network;
-            const auto start = std::chrono::steady_clock::now();
-            auto y = net.Run(x.value().to(net.device()).to(net.dtype()));
-            if (!y.ok()) return command_line::Fail(err, y.status());
-            y.value() = y.value().to(torch::kCPU).to(torch::kFloat32);  // waits for the device
-            const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            PlainConvUNet& net = model.value().network;
+            if (f->libtorch) {
+              ExecutionOptions o = net.execution_options();
+              o.cpu_engine = false;
+              net.set_execution_options(o);
+            }
+            const torch::Tensor input = x.value().to(net.device()).to(net.dtype());
+            // One timed run: the logits on the CPU in float32 (which waits for the device).
+            auto run = [&]() -> Result<std::pair<torch::Tensor, double>> {
+              const auto start = std::chrono::steady_clock::now();
+              TS_ASSIGN_OR_RETURN(torch::Tensor logits, net.Run(input));
+              logits = logits.to(torch::kCPU).to(torch::kFloat32);
+              return std::make_pair(logits, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            };
+            auto first = run();
+            if (!first.ok()) return command_line::Fail(err, first.status());
+            auto y = Result<torch::Tensor>(first.value().first);
+            const double seconds = first.value().second;
+            std::vector<double> warm;
+            for (int i = 0; i < f->repeats && f->repeats > 1; ++i) {
+              auto again = run();
+              if (!again.ok()) return command_line::Fail(err, again.status());
+              warm.push_back(again.value().second);
+            }
             const Status written = WriteRawFloat32(f->output, y.value());
             if (!written.ok()) return command_line::Fail(err, written);
             out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.value().sizes() << " in "
                 << std::fixed << std::setprecision(3) << seconds << " s on " << net.device() << " "
-                << f->device.precision << " (" << torch::get_num_threads() << " CPU threads)\n";
+                << f->device.precision << " (" << torch::get_num_threads() << " CPU threads, "
+                << (net.device().is_cpu() && !f->libtorch && net.EngineStatus(patch).ok() ? "CPU engine" : "LibTorch ops") << ")\n";
+            if (!warm.empty()) {
+              std::sort(warm.begin(), warm.end());
+              out << "warm runs: " << warm.size() << ", median " << std::fixed << std::setprecision(3) << warm[warm.size() / 2]
+                  << " s, min " << warm.front() << " s, max " << warm.back() << " s (the first run above builds the engine's graph)\n";
+            }
             if (!f->reference.empty()) {
               auto ref = ReadRawFloat32(f->reference, y.value().sizes().vec());
               if (!ref.ok()) return command_line::Fail(err, ref.status());

@@ -31,7 +31,7 @@ void AddDeviceOptions(CLI::App* app, DeviceFlags* flags) {
           },
           "DEVICE"))
       ->capture_default_str();
-  app->add_option("--precision", flags->precision, "fp32, or fp16/bf16 on a CUDA device")
+  app->add_option("--precision", flags->precision, "fp32, or fp16/bf16 on a CUDA device, or bf16 on a CPU with AVX-512 BF16")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}))
       ->capture_default_str();
 }

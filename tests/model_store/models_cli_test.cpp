@@ -51,9 +51,11 @@ TEST(ModelsCli, ImportThenForwardReproducesReferenceLogits) {
   EXPECT_THAT(r.out, HasSubstr("120 aliases recognised"));
   const auto c = testing::ConformanceCase("iso4");
   r = Cli({"forward", out_model, "--input", (c / "input.f32").string(), "--output", (store / "y.f32").string(),
-           "--reference", (c / "logits.f32").string(), "--threads", "2"});
+           "--reference", (c / "logits.f32").string(), "--threads", "2", "--repeats", "3"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("max |logits - reference|"));
+  EXPECT_THAT(r.out, HasSubstr("CPU engine"));
+  EXPECT_THAT(r.out, HasSubstr("warm runs: 3, median"));
   r = Cli({"inspect", out_model});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("total: 285106 parameters"));
