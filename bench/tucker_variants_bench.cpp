@@ -107,6 +107,13 @@ int main(int argc, char** argv) {
   original.info.name = "totalseg_3mm_shaped";
   original.info.network = arch.network;
   original.info.patch_size = arch.patch_size;
+  original.info.spacing = {3.0, 3.0, 3.0};  // what a saved folder needs to load (--save)
+  ChannelNormalization ct;
+  ct.name = "CT";
+  ct.scheme = "CTNormalization";
+  ct.intensity = {100.0, 200.0, 90.0, -1024.0, 3071.0, -1000.0, 1500.0};
+  original.info.channels = {ct};
+  for (int64_t c = 0; c < arch.network.num_classes; ++c) original.info.labels.emplace_back(c, "class_" + std::to_string(c));
   if (!patch_arg.empty()) {
     std::sscanf(patch_arg.c_str(), "%ld,%ld,%ld", &original.info.patch_size[0], &original.info.patch_size[1], &original.info.patch_size[2]);
   }

@@ -67,6 +67,6 @@ for v in variants:
     e, o = pick("engine", v), pick("ort", v)
     em, om = statistics.median(r["median"] for r in e), statistics.median(r["median"] for r in o)
     diff = max(r["relative_difference"] or 0 for r in o)
-    print(f"{v:9} {em:10.3f} {min(r['min'] for r in e):10.3f} {om:8.3f} {min(r['min'] for r in o):8.3f} {em/om:9.2fx} {base_e/em:20.2fx} {base_o/om:17.2fx} {diff:12.1e}")
+    print(f"{v:9} {em:10.3f} {min(r['min'] for r in e):10.3f} {om:8.3f} {min(r['min'] for r in o):8.3f} {em/om:9.2f}x {base_e/em:20.2f}x {base_o/om:17.2f}x {diff:12.1e}")
 print(f"(ONNX Runtime {o[0]['runtime'].split()[1]}, CPU provider; medians of the rounds' medians)")
 PY
