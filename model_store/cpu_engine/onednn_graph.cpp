@@ -72,6 +72,9 @@ struct Graph::Impl {
   std::vector<ValueInfo> values;
   std::vector<Step> steps;
   std::optional<InputStep> input_step;  // unset: the input is read where it lies
+  // The result, from its channels-last buffer into the caller's NCDHW logits.
+  dnnl::reorder output_reorder;
+  memory output_user;
   Value input = -1, output = -1;
   std::vector<std::unique_ptr<void, AlignedFree>> buffers;
   std::vector<size_t> buffer_sizes;
@@ -148,7 +151,7 @@ struct Graph::Impl {
     std::vector<int> free_buffers;
     auto take = [&](Value v) {
       ValueInfo& info = values[v];
-      if (info.buffer >= 0 || v == output) return;
+      if (info.buffer >= 0) return;
       const size_t bytes = info.desc().get_size();
       int best = -1;
       for (int b : free_buffers)
@@ -286,6 +289,11 @@ Status Graph::Finish(Value output) {
     if (auto* c = std::get_if<Impl::ConvStep>(&step)) TS_RETURN_IF_ERROR(im.BuildConv(c));
   }
   im.AssignBuffers();
+  {
+    const auto& v = im.values[output];
+    im.output_user = memory(memory::desc(Dims5(v.channels, v.size), Dt::f32, Tag::ncdhw), im.engine, DNNL_MEMORY_NONE);
+    im.output_reorder = dnnl::reorder(v.mem, im.output_user);
+  }
   if (im.input_step) {
     const auto& v = im.values[im.input];
     im.input_step->user = memory(memory::desc(Dims5(v.channels, v.size), Dt::f32, Tag::ncdhw), im.engine, DNNL_MEMORY_NONE);
@@ -306,7 +314,6 @@ int64_t Graph::buffer_bytes() const {
 void Graph::Run(const float* input, float* output, const StepObserver* observer) {
   auto& im = *impl_;
   using Clock = std::chrono::steady_clock;
-  im.values[im.output].mem.set_data_handle(output);
   if (im.input_step) {
     const auto start = Clock::now();
     im.input_step->user.set_data_handle(const_cast<float*>(input));
@@ -344,7 +351,11 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       (*observer)(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
     }
   }
+  const auto start = Clock::now();
+  im.output_user.set_data_handle(output);
+  im.output_reorder.execute(im.stream, {{DNNL_ARG_FROM, im.values[im.output].mem}, {DNNL_ARG_TO, im.output_user}});
   im.stream.wait();
+  if (observer) (*observer)("logits to NCDHW", std::chrono::duration<double>(Clock::now() - start).count(), 0);
 }
 
 bool CpuHasBFloat16() {

@@ -1,7 +1,7 @@
 // The CPU engine: a network's forward pass for one input shape, compiled once into oneDNN
 // primitives and reused for every tile of that shape.
 //
-// Activations stay channels-last (ndhwc) from input to logits: oneDNN's brgconv kernels run
+// Activations stay channels-last (ndhwc) from input to the last layer: oneDNN's brgconv kernels run
 // fastest there on AVX-512 (32->32 3x3x3: 410 GFLOP/s vs 354 blocked here) and no op needs a
 // reorder. A convolution over several sources (nnU-Net's concat [up, skip]) runs as one
 // convolution per source, summed into the output (oneDNN's sum post-op), so no concatenation is
@@ -65,8 +65,9 @@ class Graph {
   int64_t output_channels() const;
   Int3 output_size() const;
   int64_t buffer_bytes() const;  // activations held between runs
-  // input: Input's (channels, size) float32; output: (z, y, x, channels) float32, i.e. LibTorch's
-  // (1, channels, z, y, x) in channels_last_3d. Not reentrant: one Run at a time per graph.
+  // input: Input's (channels, size) float32; output: (channels, z, y, x) float32 (LibTorch's
+  // contiguous NCDHW for one sample: a final oneDNN reorder, since LibTorch's sliding-window
+  // arithmetic on channels-last logits measured 10x slower). Not reentrant: one Run at a time.
   void Run(const float* input, float* output, const StepObserver* observer = nullptr);
 
  private:

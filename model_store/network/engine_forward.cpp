@@ -180,7 +180,7 @@ torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile
   torch::Tensor& y = graph->logits;
   const bool held = y.defined() && (y.use_count() > 1 || y.storage().use_count() > 1);  // a caller still holds it (or a view)
   if (held || !y.defined() || y.sizes() != shape) {
-    y = torch::empty(shape, x.options().memory_format(torch::MemoryFormat::ChannelsLast3d));
+    y = torch::empty(shape, x.options());
   }
   cpu_engine::StepObserver observer = [&](const std::string& op, double seconds, int64_t macs) { profile->Add(op, seconds, macs); };
   const int64_t in_stride = x[0].numel(), out_stride = y[0].numel();
