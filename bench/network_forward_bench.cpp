@@ -72,24 +72,22 @@ int main(int argc, char** argv) {
   const auto x = torch::randn({1, config.input_channels, patch[0], patch[1], patch[2]});
   struct Row {
     const char* name;
-    ExecutionOptions options;
+    PlainConvUNet net;  // its own copy: changing a network's options drops the engine's graphs
     std::vector<double> times;
+  };
+  auto with = [&](const ExecutionOptions& o) {
+    PlainConvUNet copy = net.value();
+    copy.set_execution_options(o);
+    return copy;
   };
   ExecutionOptions eager, fast_paths, engine;
   eager.fast_paths = eager.cpu_engine = false;
   fast_paths.cpu_engine = false;
-  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", eager, {}}, {"LibTorch + fast paths", fast_paths, {}},
-                           {"tucker-seg engine (oneDNN)", engine, {}}};
-  for (auto& r : rows) {
-    net.value().set_execution_options(r.options);
-    net.value().Forward(x);  // warm-up (the engine builds its graph)
-  }
+  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", with(eager), {}}, {"LibTorch + fast paths", with(fast_paths), {}},
+                           {"tucker-seg engine (oneDNN)", with(engine), {}}};
+  for (auto& r : rows) r.net.Forward(x);  // warm-up (the engine builds its graph)
   for (int i = 0; i < repeats; ++i) {
-    for (auto& r : rows) {  // interleaved
-      net.value().set_execution_options(r.options);
-      net.value().Forward(x);  // the options dropped the engine's graph: rebuild it outside the timing
-      r.times.push_back(Seconds([&] { net.value().Forward(x); }));
-    }
+    for (auto& r : rows) r.times.push_back(Seconds([&] { r.net.Forward(x); }));  // interleaved
   }
 
   std::printf("\nmachine limit: oneDNN matmul 4096^3 float32: %.1f GFLOP/s (%s)\n\n", peak.gflops, peak.kernel.c_str());
@@ -103,9 +101,7 @@ int main(int argc, char** argv) {
 
   for (const auto& r : rows) {
     OpProfile profile;
-    net.value().set_execution_options(r.options);
-    net.value().Forward(x);
-    const double total = Seconds([&] { net.value().Forward(x, &profile); });
+    const double total = Seconds([&] { r.net.Forward(x, &profile); });
     std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
     std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
     std::printf("\ntop operations, %s (one profiled pass, %.2f s):\n", r.name, total);

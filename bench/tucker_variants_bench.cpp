@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   {
-    Row r{"original", PlainConvUNet::Create(original.info.network, original.weights).value()};
+    Row r{"original", PlainConvUNet::Create(original.info.network, original.weights).value(), 0, 0, 1.0, 0.0, {}};
     for (const auto& l : r.net.Cost(patch)) r.macs += l.macs;
     r.parameters = r.net.NumParameters();
     rows.push_back(std::move(r));
@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     o.tucker.max_iterations = 0;
     auto v = CompressModel(original, o).value();
     if (!save_dir.empty()) (void)SaveModel(v.model, save_dir + "/" + o.VariantName());
-    Row r{o.VariantName(), PlainConvUNet::Create(v.model.info.network, v.model.weights).value()};
+    Row r{o.VariantName(), PlainConvUNet::Create(v.model.info.network, v.model.weights).value(), 0, 0, 1.0, 0.0, {}};
     r.parameters = v.manifest.parameters;
     r.macs = v.manifest.macs;
     r.mac_ratio = v.manifest.mac_ratio;

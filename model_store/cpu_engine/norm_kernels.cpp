@@ -33,8 +33,7 @@ void Range(int64_t total, int t, int n, int64_t* begin, int64_t* end) {
 }
 
 template <typename T>
-void Run(T* x, int64_t voxels, int64_t channels, const float* gamma, const float* beta, double eps, double slope) {
-  const int64_t c_count = channels;
+void Run(T* x, int64_t voxels, int64_t c_count, const float* gamma, const float* beta, double eps, double slope) {
   std::vector<float> shift(c_count);
   for (int64_t c = 0; c < c_count; ++c) shift[c] = Load(x + c);
   const int threads = omp_get_max_threads();

@@ -80,6 +80,16 @@ struct Graph::Impl {
   std::vector<size_t> buffer_sizes;
   bool finished = false;
 
+  // Creates a (de)convolution; returns oneDNN's name for the kernel it chose.
+  template <typename Primitive>
+  std::string MakePrimitive(const typename Primitive::desc& d, const dnnl::primitive_attr& attr, memory::desc* weights,
+                            dnnl::primitive* out) {
+    const typename Primitive::primitive_desc pd(d, attr, engine);
+    *weights = pd.weights_desc();
+    *out = Primitive(pd);
+    return pd.impl_info_str();
+  }
+
   Status BuildConv(ConvStep* s) {
     const ValueInfo& src = values[s->src];
     const ValueInfo& dst = values[s->dst];
@@ -100,27 +110,20 @@ struct Graph::Impl {
       attr.set_post_ops(ops);
     }
     const bool with_bias = !s->bias.empty();
+    const memory::desc bias_md = with_bias ? b_md : memory::desc();  // a zero descriptor: no bias
     memory::desc weights_md;
     std::string impl;
     try {
       if (c.transposed) {
-        auto d = with_bias ? dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                                             src.desc(), w_any, b_md, dst.desc(), strides, pad_l, pad_r)
-                           : dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                                             src.desc(), w_any, dst.desc(), strides, pad_l, pad_r);
-        dnnl::deconvolution_forward::primitive_desc pd(d, attr, engine);
-        weights_md = pd.weights_desc();
-        impl = pd.impl_info_str();
-        s->primitive = dnnl::deconvolution_forward(pd);
+        impl = MakePrimitive<dnnl::deconvolution_forward>(
+            {dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, src.desc(), w_any, bias_md, dst.desc(),
+             strides, pad_l, pad_r},
+            attr, &weights_md, &s->primitive);
       } else {
-        auto d = with_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                           src.desc(), w_any, b_md, dst.desc(), strides, pad_l, pad_r)
-                           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                                           src.desc(), w_any, dst.desc(), strides, pad_l, pad_r);
-        dnnl::convolution_forward::primitive_desc pd(d, attr, engine);
-        weights_md = pd.weights_desc();
-        impl = pd.impl_info_str();
-        s->primitive = dnnl::convolution_forward(pd);
+        impl = MakePrimitive<dnnl::convolution_forward>(
+            {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src.desc(), w_any, bias_md, dst.desc(),
+             strides, pad_l, pad_r},
+            attr, &weights_md, &s->primitive);
       }
     } catch (const dnnl::error& e) {
       return Unimplemented("oneDNN cannot run " + s->op + " (" + std::to_string(c.in_channels) + "->" + std::to_string(c.out_channels) +

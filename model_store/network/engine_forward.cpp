@@ -143,37 +143,27 @@ Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&
   return built;
 }
 
+Result<std::shared_ptr<EngineGraph>> PlainConvUNet::AcquireEngineGraph(const Int3& patch) const {
+  Status failed;
+  if (auto graph = engine_graphs_.Take(patch, &failed)) return graph;
+  TS_RETURN_IF_ERROR(failed);  // built before and failed: not tried again
+  auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(patch); });
+  if (!built.ok()) engine_graphs_.RecordFailure(patch, built.status());
+  return built;
+}
+
 Status PlainConvUNet::EngineStatus(const Int3& patch) const {
   TS_RETURN_IF_ERROR(config_.ValidatePatch(patch));
-  Status status;
-  auto graph = engine_graphs_.Take(patch, &status);
-  if (graph) {
-    engine_graphs_.Return(patch, std::move(graph));
-    return Status::Ok();
-  }
-  if (!status.ok()) return status;
-  auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(patch); });
-  if (!built.ok()) {
-    engine_graphs_.RecordFailure(patch, built.status());
-    return built.status();
-  }
-  engine_graphs_.Return(patch, std::move(built).value());
+  TS_ASSIGN_OR_RETURN(auto graph, AcquireEngineGraph(patch));
+  engine_graphs_.Return(patch, std::move(graph));
   return Status::Ok();
 }
 
 torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile* profile) const {
   const Int3 patch{input.size(2), input.size(3), input.size(4)};
-  Status failed;
-  std::shared_ptr<EngineGraph> graph = engine_graphs_.Take(patch, &failed);
-  if (!graph) {
-    if (!failed.ok()) return {};
-    auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(patch); });
-    if (!built.ok()) {
-      engine_graphs_.RecordFailure(patch, built.status());
-      return {};
-    }
-    graph = std::move(built).value();
-  }
+  auto acquired = AcquireEngineGraph(patch);
+  if (!acquired.ok()) return {};
+  std::shared_ptr<EngineGraph> graph = std::move(acquired).value();
   const torch::Tensor x = input.contiguous();
   const int64_t n = x.size(0);
   const std::vector<int64_t> shape{n, graph->graph.output_channels(), patch[0], patch[1], patch[2]};
@@ -197,9 +187,6 @@ torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile
 bool PlainConvUNet::EngineApplies(const torch::Tensor&) const { return false; }
 Status PlainConvUNet::EngineStatus(const Int3&) const { return Unimplemented("this build has no oneDNN (the CPU engine)"); }
 torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor&, OpProfile*) const { return {}; }
-Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&) const {
-  return Unimplemented("this build has no oneDNN (the CPU engine)");
-}
 
 #endif
 

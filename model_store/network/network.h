@@ -198,6 +198,9 @@ class PlainConvUNet {
   torch::Tensor Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const;
   bool EngineApplies(const torch::Tensor& x) const;
   Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const Int3& patch) const;
+  // An idle graph for this patch from the pool, or a new one; a shape that failed to build once
+  // gives its failure again without another attempt.
+  Result<std::shared_ptr<EngineGraph>> AcquireEngineGraph(const Int3& patch) const;
   // Logits from the engine, or an undefined tensor when it cannot serve this shape.
   torch::Tensor EngineForward(const torch::Tensor& x, OpProfile* profile) const;
 

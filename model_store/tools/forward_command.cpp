@@ -30,7 +30,7 @@ Command AddForwardCommand(CLI::App& parent) {
   AddPatchOption(app, &f->patch, "Patch size of the input (default: the model's)");
   app->add_option("--reference", f->reference, "Raw float32 logits to compare with");
   AddDeviceOptions(app, &f->device);
-  app->add_option("--repeats", f->repeats, "Run this many times after the first and print the median of those warm runs")
+  app->add_option("--repeats", f->repeats, "With N > 1: run N more times after the first and print the median of those warm runs")
       ->check(CLI::Range(1, 1000));
   app->add_flag("--libtorch", f->libtorch, "LibTorch's ops instead of the CPU engine (the reference path)");
 
@@ -57,7 +57,7 @@ Command AddForwardCommand(CLI::App& parent) {
             };
             auto first = run();
             if (!first.ok()) return command_line::Fail(err, first.status());
-            auto y = Result<torch::Tensor>(first.value().first);
+            const torch::Tensor y = first.value().first;
             const double seconds = first.value().second;
             std::vector<double> warm;
             for (int i = 0; i < f->repeats && f->repeats > 1; ++i) {
@@ -65,9 +65,9 @@ Command AddForwardCommand(CLI::App& parent) {
               if (!again.ok()) return command_line::Fail(err, again.status());
               warm.push_back(again.value().second);
             }
-            const Status written = WriteRawFloat32(f->output, y.value());
+            const Status written = WriteRawFloat32(f->output, y);
             if (!written.ok()) return command_line::Fail(err, written);
-            out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.value().sizes() << " in "
+            out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.sizes() << " in "
                 << std::fixed << std::setprecision(3) << seconds << " s on " << net.device() << " "
                 << f->device.precision << " (" << torch::get_num_threads() << " CPU threads, "
                 << (net.device().is_cpu() && !f->libtorch && net.EngineStatus(patch).ok() ? "CPU engine" : "LibTorch ops") << ")\n";
@@ -77,9 +77,9 @@ Command AddForwardCommand(CLI::App& parent) {
                   << " s, min " << warm.front() << " s, max " << warm.back() << " s (the first run above builds the engine's graph)\n";
             }
             if (!f->reference.empty()) {
-              auto ref = ReadRawFloat32(f->reference, y.value().sizes().vec());
+              auto ref = ReadRawFloat32(f->reference, y.sizes().vec());
               if (!ref.ok()) return command_line::Fail(err, ref.status());
-              const double max_abs = (y.value() - ref.value()).abs().max().item<double>();
+              const double max_abs = (y - ref.value()).abs().max().item<double>();
               out << "max |logits - reference| = " << std::scientific << std::setprecision(3) << max_abs << "\n";
             }
             return command_line::kExitOk;
