@@ -6,6 +6,7 @@
 //
 //   build/bench/tucker_variants_bench [--threads 2] [--repeats 3] [--patch Z,Y,X] [--libtorch 0|1]
 //                                     [--bf16 0|1] [--save DIR]   (DIR: the networks, for bench/peer/)
+//                                     [--profile-only 1]   (one warm profiled pass per variant, nothing else)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   int threads = 2, repeats = 3;
   bool libtorch = true, bf16 = cpu_engine::CpuHasBFloat16();
   std::string patch_arg, save_dir;
+  bool profile_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--threads") threads = std::stoi(v);
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     else if (k == "--libtorch") libtorch = v != "0";
     else if (k == "--bf16") bf16 = v != "0";
     else if (k == "--save") save_dir = v;
+    else if (k == "--profile-only") profile_only = v != "0";
   }
   torch::set_num_threads(threads);
   const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value();
@@ -151,6 +154,13 @@ int main(int argc, char** argv) {
 
   torch::manual_seed(1);
   const auto x = torch::randn({1, 1, patch[0], patch[1], patch[2]});
+  if (profile_only) {
+    for (auto& r : rows) {
+      (void)Seconds(r.net, x);
+      PrintProfile(r.name, r.net, x, peak.gflops);
+    }
+    return 0;
+  }
   for (auto& r : rows) r.first = Seconds(r.net, x);
   for (int rep = 0; rep < repeats; ++rep)
     for (auto& r : rows) r.times.push_back(Seconds(r.net, x));

@@ -14,6 +14,8 @@
 #include <variant>
 
 #include "model_store/cpu_engine/norm_kernels.h"
+#include "model_store/cpu_engine/norm_projection.h"
+#include "model_store/cpu_engine/strided_transposed_conv.h"
 
 namespace tucker_seg::cpu_engine {
 namespace {
@@ -39,9 +41,10 @@ struct Graph::Impl {
     Dt type = Dt::f32;
     int buffer = -1;     // index into buffers; -1: the caller's input or output pointer
     int last_use = -1;   // the last step that reads or writes it
+    bool ncdhw = false;  // the graph's float32 NCDHW result, written into Run's output
     memory mem;
     int64_t voxels() const { return size[0] * size[1] * size[2]; }
-    memory::desc desc() const { return memory::desc(Dims5(channels, size), type, Tag::ndhwc); }
+    memory::desc desc() const { return memory::desc(Dims5(channels, size), type, ncdhw ? Tag::ncdhw : Tag::ndhwc); }
   };
   // A convolution (or transposed one) of one source into dst; `accumulate` adds to dst.
   struct ConvStep {
@@ -49,6 +52,7 @@ struct Graph::Impl {
     ConvSpec spec;
     std::vector<float> weight, bias;  // owned copies until Finish builds the primitive
     bool accumulate = false;
+    bool upsampling = false;  // stride = kernel, no padding: our own kernel keeps the weights
     std::string op;
     int64_t macs = 0;
     dnnl::primitive primitive;
@@ -59,12 +63,23 @@ struct Graph::Impl {
     std::vector<float> gamma, beta;
     double eps = 1e-5, slope = 0.01;
   };
+  struct NormProjectionStep {
+    Value x = -1;
+    std::vector<Value> outputs;
+    int64_t channels = 0;
+    std::vector<float> expansion_weight, expansion_bias;  // empty weight: no expansion
+    std::vector<float> gamma, beta;
+    double eps = 1e-5, slope = 0.01;
+    std::vector<std::vector<float>> weights, biases;
+    std::string op;
+    int64_t macs = 0;
+  };
   struct InputStep {  // the caller's float32 NCDHW into the input activation
     Value dst = -1;
     dnnl::reorder primitive;
     memory user;
   };
-  using Step = std::variant<ConvStep, NormStep>;
+  using Step = std::variant<ConvStep, NormStep, NormProjectionStep>;
 
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
@@ -94,6 +109,10 @@ struct Graph::Impl {
     const ValueInfo& src = values[s->src];
     const ValueInfo& dst = values[s->dst];
     const ConvSpec& c = s->spec;
+    if (c.transposed && c.stride == c.kernel && c.padding == Int3{0, 0, 0} && src.type == dst.type) {
+      s->upsampling = true;
+      return Status::Ok();
+    }
     const memory::dims w_dims{c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], c.kernel[2]};
     const memory::desc w_any(w_dims, type, Tag::any);
     const memory::desc b_md({c.out_channels}, Dt::f32, Tag::a);
@@ -150,11 +169,13 @@ struct Graph::Impl {
 
   // Buffers are reused: a value takes the smallest free buffer that fits once the values
   // before it that nobody reads any more have released theirs.
+  Result<Value> AddConv(const std::vector<Value>& sources, const std::vector<ConvSpec>& specs, const std::string& op, Value into);
+
   void AssignBuffers() {
     std::vector<int> free_buffers;
     auto take = [&](Value v) {
       ValueInfo& info = values[v];
-      if (info.buffer >= 0) return;
+      if (info.buffer >= 0 || info.ncdhw) return;
       const size_t bytes = info.desc().get_size();
       int best = -1;
       for (int b : free_buffers)
@@ -173,6 +194,10 @@ struct Graph::Impl {
       if (auto* c = std::get_if<ConvStep>(&steps[i])) {
         take(c->dst);
         reads = {c->src, c->dst};
+      } else if (auto* p = std::get_if<NormProjectionStep>(&steps[i])) {
+        for (Value v : p->outputs) take(v);
+        reads = p->outputs;
+        reads.push_back(p->x);
       } else {
         reads = {std::get<NormStep>(steps[i]).x};
       }
@@ -212,11 +237,22 @@ Graph::Value Graph::Input(int64_t channels, const Int3& size) {
 }
 
 Result<Graph::Value> Graph::Conv(const std::vector<Value>& sources, const std::vector<ConvSpec>& specs, const std::string& op) {
+  return impl_->AddConv(sources, specs, op, -1);
+}
+
+Result<Graph::Value> Graph::AccumulateConv(Value into, const std::vector<Value>& sources, const std::vector<ConvSpec>& specs,
+                                           const std::string& op) {
+  if (into < 0 || into >= static_cast<Value>(impl_->values.size())) return InvalidArgument(op + ": unknown value to add into");
+  return impl_->AddConv(sources, specs, op, into);
+}
+
+Result<Graph::Value> Graph::Impl::AddConv(const std::vector<Value>& sources, const std::vector<ConvSpec>& specs, const std::string& op,
+                                          Value into) {
   if (sources.empty() || sources.size() != specs.size()) return InvalidArgument(op + ": one spec per source is needed");
   Int3 out_size{0, 0, 0};
   for (size_t i = 0; i < sources.size(); ++i) {
-    if (sources[i] < 0 || sources[i] >= static_cast<Value>(impl_->values.size())) return InvalidArgument(op + ": unknown source");
-    const auto& src = impl_->values[sources[i]];
+    if (sources[i] < 0 || sources[i] >= static_cast<Value>(values.size())) return InvalidArgument(op + ": unknown source");
+    const auto& src = values[sources[i]];
     const ConvSpec& c = specs[i];
     if (c.in_channels != src.channels) {
       return InvalidArgument(op + ": source has " + std::to_string(src.channels) + " channels, the convolution takes " + std::to_string(c.in_channels));
@@ -232,14 +268,22 @@ Result<Graph::Value> Graph::Conv(const std::vector<Value>& sources, const std::v
     if (i == 0) out_size = size;
     if (size != out_size) return InvalidArgument(op + ": sources give different output sizes");
   }
-  Impl::ValueInfo out;
-  out.channels = specs[0].out_channels;
-  out.size = out_size;
-  out.type = impl_->type;
-  impl_->values.push_back(out);
-  const Value dst = static_cast<Value>(impl_->values.size() - 1);
+  Value dst = into;
+  if (into >= 0) {
+    const auto& target = values[into];
+    if (target.channels != specs[0].out_channels || target.size != out_size || target.ncdhw) {
+      return InvalidArgument(op + ": the value to add into has another shape than the convolution's output");
+    }
+  } else {
+    ValueInfo out;
+    out.channels = specs[0].out_channels;
+    out.size = out_size;
+    out.type = type;
+    values.push_back(out);
+    dst = static_cast<Value>(values.size() - 1);
+  }
   for (size_t i = 0; i < sources.size(); ++i) {
-    Impl::ConvStep s;
+    ConvStep s;
     s.src = sources[i];
     s.dst = dst;
     s.spec = specs[i];
@@ -247,11 +291,11 @@ Result<Graph::Value> Graph::Conv(const std::vector<Value>& sources, const std::v
     s.weight.assign(specs[i].weight, specs[i].weight + weights);
     if (specs[i].bias) s.bias.assign(specs[i].bias, specs[i].bias + specs[i].out_channels);
     s.spec.weight = s.spec.bias = nullptr;
-    s.accumulate = i > 0;
+    s.accumulate = i > 0 || into >= 0;
     s.op = op;
-    const auto& src = impl_->values[sources[i]];
-    s.macs = weights * (specs[i].transposed ? src.voxels() : impl_->values[dst].voxels());
-    impl_->steps.push_back(std::move(s));
+    const auto& src = values[sources[i]];
+    s.macs = weights * (specs[i].transposed ? src.voxels() : values[dst].voxels());
+    steps.push_back(std::move(s));
   }
   return dst;
 }
@@ -270,10 +314,65 @@ Status Graph::NormLeakyRelu(Value x, const float* gamma, const float* beta, doub
   return Status::Ok();
 }
 
+Result<std::vector<Graph::Value>> Graph::NormProjections(Value x, const ConvSpec* expansion, const float* gamma, const float* beta,
+                                                         double eps, double slope, const std::vector<ConvSpec>& projections,
+                                                         bool last_is_output, const std::string& op) {
+  auto& im = *impl_;
+  if (x < 0 || x >= static_cast<Value>(im.values.size()) || im.values[x].ncdhw) return InvalidArgument(op + ": unknown value");
+  if (slope < 0 || slope > 1) return InvalidArgument("leaky relu slope must be in [0, 1]");
+  if (projections.empty()) return InvalidArgument(op + ": no projection reads the normalised value");
+  auto is_1x1 = [](const ConvSpec& c) {
+    return !c.transposed && c.kernel == Int3{1, 1, 1} && c.stride == Int3{1, 1, 1} && c.padding == Int3{0, 0, 0} && c.weight;
+  };
+  const Impl::ValueInfo src = im.values[x];  // a copy: values grows below
+  Impl::NormProjectionStep s;
+  s.x = x;
+  s.channels = src.channels;
+  if (expansion) {
+    if (!is_1x1(*expansion) || expansion->in_channels != src.channels) {
+      return InvalidArgument(op + ": the expansion must be a 1x1x1 convolution of the value's " + std::to_string(src.channels) + " channels");
+    }
+    s.channels = expansion->out_channels;
+    s.expansion_weight.assign(expansion->weight, expansion->weight + expansion->macs_per_voxel());
+    if (expansion->bias) s.expansion_bias.assign(expansion->bias, expansion->bias + s.channels);
+  }
+  if (gamma) s.gamma.assign(gamma, gamma + s.channels);
+  if (beta) s.beta.assign(beta, beta + s.channels);
+  s.eps = eps;
+  s.slope = slope;
+  s.op = op;
+  s.macs = src.voxels() * (expansion ? 2 * expansion->macs_per_voxel() : 0);  // the statistics pass recomputes it
+  for (size_t i = 0; i < projections.size(); ++i) {
+    const ConvSpec& c = projections[i];
+    if (!is_1x1(c) || c.in_channels != s.channels) {
+      return InvalidArgument(op + ": projection " + std::to_string(i) + " must be a 1x1x1 convolution of " + std::to_string(s.channels) + " channels");
+    }
+    s.weights.emplace_back(c.weight, c.weight + c.macs_per_voxel());
+    s.biases.push_back(c.bias ? std::vector<float>(c.bias, c.bias + c.out_channels) : std::vector<float>());
+    s.macs += src.voxels() * c.macs_per_voxel();
+    Impl::ValueInfo out;
+    out.channels = c.out_channels;
+    out.size = src.size;
+    out.type = im.type;
+    if (last_is_output && i + 1 == projections.size()) {
+      out.type = Dt::f32;
+      out.ncdhw = true;
+    }
+    im.values.push_back(out);
+    s.outputs.push_back(static_cast<Value>(im.values.size() - 1));
+  }
+  std::vector<Value> outputs = s.outputs;
+  im.steps.push_back(std::move(s));
+  return outputs;
+}
+
 Status Graph::Finish(Value output) {
   auto& im = *impl_;
   if (im.finished) return FailedPrecondition("graph already finished");
   if (output < 0 || output >= static_cast<Value>(im.values.size()) || output == im.input) return InvalidArgument("graph output must be a computed value");
+  for (size_t v = 0; v < im.values.size(); ++v) {
+    if (im.values[v].ncdhw && static_cast<Value>(v) != output) return InvalidArgument("only the graph's output can be written as NCDHW");
+  }
   im.output = output;
   im.values[output].type = Dt::f32;
   for (size_t i = 0; i < im.steps.size(); ++i) {
@@ -283,6 +382,9 @@ Status Graph::Finish(Value output) {
       if constexpr (std::is_same_v<S, Impl::ConvStep>) {
         im.values[s.src].last_use = step;
         im.values[s.dst].last_use = step;
+      } else if constexpr (std::is_same_v<S, Impl::NormProjectionStep>) {
+        im.values[s.x].last_use = step;
+        for (Value v : s.outputs) im.values[v].last_use = step;
       } else {
         im.values[s.x].last_use = step;
       }
@@ -292,7 +394,7 @@ Status Graph::Finish(Value output) {
     if (auto* c = std::get_if<Impl::ConvStep>(&step)) TS_RETURN_IF_ERROR(im.BuildConv(c));
   }
   im.AssignBuffers();
-  {
+  if (!im.values[output].ncdhw) {
     const auto& v = im.values[output];
     im.output_user = memory(memory::desc(Dims5(v.channels, v.size), Dt::f32, Tag::ncdhw), im.engine, DNNL_MEMORY_NONE);
     im.output_reorder = dnnl::reorder(v.mem, im.output_user);
@@ -332,7 +434,24 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
     const auto start = Clock::now();
     std::string op;
     int64_t macs = 0;
-    if (auto* c = std::get_if<Impl::ConvStep>(&step)) {
+    if (auto* c = std::get_if<Impl::ConvStep>(&step); c && c->upsampling) {
+      im.stream.wait();
+      const auto& src = im.values[c->src];
+      StridedTransposedConv job;
+      job.input = src.mem.get_data_handle();
+      job.output = im.values[c->dst].mem.get_data_handle();
+      job.bf16 = src.type == Dt::bf16;
+      job.in_size = src.size;
+      job.in_channels = c->spec.in_channels;
+      job.out_channels = c->spec.out_channels;
+      job.kernel = c->spec.kernel;
+      job.weight = c->weight.data();
+      job.bias = c->bias.empty() ? nullptr : c->bias.data();
+      job.accumulate = c->accumulate;
+      RunStridedTransposedConv(job);
+      op = c->op;
+      macs = c->macs;
+    } else if (c) {
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, im.values[c->src].mem},
                                            {DNNL_ARG_WEIGHTS, c->weights_mem},
                                            {DNNL_ARG_DST, im.values[c->dst].mem}};
@@ -340,6 +459,31 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       c->primitive.execute(im.stream, args);
       op = c->op;
       macs = c->macs;
+    } else if (auto* p = std::get_if<Impl::NormProjectionStep>(&step)) {
+      im.stream.wait();
+      const auto& x = im.values[p->x];
+      NormProjection job;
+      job.input = x.mem.get_data_handle();
+      job.bf16 = x.type == Dt::bf16;
+      job.voxels = x.voxels();
+      job.input_channels = x.channels;
+      if (!p->expansion_weight.empty()) {
+        job.expansion_weight = p->expansion_weight.data();
+        job.expansion_bias = p->expansion_bias.empty() ? nullptr : p->expansion_bias.data();
+      }
+      job.channels = p->channels;
+      job.gamma = p->gamma.empty() ? nullptr : p->gamma.data();
+      job.beta = p->beta.empty() ? nullptr : p->beta.data();
+      job.eps = p->eps;
+      job.slope = p->slope;
+      for (size_t i = 0; i < p->outputs.size(); ++i) {
+        const auto& out = im.values[p->outputs[i]];
+        job.outputs.push_back({out.channels, p->weights[i].data(), p->biases[i].empty() ? nullptr : p->biases[i].data(),
+                               out.ncdhw ? static_cast<void*>(output) : out.mem.get_data_handle(), out.ncdhw});
+      }
+      RunNormProjection(job);
+      op = p->op;
+      macs = p->macs;
     } else {
       auto* n = &std::get<Impl::NormStep>(step);
       im.stream.wait();
@@ -354,6 +498,7 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       (*observer)(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
     }
   }
+  if (im.values[im.output].ncdhw) return;  // written in place by its step
   const auto start = Clock::now();
   im.output_user.set_data_handle(output);
   im.output_reorder.execute(im.stream, {{DNNL_ARG_FROM, im.values[im.output].mem}, {DNNL_ARG_TO, im.output_user}});

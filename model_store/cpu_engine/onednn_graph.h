@@ -58,6 +58,18 @@ class Graph {
   // InstanceNorm (biased variance, per channel over the whole volume, optional affine) followed
   // by LeakyReLU (0 <= slope <= 1), in place. `gamma`/`beta`: null or one float per channel.
   Status NormLeakyRelu(Value x, const float* gamma, const float* beta, double eps, double slope);
+  // y = LeakyReLU(InstanceNorm(expansion(x))) read only through 1x1x1 projections: one value per
+  // projection (projection.in_channels = y's channels, optional bias), and y itself is never
+  // written (see norm_projection.h). expansion: null (y = x) or a 1x1x1 convolution with bias.
+  // With `last_is_output` the last projection is the graph's result, written as float32 NCDHW
+  // straight into Run's output (no reorder); Finish must then name it.
+  Result<std::vector<Value>> NormProjections(Value x, const ConvSpec* expansion, const float* gamma, const float* beta,
+                                             double eps, double slope, const std::vector<ConvSpec>& projections,
+                                             bool last_is_output, const std::string& op);
+  // sum_i conv_i(sources[i]) added into `into` (which must have the convolutions' output shape)
+  // in place; returns `into`.
+  Result<Value> AccumulateConv(Value into, const std::vector<Value>& sources, const std::vector<ConvSpec>& specs,
+                               const std::string& op);
   // Ends the graph: `output` becomes the result, buffers are assigned (reused once a value's
   // last reader has run) and allocated.
   Status Finish(Value output);

@@ -24,48 +24,6 @@ torch::Tensor AsZyx(const CtVolume& ct) {
   return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32);
 }
 
-// argmax over classes of `plane` (K, H, W) resized bilinearly to (out_h, out_w) with nnU-Net's
-// (skimage order 1) mapping: source = (i + 0.5) * in / out - 0.5, edges clamped. Fused so that the
-// K x out_h x out_w interpolated logits never exist at once.
-void ArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, uint8_t* out) {
-  const int64_t k = plane.size(0), h = plane.size(1), w = plane.size(2);
-  const torch::Tensor last = plane.permute({1, 2, 0}).contiguous();  // (H, W, K): classes contiguous
-  const float* src = last.data_ptr<float>();
-  struct Tap {
-    int64_t i0, i1;
-    float w1;
-  };
-  auto taps = [](int64_t in, int64_t out) {
-    std::vector<Tap> t(static_cast<size_t>(out));
-    for (int64_t i = 0; i < out; ++i) {
-      const double c = GridSourceCoordinate(i, in, out);
-      const auto i0 = static_cast<int64_t>(std::floor(c));
-      t[static_cast<size_t>(i)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(c - static_cast<double>(i0))};
-    }
-    return t;
-  };
-  const auto ty = taps(h, out_h), tx = taps(w, out_w);
-  at::parallel_for(0, out_h, 8, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(k));
-    for (int64_t y = begin; y < end; ++y) {
-      const Tap& a = ty[static_cast<size_t>(y)];
-      for (int64_t x = 0; x < out_w; ++x) {
-        const Tap& b = tx[static_cast<size_t>(x)];
-        const float w00 = (1 - a.w1) * (1 - b.w1), w01 = (1 - a.w1) * b.w1, w10 = a.w1 * (1 - b.w1), w11 = a.w1 * b.w1;
-        const float* p00 = src + (a.i0 * w + b.i0) * k;
-        const float* p01 = src + (a.i0 * w + b.i1) * k;
-        const float* p10 = src + (a.i1 * w + b.i0) * k;
-        const float* p11 = src + (a.i1 * w + b.i1) * k;
-        for (int64_t c = 0; c < k; ++c) acc[c] = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c];
-        int64_t best = 0;
-        for (int64_t c = 1; c < k; ++c)
-          if (acc[c] > acc[best]) best = c;
-        out[y * out_w + x] = static_cast<uint8_t>(best);
-      }
-    }
-  });
-}
-
 // The same mapping with LibTorch's ops on the plane's device (PyTorch's bilinear with
 // align_corners=false is nnU-Net's mapping, edges clamped): the label ids of the row, on the CPU.
 torch::Tensor DeviceArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, const torch::Tensor& label_lut) {
@@ -85,8 +43,12 @@ class SlabExporter {
       : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
         cpu_kernel_(cpu_kernel), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
+  // rows: (K, n, N1, N2). The CPU kernel keeps each row channels-last (N1, N2, K).
   void Add(int64_t first_row, const torch::Tensor& rows) {
-    for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back(rows.select(1, r).contiguous().clone());
+    for (int64_t r = 0; r < rows.size(1); ++r) {
+      const torch::Tensor row = rows.select(1, r);
+      buffer_.push_back(CpuKernel(row) ? row.permute({1, 2, 0}).clone(torch::MemoryFormat::Contiguous) : row.contiguous().clone());
+    }
     received_ = first_row + rows.size(1);
     Flush();
   }
@@ -113,10 +75,10 @@ class SlabExporter {
       if (r1 >= received_) return;
       const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
       const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
-      const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2)
-      if (cpu_kernel_ && plane.is_cpu()) {
+      const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2), or (N1, N2, K) for the CPU kernel
+      if (CpuKernel(plane)) {
         uint8_t* row = row_.data_ptr<uint8_t>();
-        ArgmaxOfBilinear(plane, out_[1], out_[2], row);
+        ArgmaxOfBilinear(plane.data_ptr<float>(), plane.size(0), plane.size(1), plane.size(2), out_[1], out_[2], row);
         for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
       } else {
         if (!label_lut_.defined()) {
@@ -138,6 +100,8 @@ class SlabExporter {
       }
     }
   }
+
+  bool CpuKernel(const torch::Tensor& t) const { return cpu_kernel_ && t.is_cpu() && t.scalar_type() == torch::kFloat32; }
 
   Int3 n_;
   std::array<int64_t, 3> out_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace tucker_seg {
@@ -98,6 +99,66 @@ torch::Tensor ResampleCubic(const torch::Tensor& volume, const Int3& shape, int 
     v = lines.view({sizes[0], sizes[1], shape[axis]}).movedim(2, axis);
   }
   return v.contiguous();
+}
+
+void ArgmaxOfBilinear(const float* plane, int64_t h, int64_t w, int64_t classes, int64_t out_h, int64_t out_w, uint8_t* out) {
+  struct Tap {
+    int64_t i0, i1;
+    float w1;
+  };
+  auto taps = [](int64_t in, int64_t n) {
+    std::vector<Tap> t(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const double c = GridSourceCoordinate(i, in, n);
+      const auto i0 = static_cast<int64_t>(std::floor(c));
+      t[static_cast<size_t>(i)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(c - static_cast<double>(i0))};
+    }
+    return t;
+  };
+  const auto ty = taps(h, out_h), tx = taps(w, out_w);
+  const int64_t k = classes;
+  at::parallel_for(0, out_h, 8, [&](int64_t begin, int64_t end) {
+    // Candidates of the cells of the current source row pair, per left column (-1: not yet).
+    std::vector<uint8_t> candidates(static_cast<size_t>(w * k));
+    std::vector<int> counts(static_cast<size_t>(w), -1);
+    int64_t row0 = -1, row1 = -1;
+    for (int64_t y = begin; y < end; ++y) {
+      const Tap& a = ty[static_cast<size_t>(y)];
+      if (a.i0 != row0 || a.i1 != row1) {
+        row0 = a.i0;
+        row1 = a.i1;
+        std::fill(counts.begin(), counts.end(), -1);
+      }
+      for (int64_t x = 0; x < out_w; ++x) {
+        const Tap& b = tx[static_cast<size_t>(x)];
+        const float* p00 = plane + (a.i0 * w + b.i0) * k;
+        const float* p01 = plane + (a.i0 * w + b.i1) * k;
+        const float* p10 = plane + (a.i1 * w + b.i0) * k;
+        const float* p11 = plane + (a.i1 * w + b.i1) * k;
+        int& count = counts[static_cast<size_t>(b.i0)];
+        uint8_t* cell = candidates.data() + b.i0 * k;
+        if (count < 0) {
+          // Every interpolated value lies between its class's smallest and largest corner.
+          float lower = -std::numeric_limits<float>::infinity();
+          for (int64_t c = 0; c < k; ++c) lower = std::max(lower, std::min(std::min(p00[c], p01[c]), std::min(p10[c], p11[c])));
+          const float tolerance = 1e-5f * (1.0f + std::abs(lower));  // rounding of the interpolation
+          count = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            if (std::max(std::max(p00[c], p01[c]), std::max(p10[c], p11[c])) >= lower - tolerance) cell[count++] = static_cast<uint8_t>(c);
+          }
+        }
+        const float w00 = (1 - a.w1) * (1 - b.w1), w01 = (1 - a.w1) * b.w1, w10 = a.w1 * (1 - b.w1), w11 = a.w1 * b.w1;
+        uint8_t best = cell[0];
+        float best_value = -std::numeric_limits<float>::infinity();
+        for (int i = 0; i < count; ++i) {
+          const uint8_t c = cell[i];
+          const float v = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c];
+          if (v > best_value) best_value = v, best = c;
+        }
+        out[y * out_w + x] = best;
+      }
+    }
+  });
 }
 
 }  // namespace tucker_seg

@@ -72,7 +72,7 @@ TEST_P(CpuEngine, GoldenModelMatchesNnUNetsLogitsAndLibTorch) {
   OpProfile profile;  // the engine ran: its steps are in the profile
   torch::NoGradGuard no_grad;
   net.value().Forward(g.input, &profile);
-  EXPECT_EQ(profile.entries().count("segmentation head 1x1x1"), 1u);
+  EXPECT_EQ(profile.entries().count("norm + leaky relu + segmentation head"), 1u);  // the fused head
 }
 
 TEST_P(CpuEngine, EveryVariantMatchesLibTorch) {
@@ -171,6 +171,73 @@ TEST(CpuEngineGraph, BadGraphsAreRefusedNamingTheProblem) {
   EXPECT_FALSE(g.Conv({x, x}, {s}, "conv").ok());  // one spec per source
   EXPECT_FALSE(g.NormLeakyRelu(x, nullptr, nullptr, 1e-5, 2.0).ok());
   EXPECT_FALSE(g.Finish(x).ok());  // the input is not a result
+}
+
+// The fused norm + projections kernel against the same chain written out by oneDNN convolutions
+// and the in-place norm: with an expansion and two channels-last projections, and without one
+// into an NCDHW output. 5x7x9 voxels leave a partial last tile of 16.
+TEST(CpuEngineGraph, NormProjectionsMatchTheWrittenChain) {
+  torch::manual_seed(5);
+  const Int3 size{5, 7, 9};
+  const torch::Tensor x = torch::randn({1, 6, 5, 7, 9}) * 30 + 100;
+  const torch::Tensor expand_w = torch::randn({20, 6}), expand_b = torch::randn({20});
+  const torch::Tensor gamma = torch::rand({20}) + 0.5, beta = torch::randn({20});
+  const torch::Tensor pa = torch::randn({7, 20}), pa_b = torch::randn({7}), pb = torch::randn({3, 20});
+  const torch::Tensor sum_a = torch::randn({4, 7}), sum_b = torch::randn({4, 3});
+  auto spec = [](const torch::Tensor& w, const torch::Tensor& b) {
+    cpu_engine::ConvSpec s;
+    s.out_channels = w.size(0);
+    s.in_channels = w.size(1);
+    s.weight = w.data_ptr<float>();
+    s.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+    return s;
+  };
+  auto run = [&](cpu_engine::Graph& g, cpu_engine::Graph::Value out) {
+    EXPECT_TRUE(g.Finish(out).ok());
+    torch::Tensor y = torch::empty({1, g.output_channels(), 5, 7, 9});
+    g.Run(x.data_ptr<float>(), y.data_ptr<float>());
+    return y;
+  };
+  torch::Tensor written, fused;
+  {
+    cpu_engine::Graph g;
+    const auto in = g.Input(6, size);
+    const auto y = g.Conv({in}, {spec(expand_w, expand_b)}, "expand").value();
+    ASSERT_TRUE(g.NormLeakyRelu(y, gamma.data_ptr<float>(), beta.data_ptr<float>(), 1e-5, 0.01).ok());
+    const auto a = g.Conv({y}, {spec(pa, pa_b)}, "a").value();
+    const auto b = g.Conv({y}, {spec(pb, {})}, "b").value();
+    written = run(g, g.Conv({a, b}, {spec(sum_a, {}), spec(sum_b, {})}, "sum").value());
+  }
+  {
+    cpu_engine::Graph g;
+    const auto in = g.Input(6, size);
+    const cpu_engine::ConvSpec e = spec(expand_w, expand_b);
+    auto ab = g.NormProjections(in, &e, gamma.data_ptr<float>(), beta.data_ptr<float>(), 1e-5, 0.01, {spec(pa, pa_b), spec(pb, {})},
+                                false, "fused");
+    ASSERT_TRUE(ab.ok()) << ab.status().message();
+    fused = run(g, g.Conv(ab.value(), {spec(sum_a, {}), spec(sum_b, {})}, "sum").value());
+  }
+  EXPECT_LE(RelativeError(fused, written), 1e-5);
+
+  const torch::Tensor head = torch::randn({11, 6}), head_b = torch::randn({11});
+  {
+    cpu_engine::Graph g;
+    const auto in = g.Input(6, size);
+    ASSERT_TRUE(g.NormLeakyRelu(in, nullptr, nullptr, 1e-5, 0.1).ok());
+    written = run(g, g.Conv({in}, {spec(head, head_b)}, "head").value());
+  }
+  {
+    cpu_engine::Graph g;
+    const auto in = g.Input(6, size);
+    auto logits = g.NormProjections(in, nullptr, nullptr, nullptr, 1e-5, 0.1, {spec(head, head_b)}, true, "fused head");
+    ASSERT_TRUE(logits.ok()) << logits.status().message();
+    fused = run(g, logits.value()[0]);
+  }
+  EXPECT_LE(RelativeError(fused, written), 1e-5);
+  // Only 1x1x1 projections of the normalised channels are fused.
+  cpu_engine::Graph g;
+  const auto in = g.Input(6, size);
+  EXPECT_FALSE(g.NormProjections(in, nullptr, nullptr, nullptr, 1e-5, 0.1, {spec(pa, {})}, false, "fused").ok());  // pa reads 20
 }
 
 }  // namespace

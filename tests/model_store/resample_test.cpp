@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <tuple>
+#include <utility>
+#include <vector>
+
 namespace tucker_seg {
 namespace {
 
@@ -20,6 +25,36 @@ TEST(Resample, CubicReproducesSmoothFunctionsAndNearestKeepsValues) {
   // Nearest along z, 20 -> 10: output i at (i + 0.5) * 2 - 0.5 = 2i + 0.5, rounded to 2i + 1.
   auto nn = ResampleCubic(v, {10, 16, 12}, 0);
   for (int64_t i = 0; i < 10; ++i) EXPECT_TRUE(torch::equal(nn[i], v[2 * i + 1])) << i;
+}
+
+// The pruned argmax labels like LibTorch's bilinear upsampling (align_corners=false: the same
+// grid mapping) followed by argmax, wherever the two best interpolated classes are not tied;
+// smooth logits with a large class count, up and down in size, and a plane of exact ties.
+TEST(Resample, ArgmaxOfBilinearMatchesUpsamplingThenArgmax) {
+  torch::manual_seed(2);
+  for (const auto& [in, out] : std::vector<std::pair<std::array<int64_t, 2>, std::array<int64_t, 2>>>{
+           {{23, 17}, {80, 61}}, {{40, 40}, {25, 33}}, {{9, 12}, {9, 12}}}) {
+    const int64_t k = 118;
+    // Smooth logits (organ-like blobs): a coarse random field upsampled, plus per-class offsets.
+    torch::Tensor logits = torch::upsample_bilinear2d(torch::randn({1, k, 5, 5}) * 4, {in[0], in[1]}, false).squeeze(0);
+    logits += torch::randn({k, 1, 1});
+    const torch::Tensor resized = torch::upsample_bilinear2d(logits.unsqueeze(0), {out[0], out[1]}, false).squeeze(0);
+    const torch::Tensor top2 = std::get<0>(resized.topk(2, 0));
+    const torch::Tensor decided = (top2[0] - top2[1]) > 1e-4;
+    const torch::Tensor channels_last = logits.permute({1, 2, 0}).contiguous();
+    torch::Tensor labels = torch::empty({out[0], out[1]}, torch::kUInt8);
+    ArgmaxOfBilinear(channels_last.data_ptr<float>(), in[0], in[1], k, out[0], out[1], labels.data_ptr<uint8_t>());
+    const torch::Tensor expected = resized.argmax(0).to(torch::kUInt8);
+    EXPECT_GT(decided.sum().item<int64_t>(), out[0] * out[1] * 9 / 10);
+    EXPECT_TRUE(torch::equal(labels.masked_select(decided), expected.masked_select(decided)))
+        << in[0] << "x" << in[1] << " -> " << out[0] << "x" << out[1];
+    EXPECT_GT(std::get<0>(torch::_unique(expected)).numel(), 3);  // several classes win somewhere
+  }
+  // All classes equal: the lowest wins, as argmax's first maximum does.
+  const torch::Tensor flat = torch::ones({6, 6, 5});
+  torch::Tensor labels = torch::empty({10, 10}, torch::kUInt8);
+  ArgmaxOfBilinear(flat.data_ptr<float>(), 6, 6, 5, 10, 10, labels.data_ptr<uint8_t>());
+  EXPECT_EQ(labels.max().item<int>(), 0);
 }
 
 }  // namespace
