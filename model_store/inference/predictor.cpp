@@ -43,14 +43,15 @@ class SlabExporter {
       : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
         cpu_kernel_(cpu_kernel), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
-  // rows: (K, n, N1, N2). The CPU kernel keeps each row channels-last (N1, N2, K).
+  // rows: (K, n, N1, N2), valid only during the call. The output rows they complete are written
+  // from views of them; only the rows later output rows still need are copied (one or two).
   void Add(int64_t first_row, const torch::Tensor& rows) {
-    for (int64_t r = 0; r < rows.size(1); ++r) {
-      const torch::Tensor row = rows.select(1, r);
-      buffer_.push_back(CpuKernel(row) ? row.permute({1, 2, 0}).clone(torch::MemoryFormat::Contiguous) : row.contiguous().clone());
-    }
+    for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back({rows.select(1, r), false});
     received_ = first_row + rows.size(1);
     Flush();
+    for (auto& row : buffer_) {
+      if (!row.owned) row = {row.logits.clone(torch::MemoryFormat::Contiguous), true};
+    }
   }
 
  private:
@@ -73,12 +74,14 @@ class SlabExporter {
       double w;
       Source(next_, &r0, &r1, &w);
       if (r1 >= received_) return;
-      const auto& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
-      const auto& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
-      const torch::Tensor plane = w == 0 ? a : torch::lerp(a, b, w);  // (K, N1, N2), or (N1, N2, K) for the CPU kernel
-      if (CpuKernel(plane)) {
+      const torch::Tensor& a = buffer_[static_cast<size_t>(r0 - buffer_first_)].logits;
+      const torch::Tensor& b = buffer_[static_cast<size_t>(r1 - buffer_first_)].logits;
+      if (w != 0 && !plane_.defined()) plane_ = torch::empty(a.sizes(), a.options());
+      const torch::Tensor plane = w == 0 ? a : torch::lerp_out(plane_, a, b, w);  // (K, N1, N2)
+      if (cpu_kernel_ && plane.is_cpu() && plane.scalar_type() == torch::kFloat32 && plane.stride(2) == 1) {
         uint8_t* row = row_.data_ptr<uint8_t>();
-        ArgmaxOfBilinear(plane.data_ptr<float>(), plane.size(0), plane.size(1), plane.size(2), out_[1], out_[2], row);
+        ArgmaxOfBilinear(plane.data_ptr<float>(), plane.size(0), plane.size(1), plane.size(2), plane.stride(0), plane.stride(1), out_[1],
+                         out_[2], row);
         for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
       } else {
         if (!label_lut_.defined()) {
@@ -101,8 +104,6 @@ class SlabExporter {
     }
   }
 
-  bool CpuKernel(const torch::Tensor& t) const { return cpu_kernel_ && t.is_cpu() && t.scalar_type() == torch::kFloat32; }
-
   Int3 n_;
   std::array<int64_t, 3> out_;
   bool nearest_z_;
@@ -112,7 +113,12 @@ class SlabExporter {
   bool cpu_kernel_;
   torch::Tensor row_;
   torch::Tensor label_lut_;  // output index -> label id, on the rows' device
-  std::deque<torch::Tensor> buffer_;  // rows [buffer_first_, received_)
+  struct Row {
+    torch::Tensor logits;  // (K, N1, N2)
+    bool owned;            // false: a view of the caller's buffer, valid during Add only
+  };
+  std::deque<Row> buffer_;  // rows [buffer_first_, received_)
+  torch::Tensor plane_;     // the z-interpolated plane
   int64_t buffer_first_ = 0;
   int64_t received_ = 0;
   int64_t next_ = 0;

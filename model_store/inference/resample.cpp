@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -101,7 +102,8 @@ torch::Tensor ResampleCubic(const torch::Tensor& volume, const Int3& shape, int 
   return v.contiguous();
 }
 
-void ArgmaxOfBilinear(const float* plane, int64_t h, int64_t w, int64_t classes, int64_t out_h, int64_t out_w, uint8_t* out) {
+void ArgmaxOfBilinear(const float* plane, int64_t classes, int64_t h, int64_t w, int64_t class_stride, int64_t row_stride,
+                      int64_t out_h, int64_t out_w, uint8_t* out) {
   struct Tap {
     int64_t i0, i1;
     float w1;
@@ -118,41 +120,52 @@ void ArgmaxOfBilinear(const float* plane, int64_t h, int64_t w, int64_t classes,
   const auto ty = taps(h, out_h), tx = taps(w, out_w);
   const int64_t k = classes;
   at::parallel_for(0, out_h, 8, [&](int64_t begin, int64_t end) {
-    // Candidates of the cells of the current source row pair, per left column (-1: not yet).
+    // The candidates of the cells (j, j + 1) between source rows row0 and row1, all cells of the
+    // row pair at once, so that the loops over j vectorise.
+    std::vector<float> lower(static_cast<size_t>(w)), corner_min(static_cast<size_t>(w)), corner_max(static_cast<size_t>(w));
     std::vector<uint8_t> candidates(static_cast<size_t>(w * k));
-    std::vector<int> counts(static_cast<size_t>(w), -1);
+    std::vector<int> counts(static_cast<size_t>(w));
     int64_t row0 = -1, row1 = -1;
+    auto corners = [&](int64_t c) {
+      const float* r0 = plane + c * class_stride + row0 * row_stride;
+      const float* r1 = plane + c * class_stride + row1 * row_stride;
+      for (int64_t j = 0; j + 1 < w; ++j) {
+        corner_min[j] = std::min(std::min(r0[j], r0[j + 1]), std::min(r1[j], r1[j + 1]));
+        corner_max[j] = std::max(std::max(r0[j], r0[j + 1]), std::max(r1[j], r1[j + 1]));
+      }
+      corner_min[w - 1] = std::min(r0[w - 1], r1[w - 1]);
+      corner_max[w - 1] = std::max(r0[w - 1], r1[w - 1]);
+    };
     for (int64_t y = begin; y < end; ++y) {
       const Tap& a = ty[static_cast<size_t>(y)];
       if (a.i0 != row0 || a.i1 != row1) {
         row0 = a.i0;
         row1 = a.i1;
-        std::fill(counts.begin(), counts.end(), -1);
+        std::fill(lower.begin(), lower.end(), -std::numeric_limits<float>::infinity());
+        for (int64_t c = 0; c < k; ++c) {
+          corners(c);
+          for (int64_t j = 0; j < w; ++j) lower[j] = std::max(lower[j], corner_min[j]);
+        }
+        for (int64_t j = 0; j < w; ++j) lower[j] -= 1e-5f * (1.0f + std::abs(lower[j]));  // the interpolation's rounding
+        std::fill(counts.begin(), counts.end(), 0);
+        for (int64_t c = 0; c < k; ++c) {
+          corners(c);
+          for (int64_t j = 0; j < w; ++j) {
+            if (corner_max[j] >= lower[j]) candidates[j * k + counts[j]++] = static_cast<uint8_t>(c);
+          }
+        }
       }
       for (int64_t x = 0; x < out_w; ++x) {
         const Tap& b = tx[static_cast<size_t>(x)];
-        const float* p00 = plane + (a.i0 * w + b.i0) * k;
-        const float* p01 = plane + (a.i0 * w + b.i1) * k;
-        const float* p10 = plane + (a.i1 * w + b.i0) * k;
-        const float* p11 = plane + (a.i1 * w + b.i1) * k;
-        int& count = counts[static_cast<size_t>(b.i0)];
-        uint8_t* cell = candidates.data() + b.i0 * k;
-        if (count < 0) {
-          // Every interpolated value lies between its class's smallest and largest corner.
-          float lower = -std::numeric_limits<float>::infinity();
-          for (int64_t c = 0; c < k; ++c) lower = std::max(lower, std::min(std::min(p00[c], p01[c]), std::min(p10[c], p11[c])));
-          const float tolerance = 1e-5f * (1.0f + std::abs(lower));  // rounding of the interpolation
-          count = 0;
-          for (int64_t c = 0; c < k; ++c) {
-            if (std::max(std::max(p00[c], p01[c]), std::max(p10[c], p11[c])) >= lower - tolerance) cell[count++] = static_cast<uint8_t>(c);
-          }
-        }
         const float w00 = (1 - a.w1) * (1 - b.w1), w01 = (1 - a.w1) * b.w1, w10 = a.w1 * (1 - b.w1), w11 = a.w1 * b.w1;
+        const uint8_t* cell = candidates.data() + b.i0 * k;
         uint8_t best = cell[0];
         float best_value = -std::numeric_limits<float>::infinity();
-        for (int i = 0; i < count; ++i) {
+        for (int i = 0; i < counts[b.i0]; ++i) {
           const uint8_t c = cell[i];
-          const float v = w00 * p00[c] + w01 * p01[c] + w10 * p10[c] + w11 * p11[c];
+          const float* r0 = plane + c * class_stride + a.i0 * row_stride;
+          const float* r1 = plane + c * class_stride + a.i1 * row_stride;
+          const float v = w00 * r0[b.i0] + w01 * r0[b.i1] + w10 * r1[b.i0] + w11 * r1[b.i1];
           if (v > best_value) best_value = v, best = c;
         }
         out[y * out_w + x] = best;

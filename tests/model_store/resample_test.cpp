@@ -41,9 +41,13 @@ TEST(Resample, ArgmaxOfBilinearMatchesUpsamplingThenArgmax) {
     const torch::Tensor resized = torch::upsample_bilinear2d(logits.unsqueeze(0), {out[0], out[1]}, false).squeeze(0);
     const torch::Tensor top2 = std::get<0>(resized.topk(2, 0));
     const torch::Tensor decided = (top2[0] - top2[1]) > 1e-4;
-    const torch::Tensor channels_last = logits.permute({1, 2, 0}).contiguous();
     torch::Tensor labels = torch::empty({out[0], out[1]}, torch::kUInt8);
-    ArgmaxOfBilinear(channels_last.data_ptr<float>(), in[0], in[1], k, out[0], out[1], labels.data_ptr<uint8_t>());
+    // A strided view, as the exporter passes rows of the sliding window's buffer: 3 columns and a
+    // row of padding around each class plane.
+    const torch::Tensor padded = torch::zeros({k, in[0] + 2, in[1] + 3});
+    padded.narrow(1, 1, in[0]).narrow(2, 2, in[1]).copy_(logits);
+    const torch::Tensor view = padded.narrow(1, 1, in[0]).narrow(2, 2, in[1]);
+    ArgmaxOfBilinear(view.data_ptr<float>(), k, in[0], in[1], view.stride(0), view.stride(1), out[0], out[1], labels.data_ptr<uint8_t>());
     const torch::Tensor expected = resized.argmax(0).to(torch::kUInt8);
     EXPECT_GT(decided.sum().item<int64_t>(), out[0] * out[1] * 9 / 10);
     EXPECT_TRUE(torch::equal(labels.masked_select(decided), expected.masked_select(decided)))
@@ -51,9 +55,9 @@ TEST(Resample, ArgmaxOfBilinearMatchesUpsamplingThenArgmax) {
     EXPECT_GT(std::get<0>(torch::_unique(expected)).numel(), 3);  // several classes win somewhere
   }
   // All classes equal: the lowest wins, as argmax's first maximum does.
-  const torch::Tensor flat = torch::ones({6, 6, 5});
+  const torch::Tensor flat = torch::ones({5, 6, 6});
   torch::Tensor labels = torch::empty({10, 10}, torch::kUInt8);
-  ArgmaxOfBilinear(flat.data_ptr<float>(), 6, 6, 5, 10, 10, labels.data_ptr<uint8_t>());
+  ArgmaxOfBilinear(flat.data_ptr<float>(), 5, 6, 6, 36, 6, 10, 10, labels.data_ptr<uint8_t>());
   EXPECT_EQ(labels.max().item<int>(), 0);
 }
 
