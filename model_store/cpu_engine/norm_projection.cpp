@@ -32,9 +32,9 @@ struct Job {
 TS_INLINE const float* ComputeY(const Job& job, int64_t v0, int n, float* in, float* y) {
   const NormProjection& p = *job.p;
   if (p.bf16) {
-    LoadTile(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, in);
+    LoadTile(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, p.voxels, in);
   } else {
-    LoadTile(static_cast<const float*>(p.input), v0, n, p.input_channels, in);
+    LoadTile(static_cast<const float*>(p.input), v0, n, p.input_channels, p.voxels, in);
   }
   if (!job.expand) return in;
   MultiplyTile(job.expansion, in, y);
@@ -102,9 +102,9 @@ void MomentsRange(const Job& job, int64_t t0, int64_t t1, double* first, double*
       const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
       float* d = block.data() + j * rp * kLanes;
       if (p.bf16) {
-        LoadTile(static_cast<const uint16_t*>(p.input), v0, n, r, d);
+        LoadTile(static_cast<const uint16_t*>(p.input), v0, n, r, p.voxels, d);
       } else {
-        LoadTile(static_cast<const float*>(p.input), v0, n, r, d);
+        LoadTile(static_cast<const float*>(p.input), v0, n, r, p.voxels, d);
       }
       Vec mask;
       for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;

@@ -42,9 +42,9 @@ void TransposeRange(const StridedTransposedConv& c, const PackedMatrix& m, int64
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, voxels - v0));
     if (c.bf16) {
-      LoadTile(static_cast<const uint16_t*>(c.input), v0, n, c.in_channels, in.data());
+      LoadTile(static_cast<const uint16_t*>(c.input), v0, n, c.in_channels, voxels, in.data());
     } else {
-      LoadTile(static_cast<const float*>(c.input), v0, n, c.in_channels, in.data());
+      LoadTile(static_cast<const float*>(c.input), v0, n, c.in_channels, voxels, in.data());
     }
     MultiplyTile(m, in.data(), out.data());
     if (c.bf16) {
