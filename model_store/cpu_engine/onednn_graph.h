@@ -1,12 +1,15 @@
 // The CPU engine: a network's forward pass for one input shape, compiled once into oneDNN
-// primitives and reused for every tile of that shape.
+// primitives and our own kernels, and reused for every tile of that shape.
 //
-// Activations stay channels-last (ndhwc) from input to the last layer: oneDNN's brgconv kernels run
-// fastest there on AVX-512 (32->32 3x3x3: 410 GFLOP/s vs 354 blocked here) and no op needs a
-// reorder. A convolution over several sources (nnU-Net's concat [up, skip]) runs as one
-// convolution per source, summed into the output (oneDNN's sum post-op), so no concatenation is
-// ever written. Every primitive must be a JIT kernel: a shape oneDNN serves with its reference
-// kernel only is refused at build time (the caller then runs LibTorch's ops instead).
+// Activations stay channels-last (ndhwc): oneDNN's brgconv kernels run fastest there on AVX-512
+// (32->32 3x3x3: 410 GFLOP/s vs 354 blocked here) and no op needs a reorder. A convolution over
+// several sources (nnU-Net's concat [up, skip]) runs as one convolution per source, summed into
+// the output (oneDNN's sum post-op), so no concatenation is ever written. Every oneDNN primitive
+// must be a JIT kernel: a shape oneDNN serves with its reference kernel only is refused at build
+// time (the caller then runs LibTorch's ops instead). Our own kernels: InstanceNorm + LeakyReLU
+// in place (norm_kernels.h), the norm with its readers' 1x1x1 projections fused
+// (NormProjections, norm_projection.h) and transposed convolutions with stride = kernel
+// (strided_transposed_conv.h), which oneDNN 2.6 ran 10-100x slower.
 #pragma once
 
 #include <cstdint>
