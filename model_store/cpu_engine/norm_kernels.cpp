@@ -1,5 +1,7 @@
 #include "model_store/cpu_engine/norm_kernels.h"
 
+#include "model_store/cpu_engine/tile_math.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -10,39 +12,21 @@
 namespace tucker_seg::cpu_engine {
 namespace {
 
-inline float Load(const float* p) { return *p; }
-inline float Load(const uint16_t* p) {
-  const uint32_t bits = static_cast<uint32_t>(*p) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-inline void Store(float* p, float v) { *p = v; }
-inline void Store(uint16_t* p, float v) {  // round to nearest even, as oneDNN does
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  *p = static_cast<uint16_t>(bits >> 16);
-}
-
-// [begin, end) of `total` for thread `t` of `n`.
-void Range(int64_t total, int t, int n, int64_t* begin, int64_t* end) {
-  const int64_t chunk = (total + n - 1) / n;
-  *begin = std::min(total, chunk * t);
-  *end = std::min(total, *begin + chunk);
-}
+using tile::FromFloat;
+using tile::ThreadRange;
+using tile::ToFloat;
 
 template <typename T>
 void Run(T* x, int64_t voxels, int64_t c_count, const float* gamma, const float* beta, double eps, double slope) {
   std::vector<float> shift(c_count);
-  for (int64_t c = 0; c < c_count; ++c) shift[c] = Load(x + c);
+  for (int64_t c = 0; c < c_count; ++c) shift[c] = ToFloat(x[c]);
   const int threads = omp_get_max_threads();
   std::vector<double> sums(static_cast<size_t>(threads) * c_count, 0.0), squares(sums.size(), 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     int64_t begin, end;
-    Range(voxels, t, omp_get_num_threads(), &begin, &end);
+    ThreadRange(voxels, t, omp_get_num_threads(), &begin, &end);
     std::vector<float> s(c_count), q(c_count);
     double* sum = &sums[static_cast<size_t>(t) * c_count];
     double* sq = &squares[static_cast<size_t>(t) * c_count];
@@ -54,7 +38,7 @@ void Run(T* x, int64_t voxels, int64_t c_count, const float* gamma, const float*
       for (int64_t v = b; v < e; ++v) {
         const T* row = x + v * c_count;
         for (int64_t c = 0; c < c_count; ++c) {
-          const float d = Load(row + c) - shift[c];
+          const float d = ToFloat(row[c]) - shift[c];
           s[c] += d;
           q[c] += d * d;
         }
@@ -83,12 +67,12 @@ void Run(T* x, int64_t voxels, int64_t c_count, const float* gamma, const float*
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
-    Range(voxels, omp_get_thread_num(), omp_get_num_threads(), &begin, &end);
+    ThreadRange(voxels, omp_get_thread_num(), omp_get_num_threads(), &begin, &end);
     for (int64_t v = begin; v < end; ++v) {
       T* row = x + v * c_count;
       for (int64_t c = 0; c < c_count; ++c) {
-        const float t = Load(row + c) * scale[c] + offset[c];
-        Store(row + c, std::max(t, t * neg));  // LeakyReLU for 0 <= slope <= 1
+        const float t = ToFloat(row[c]) * scale[c] + offset[c];
+        FromFloat(std::max(t, t * neg), row + c);  // LeakyReLU for 0 <= slope <= 1
       }
     }
   }

@@ -41,23 +41,27 @@ TS_INLINE const float* ComputeY(const Job& job, int64_t v0, int n, float* in, fl
   return y;
 }
 
-// Per-channel sums of (y - shift) and its squares over tiles [t0, t1).
+// Without an expansion (y = x): per-channel sums of (x - shift) and its squares over tiles [t0, t1).
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void StatisticsRange(const Job& job, int64_t t0, int64_t t1, double* sum, double* square) {
   const NormProjection& p = *job.p;
   const int64_t c_count = p.channels;
-  std::vector<float> in(static_cast<size_t>(p.input_channels * kLanes)), y(static_cast<size_t>(job.y_rows() * kLanes));
+  std::vector<float> in(static_cast<size_t>(c_count * kLanes));
   // Per channel, one Vec of partial sums each (std::vector<Vec> would not be 64-byte aligned).
   std::vector<float> s(static_cast<size_t>(c_count * kLanes), 0.0f), q(s.size(), 0.0f);
   int pending = 0;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
-    const float* yt = ComputeY(job, v0, n, in.data(), y.data());
+    if (p.bf16) {
+      LoadTile(static_cast<const uint16_t*>(p.input), v0, n, c_count, p.voxels, in.data());
+    } else {
+      LoadTile(static_cast<const float*>(p.input), v0, n, c_count, p.voxels, in.data());
+    }
     Vec mask;
     for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;
     for (int64_t c = 0; c < c_count; ++c) {
-      const Vec d = (LoadVec(yt + c * kLanes) - job.shift[c]) * mask;
+      const Vec d = (LoadVec(in.data() + c * kLanes) - job.shift[c]) * mask;
       StoreVec(&s[c * kLanes], LoadVec(&s[c * kLanes]) + d);
       StoreVec(&q[c * kLanes], LoadVec(&q[c * kLanes]) + d * d);
     }
@@ -183,12 +187,6 @@ void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
   }
 }
 
-void Range(int64_t total, int t, int n, int64_t* begin, int64_t* end) {
-  const int64_t chunk = (total + n - 1) / n;
-  *begin = std::min(total, chunk * t);
-  *end = std::min(total, *begin + chunk);
-}
-
 float FirstInput(const NormProjection& p, int64_t c) {
   return p.bf16 ? ToFloat(static_cast<const uint16_t*>(p.input)[c]) : static_cast<const float*>(p.input)[c];
 }
@@ -219,7 +217,7 @@ void RunNormProjection(const NormProjection& p) {
     {
       const int t = omp_get_thread_num();
       int64_t begin, end;
-      Range(job.tiles, t, omp_get_num_threads(), &begin, &end);
+      ThreadRange(job.tiles, t, omp_get_num_threads(), &begin, &end);
       MomentsRange(job, begin, end, &first[static_cast<size_t>(t * r)], &second[static_cast<size_t>(t * r * rp)]);
     }
     std::vector<double> mean_d(r, 0.0), cov(static_cast<size_t>(r * r), 0.0);
@@ -252,7 +250,7 @@ void RunNormProjection(const NormProjection& p) {
     {
       const int t = omp_get_thread_num();
       int64_t begin, end;
-      Range(job.tiles, t, omp_get_num_threads(), &begin, &end);
+      ThreadRange(job.tiles, t, omp_get_num_threads(), &begin, &end);
       StatisticsRange(job, begin, end, &sums[static_cast<size_t>(t * c_count)], &squares[static_cast<size_t>(t * c_count)]);
     }
     for (int64_t c = 0; c < c_count; ++c) {
@@ -277,7 +275,7 @@ void RunNormProjection(const NormProjection& p) {
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
-    Range(job.tiles, omp_get_thread_num(), omp_get_num_threads(), &begin, &end);
+    ThreadRange(job.tiles, omp_get_thread_num(), omp_get_num_threads(), &begin, &end);
     ProjectRange(job, begin, end);
     if (job.stream_ncdhw) _mm_sfence();  // the streamed stores are visible before the call returns
   }

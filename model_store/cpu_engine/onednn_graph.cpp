@@ -341,7 +341,7 @@ Result<std::vector<Graph::Value>> Graph::NormProjections(Value x, const ConvSpec
   s.eps = eps;
   s.slope = slope;
   s.op = op;
-  s.macs = src.voxels() * (expansion ? 2 * expansion->macs_per_voxel() : 0);  // the statistics pass recomputes it
+  s.macs = src.voxels() * (expansion ? expansion->macs_per_voxel() : 0);  // the statistics come from x's moments
   for (size_t i = 0; i < projections.size(); ++i) {
     const ConvSpec& c = projections[i];
     if (!is_1x1(c) || c.in_channels != s.channels) {

@@ -72,9 +72,8 @@ void RunStridedTransposedConv(const StridedTransposedConv& c) {
   const int64_t tiles = (voxels + kLanes - 1) / kLanes;
 #pragma omp parallel
   {
-    const int n = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t chunk = (tiles + n - 1) / n;
-    const int64_t begin = std::min(tiles, chunk * t), end = std::min(tiles, begin + chunk);
+    int64_t begin, end;
+    ThreadRange(tiles, omp_get_thread_num(), omp_get_num_threads(), &begin, &end);
     TransposeRange(c, m, voxels, begin, end);
   }
 }

@@ -1,5 +1,6 @@
-// Helpers of the engine's own kernels (norm_projection.cpp, strided_transposed_conv.cpp): a tile
-// of 16 voxels held channel-major and matrix-tile products on it. Every function is always
+// Helpers of the engine's own kernels (norm_projection.cpp, strided_transposed_conv.cpp,
+// norm_kernels.cpp): a tile of 16 voxels held channel-major and matrix-tile products on it,
+// bf16 conversions, the threads' share of the work. Every function is always
 // inlined, so it compiles for the instruction set of the target clone that calls it.
 #pragma once
 
@@ -22,6 +23,13 @@ typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 #define TS_INLINE inline __attribute__((always_inline))
+
+// [begin, end) of `total` work items for thread `t` of `n`: contiguous, equal chunks.
+inline void ThreadRange(int64_t total, int t, int n, int64_t* begin, int64_t* end) {
+  const int64_t chunk = (total + n - 1) / n;
+  *begin = std::min(total, chunk * t);
+  *end = std::min(total, *begin + chunk);
+}
 
 TS_INLINE Vec LoadVec(const float* p) {
   Vec v;

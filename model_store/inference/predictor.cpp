@@ -57,15 +57,15 @@ class SlabExporter {
  private:
   // Source rows and weight of the next row for output row o.
   void Source(int64_t o, int64_t* r0, int64_t* r1, double* w) const {
-    const double c = GridSourceCoordinate(o, n_[0], out_[0]);
     if (nearest_z_) {
-      *r0 = *r1 = static_cast<int64_t>(std::floor(c + 0.5));
+      *r0 = *r1 = static_cast<int64_t>(std::floor(GridSourceCoordinate(o, n_[0], out_[0]) + 0.5));
       *w = 0;
       return;
     }
-    *r0 = static_cast<int64_t>(std::floor(c));
-    *r1 = std::min(*r0 + 1, n_[0] - 1);
-    *w = c - static_cast<double>(*r0);
+    const LinearTap t = GridLinearTap(o, n_[0], out_[0]);
+    *r0 = t.i0;
+    *r1 = t.i1;
+    *w = t.w1;
   }
 
   void Flush() {

@@ -73,6 +73,12 @@ double GridSourceCoordinate(int64_t i, int64_t in, int64_t out) {
   return std::clamp(c, 0.0, static_cast<double>(in - 1));
 }
 
+LinearTap GridLinearTap(int64_t i, int64_t in, int64_t out) {
+  const double c = GridSourceCoordinate(i, in, out);
+  const auto i0 = static_cast<int64_t>(std::floor(c));
+  return {i0, std::min(i0 + 1, in - 1), c - static_cast<double>(i0)};
+}
+
 int SeparateZAxis(const std::array<double, 3>& current, const std::array<double, 3>& target) {
   for (const auto* s : {&current, &target}) {
     const double hi = *std::max_element(s->begin(), s->end()), lo = *std::min_element(s->begin(), s->end());
@@ -111,9 +117,8 @@ void ArgmaxOfBilinear(const float* plane, int64_t classes, int64_t h, int64_t w,
   auto taps = [](int64_t in, int64_t n) {
     std::vector<Tap> t(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
-      const double c = GridSourceCoordinate(i, in, n);
-      const auto i0 = static_cast<int64_t>(std::floor(c));
-      t[static_cast<size_t>(i)] = {i0, std::min(i0 + 1, in - 1), static_cast<float>(c - static_cast<double>(i0))};
+      const LinearTap l = GridLinearTap(i, in, n);
+      t[static_cast<size_t>(i)] = {l.i0, l.i1, static_cast<float>(l.w1)};
     }
     return t;
   };

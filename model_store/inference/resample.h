@@ -16,6 +16,14 @@ namespace tucker_seg {
 // (i + 0.5) * in / out - 0.5, clamped to [0, in - 1] (edge mode).
 double GridSourceCoordinate(int64_t i, int64_t in, int64_t out);
 
+// Linear interpolation at that coordinate: source voxels i0 and i1 = min(i0 + 1, in - 1), and
+// the weight w1 of i1.
+struct LinearTap {
+  int64_t i0, i1;
+  double w1;
+};
+LinearTap GridLinearTap(int64_t i, int64_t in, int64_t out);
+
 int SeparateZAxis(const std::array<double, 3>& current, const std::array<double, 3>& target);
 
 // Cubic B-spline interpolation (order 3, mirror-boundary prefilter) of a (D0, D1, D2) float

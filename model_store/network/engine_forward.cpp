@@ -113,6 +113,8 @@ struct Pending {
 struct Reader {
   torch::Tensor weight, bias;
   bool network_output = false;  // the head: its result is the graph's output
+  // The channels of what it reads, given the value's `whole` channels.
+  int64_t channels(int64_t whole) const { return weight.defined() ? weight.size(0) : whole; }
 };
 
 Reader TuckerInputOf(const ConvLayer& layer, int64_t offset, int64_t channels) {
@@ -141,10 +143,6 @@ Reader HeadReader(const ConvLayer& head) {
   return r;
 }
 
-bool Is1x1(const ConvLayer& c) {
-  return !c.transposed && c.kernel == Int3{1, 1, 1} && c.stride == Int3{1, 1, 1} && c.padding == Int3{0, 0, 0};
-}
-
 // Writes what `readers` read of `p`, one value per reader. When every reader projects, one fused
 // kernel runs the expansion, the norm, the LeakyReLU and all projections without writing y;
 // otherwise y is written (oneDNN's 1x1x1 expansion, the norm in place) and each projection is a
@@ -166,7 +164,7 @@ Result<std::vector<Graph::Value>> Read(Graph& g, const Pending& p, const std::ve
   const NormLayer* n = p.norm;
   const float* gamma = n && n->weight.defined() ? n->weight.data_ptr<float>() : nullptr;
   const float* beta = n && n->bias.defined() ? n->bias.data_ptr<float>() : nullptr;
-  if (n && all_project && (!p.expansion || Is1x1(*p.expansion))) {
+  if (n && all_project) {  // an expansion is a Tucker output factor: 1x1x1 (NormProjections checks)
     ConvSpec expansion;
     if (p.expansion) expansion = SpecOf(*p.expansion, p.expansion->weight, p.expansion->bias);
     return g.NormProjections(p.pre, p.expansion ? &expansion : nullptr, gamma, beta, n->eps, slope, projections, head,
@@ -243,16 +241,15 @@ Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&
       const bool reads_skip = s > 0 && b == 0;  // the previous stage's output is also a skip
       if (reads_skip) readers.push_back(skip_reader(s - 1, x.channels));
       TS_ASSIGN_OR_RETURN(auto read, Read(g, x, readers, slope));
-      if (reads_skip) skips.emplace_back(read[1], readers[1].weight.defined() ? readers[1].weight.size(0) : x.channels);
-      const int64_t read_channels = readers[0].weight.defined() ? readers[0].weight.size(0) : x.channels;
-      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], read_channels, block.conv, block.norm));
+      if (reads_skip) skips.emplace_back(read[1], readers[1].channels(x.channels));
+      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], readers[0].channels(x.channels), block.conv, block.norm));
     }
   }
   for (size_t d = 0; d < decoder_.size(); ++d) {
     const ConvLayer& up_layer = transpconvs_[d];
     const Reader up_reader = TuckerInputOf(up_layer, 0, x.channels);
     TS_ASSIGN_OR_RETURN(auto up_read, Read(g, x, {up_reader}, slope));
-    const int64_t up_in_channels = up_reader.weight.defined() ? up_reader.weight.size(0) : x.channels;
+    const int64_t up_in_channels = up_reader.channels(x.channels);
     const auto [skip, skip_channels] = skips.back();
     skips.pop_back();
     const ConvBlock& first = decoder_[d].front();
@@ -281,7 +278,7 @@ Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&
       const ConvBlock& block = decoder_[d][b];
       const Reader reader = TuckerInputOf(block.conv, 0, x.channels);
       TS_ASSIGN_OR_RETURN(auto read, Read(g, x, {reader}, slope));
-      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], reader.weight.defined() ? reader.weight.size(0) : x.channels, block.conv, block.norm));
+      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], reader.channels(x.channels), block.conv, block.norm));
     }
   }
   TS_ASSIGN_OR_RETURN(auto logits, Read(g, x, {HeadReader(seg_layers_.back())}, slope));
