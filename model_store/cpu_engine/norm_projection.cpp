@@ -28,14 +28,20 @@ struct Job {
   int64_t y_rows() const { return expand ? expansion.padded_rows : p->channels; }
 };
 
+// The input's voxels [v0, v0 + n) as a channel-major tile.
+TS_INLINE void LoadInputTile(const NormProjection& p, int64_t v0, int n, float* tile) {
+  if (p.input_row_width > 0) {
+    LoadTileRows(static_cast<const float*>(p.input), v0, p.input_channels, p.input_row_width, tile);
+  } else if (p.bf16) {
+    LoadTile(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, p.voxels, tile);
+  } else {
+    LoadTile(static_cast<const float*>(p.input), v0, n, p.input_channels, p.voxels, tile);
+  }
+}
+
 // The tile of y (normalised or not) at voxel v0, in `y` (or in `in` when there is no expansion).
 TS_INLINE const float* ComputeY(const Job& job, int64_t v0, int n, float* in, float* y) {
-  const NormProjection& p = *job.p;
-  if (p.bf16) {
-    LoadTile(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, p.voxels, in);
-  } else {
-    LoadTile(static_cast<const float*>(p.input), v0, n, p.input_channels, p.voxels, in);
-  }
+  LoadInputTile(*job.p, v0, n, in);
   if (!job.expand) return in;
   MultiplyTile(job.expansion, in, y);
   return y;
@@ -53,11 +59,7 @@ void StatisticsRange(const Job& job, int64_t t0, int64_t t1, double* sum, double
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
-    if (p.bf16) {
-      LoadTile(static_cast<const uint16_t*>(p.input), v0, n, c_count, p.voxels, in.data());
-    } else {
-      LoadTile(static_cast<const float*>(p.input), v0, n, c_count, p.voxels, in.data());
-    }
+    LoadInputTile(p, v0, n, in.data());
     Vec mask;
     for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;
     for (int64_t c = 0; c < c_count; ++c) {
@@ -105,11 +107,7 @@ void MomentsRange(const Job& job, int64_t t0, int64_t t1, double* first, double*
       const int64_t v0 = (t + j) * kLanes;
       const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
       float* d = block.data() + j * rp * kLanes;
-      if (p.bf16) {
-        LoadTile(static_cast<const uint16_t*>(p.input), v0, n, r, p.voxels, d);
-      } else {
-        LoadTile(static_cast<const float*>(p.input), v0, n, r, p.voxels, d);
-      }
+      LoadInputTile(p, v0, n, d);
       Vec mask;
       for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;
       for (int64_t k = 0; k < r; ++k) StoreVec(d + k * kLanes, (LoadVec(d + k * kLanes) - job.input_shift[k]) * mask);
@@ -178,6 +176,8 @@ void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
             for (int l = 0; l < n; ++l) base[r * p.voxels + l] = out[r * kLanes + l];
           }
         }
+      } else if (dst.row_width > 0) {
+        StoreTileRows(out.data(), v0, m.rows, dst.row_width, static_cast<float*>(dst.data));
       } else if (p.bf16) {
         StoreTileChannelsLast(out.data(), v0, n, m.rows, static_cast<uint16_t*>(dst.data));
       } else {
@@ -188,6 +188,7 @@ void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
 }
 
 float FirstInput(const NormProjection& p, int64_t c) {
+  if (p.input_row_width > 0) return static_cast<const float*>(p.input)[c * RowStride(p.input_row_width)];  // voxel 0's channel c
   return p.bf16 ? ToFloat(static_cast<const uint16_t*>(p.input)[c]) : static_cast<const float*>(p.input)[c];
 }
 

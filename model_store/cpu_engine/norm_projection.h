@@ -20,11 +20,13 @@ struct NormProjectionOutput {
   const float* bias = nullptr;    // null or `channels` floats
   void* data = nullptr;           // channels-last (voxels, channels) in the activation type, or float32 NCDHW
   bool ncdhw = false;
+  int64_t row_width = 0;          // > 0: float32 in the row layout (tile_math.h) with rows of this width
 };
 
 struct NormProjection {
   const void* input = nullptr;  // channels-last (voxels, input_channels)
   bool bf16 = false;            // input and channels-last outputs are bfloat16 bits, else float32
+  int64_t input_row_width = 0;  // > 0: the input is float32 in the row layout (tile_math.h)
   int64_t voxels = 0;
   int64_t input_channels = 0;
   // y = expansion_weight x + expansion_bias: (channels, input_channels) row-major; null: y = x.

@@ -16,6 +16,8 @@
 #include "model_store/cpu_engine/norm_kernels.h"
 #include "model_store/cpu_engine/norm_projection.h"
 #include "model_store/cpu_engine/strided_transposed_conv.h"
+#include "model_store/cpu_engine/thin_conv.h"
+#include "model_store/cpu_engine/tile_math.h"
 
 namespace tucker_seg::cpu_engine {
 namespace {
@@ -42,9 +44,18 @@ struct Graph::Impl {
     int buffer = -1;     // index into buffers; -1: the caller's input or output pointer
     int last_use = -1;   // the last step that reads or writes it
     bool ncdhw = false;  // the graph's float32 NCDHW result, written into Run's output
+    // float32 in the row layout (z, y, channel, x) of tile_math.h: when only our own kernels that
+    // read and write it touch the value (thin convolutions, fused norms), it needs no transposes.
+    bool rows = false;
     memory mem;
     int64_t voxels() const { return size[0] * size[1] * size[2]; }
-    memory::desc desc() const { return memory::desc(Dims5(channels, size), type, ncdhw ? Tag::ncdhw : Tag::ndhwc); }
+    memory::desc desc() const {
+      if (rows) {
+        const int64_t row = tile::RowStride(size[2]), plane = size[1] * channels * row;
+        return memory::desc(Dims5(channels, size), type, memory::dims{size[0] * plane, row, plane, channels * row, 1});
+      }
+      return memory::desc(Dims5(channels, size), type, ncdhw ? Tag::ncdhw : Tag::ndhwc);
+    }
   };
   // A convolution (or transposed one) of one source into dst; `accumulate` adds to dst.
   struct ConvStep {
@@ -53,6 +64,7 @@ struct Graph::Impl {
     std::vector<float> weight, bias;  // owned copies until Finish builds the primitive
     bool accumulate = false;
     bool upsampling = false;  // stride = kernel, no padding: our own kernel keeps the weights
+    std::shared_ptr<ThinConv> thin;  // a thin 3x3x3 convolution on our own kernel
     std::string op;
     int64_t macs = 0;
     dnnl::primitive primitive;
@@ -105,12 +117,45 @@ struct Graph::Impl {
     return pd.impl_info_str();
   }
 
+  bool IsThin(const ConvStep& s) const {
+    const ConvSpec& c = s.spec;
+    return !c.transposed && c.kernel == Int3{3, 3, 3} && c.stride == Int3{1, 1, 1} && c.padding == Int3{1, 1, 1} &&
+           values[s.src].type == Dt::f32 && values[s.dst].type == Dt::f32 && !values[s.dst].ncdhw &&
+           ThinConv::Serves(c.in_channels, c.out_channels, values[s.src].size);
+  }
+
+  // The row layout for every value that only thin convolutions and fused norms touch (and whose
+  // rows are whole tiles); the graph's input and output stay as the caller has them.
+  void ChooseLayouts() {
+    std::vector<bool> rows(values.size());
+    for (size_t v = 0; v < values.size(); ++v) {
+      const ValueInfo& info = values[v];
+      rows[v] = info.type == Dt::f32 && !info.ncdhw && info.size[2] % tile::kLanes == 0 && static_cast<Value>(v) != input &&
+                static_cast<Value>(v) != output;
+    }
+    for (const auto& step : steps) {
+      if (auto* c = std::get_if<ConvStep>(&step)) {
+        if (!IsThin(*c)) rows[c->src] = rows[c->dst] = false;
+      } else if (auto* n = std::get_if<NormStep>(&step)) {
+        rows[n->x] = false;
+      }
+    }
+    for (size_t v = 0; v < values.size(); ++v) values[v].rows = rows[v];
+  }
+
   Status BuildConv(ConvStep* s) {
     const ValueInfo& src = values[s->src];
     const ValueInfo& dst = values[s->dst];
     const ConvSpec& c = s->spec;
     if (c.transposed && c.stride == c.kernel && c.padding == Int3{0, 0, 0} && src.type == dst.type) {
       s->upsampling = true;
+      return Status::Ok();
+    }
+    if (IsThin(*s)) {
+      s->thin = std::make_shared<ThinConv>(c.in_channels, c.out_channels, src.size, s->weight.data(),
+                                           s->bias.empty() ? nullptr : s->bias.data(), src.rows, dst.rows);
+      s->weight = {};
+      s->bias = {};
       return Status::Ok();
     }
     const memory::dims w_dims{c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], c.kernel[2]};
@@ -390,6 +435,7 @@ Status Graph::Finish(Value output) {
       }
     }, im.steps[i]);
   }
+  im.ChooseLayouts();
   for (auto& step : im.steps) {
     if (auto* c = std::get_if<Impl::ConvStep>(&step)) TS_RETURN_IF_ERROR(im.BuildConv(c));
   }
@@ -451,6 +497,12 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       RunStridedTransposedConv(job);
       op = c->op;
       macs = c->macs;
+    } else if (c && c->thin) {
+      im.stream.wait();
+      c->thin->Run(static_cast<const float*>(im.values[c->src].mem.get_data_handle()),
+                   static_cast<float*>(im.values[c->dst].mem.get_data_handle()), c->accumulate);
+      op = c->op;
+      macs = c->macs;
     } else if (c) {
       std::unordered_map<int, memory> args{{DNNL_ARG_SRC, im.values[c->src].mem},
                                            {DNNL_ARG_WEIGHTS, c->weights_mem},
@@ -465,6 +517,7 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       NormProjection job;
       job.input = x.mem.get_data_handle();
       job.bf16 = x.type == Dt::bf16;
+      job.input_row_width = x.rows ? x.size[2] : 0;
       job.voxels = x.voxels();
       job.input_channels = x.channels;
       if (!p->expansion_weight.empty()) {
@@ -479,7 +532,8 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
       for (size_t i = 0; i < p->outputs.size(); ++i) {
         const auto& out = im.values[p->outputs[i]];
         job.outputs.push_back({out.channels, p->weights[i].data(), p->biases[i].empty() ? nullptr : p->biases[i].data(),
-                               out.ncdhw ? static_cast<void*>(output) : out.mem.get_data_handle(), out.ncdhw});
+                               out.ncdhw ? static_cast<void*>(output) : out.mem.get_data_handle(), out.ncdhw,
+                               out.rows ? out.size[2] : 0});
       }
       RunNormProjection(job);
       op = p->op;

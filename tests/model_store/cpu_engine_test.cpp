@@ -241,4 +241,63 @@ TEST(CpuEngineGraph, NormProjectionsMatchTheWrittenChain) {
 }
 
 }  // namespace
+
+// Thin 3x3x3 convolutions (ranks that are not multiples of 16) run on the engine's own kernel,
+// channels-last or in the row layout between fused norms; both against LibTorch's conv3d.
+TEST(CpuEngineGraph, ThinConvolutionsMatchLibTorch) {
+  torch::manual_seed(9);
+  const Int3 size{5, 6, 32};
+  const torch::Tensor x = torch::randn({1, 10, 5, 6, 32});
+  const torch::Tensor w1 = torch::randn({13, 10, 3, 3, 3}) * 0.2, b1 = torch::randn({13});
+  const torch::Tensor w2 = torch::randn({6, 13, 3, 3, 3}) * 0.2, b2 = torch::randn({6});
+  const torch::Tensor proj = torch::randn({13, 13}) * 0.3, head = torch::randn({3, 6});
+  auto conv = [](const torch::Tensor& w, const torch::Tensor& b) {
+    cpu_engine::ConvSpec s;
+    s.out_channels = w.size(0);
+    s.in_channels = w.size(1);
+    s.kernel = {3, 3, 3};
+    s.padding = {1, 1, 1};
+    s.weight = w.data_ptr<float>();
+    s.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+    return s;
+  };
+  auto dense = [](const torch::Tensor& w) {
+    cpu_engine::ConvSpec s;
+    s.out_channels = w.size(0);
+    s.in_channels = w.size(1);
+    s.weight = w.data_ptr<float>();
+    return s;
+  };
+  {
+    // Channels-last in and out, and a second source accumulated into the same output.
+    cpu_engine::Graph g;
+    const auto in = g.Input(10, size);
+    auto y = g.Conv({in, in}, {conv(w1, b1), conv(w1, {})}, "thin");
+    ASSERT_TRUE(y.ok()) << y.status().message();
+    ASSERT_TRUE(g.Finish(y.value()).ok());
+    torch::Tensor out = torch::empty({1, 13, 5, 6, 32});
+    g.Run(x.data_ptr<float>(), out.data_ptr<float>());
+    const torch::Tensor expected = torch::conv3d(x, w1, b1, 1, 1) + torch::conv3d(x, w1, {}, 1, 1);
+    EXPECT_LE(RelativeError(out, expected), 1e-5);
+  }
+  {
+    // conv -> norm + projection (row layout) -> conv (row layout in and out) -> norm + head.
+    cpu_engine::Graph g;
+    const auto in = g.Input(10, size);
+    const auto a = g.Conv({in}, {conv(w1, b1)}, "thin 1").value();
+    const auto p = g.NormProjections(a, nullptr, nullptr, nullptr, 1e-5, 0.01, {dense(proj)}, false, "norm 1").value();
+    const auto c = g.Conv({p[0]}, {conv(w2, b2)}, "thin 2").value();
+    const auto logits = g.NormProjections(c, nullptr, nullptr, nullptr, 1e-5, 0.01, {dense(head)}, true, "head").value();
+    ASSERT_TRUE(g.Finish(logits[0]).ok());
+    torch::Tensor out = torch::empty({1, 3, 5, 6, 32});
+    g.Run(x.data_ptr<float>(), out.data_ptr<float>());
+    auto norm = [](const torch::Tensor& t) {
+      return torch::leaky_relu(torch::instance_norm(t, {}, {}, {}, {}, true, 0.0, 1e-5, false), 0.01);
+    };
+    auto project = [](const torch::Tensor& t, const torch::Tensor& w) { return torch::conv3d(t, w.reshape({w.size(0), w.size(1), 1, 1, 1})); };
+    const torch::Tensor h1 = project(norm(torch::conv3d(x, w1, b1, 1, 1)), proj);
+    const torch::Tensor expected = project(norm(torch::conv3d(h1, w2, b2, 1, 1)), head);
+    EXPECT_LE(RelativeError(out, expected), 1e-4);
+  }
+}
 }  // namespace tucker_seg
