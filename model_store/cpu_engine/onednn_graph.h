@@ -8,8 +8,10 @@
 // must be a JIT kernel: a shape oneDNN serves with its reference kernel only is refused at build
 // time (the caller then runs LibTorch's ops instead). Our own kernels: InstanceNorm + LeakyReLU
 // in place (norm_kernels.h), the norm with its readers' 1x1x1 projections fused
-// (NormProjections, norm_projection.h) and transposed convolutions with stride = kernel
-// (strided_transposed_conv.h), which oneDNN 2.6 ran 10-100x slower.
+// (NormProjections, norm_projection.h), transposed convolutions with stride = kernel
+// (strided_transposed_conv.h), which oneDNN 2.6 ran 10-100x slower, and thin 3x3x3 convolutions
+// (thin_conv.h). Values that only thin convolutions and fused norms touch are kept in the row
+// layout of tile_math.h instead of channels-last.
 #pragma once
 
 #include <cstdint>
