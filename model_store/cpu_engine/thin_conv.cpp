@@ -7,14 +7,14 @@
 
 #include "model_store/cpu_engine/tile_math.h"
 
-// Everything below runs only where Serves found AVX-512.
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-
 namespace tucker_seg::cpu_engine {
 namespace {
 
 using namespace tile;
+
+// Everything here runs only where Serves found AVX-512 (a function attribute, which GCC and clang
+// both honour; clang ignores GCC's target pragma).
+#define TS_AVX512 __attribute__((target("avx512f")))
 
 constexpr int kTaps = 27;
 constexpr int kMaxBlock = 12;
@@ -31,7 +31,7 @@ struct Layout {
 // r = (dz, dy) in the row layout, or null outside the volume. Loads for dx = -1 at x = 0 and
 // dx = +1 at x = w - 1 are masked: the padding reads zero.
 template <int kCount, int kTiles>
-TS_INLINE void Tiles(const float* const* rows, const Layout& l, int64_t x0, const float* w, const float* bias, float* const* out,
+TS_AVX512 TS_INLINE void Tiles(const float* const* rows, const Layout& l, int64_t x0, const float* w, const float* bias, float* const* out,
                      int64_t stride) {
   Vec acc[kTiles][kCount];
   for (int t = 0; t < kTiles; ++t)
@@ -63,7 +63,7 @@ TS_INLINE void Tiles(const float* const* rows, const Layout& l, int64_t x0, cons
 // One output row (z, y) of kCount channels from `first`: into the row layout's row `dst` (channel
 // stride l.row) or into staging tiles (channel stride 16) for a channels-last output.
 template <int kCount>
-TS_INLINE void BlockRow(const float* const* rows, const Layout& l, const float* w, const float* bias, int64_t first, float* dst,
+TS_AVX512 TS_INLINE void BlockRow(const float* const* rows, const Layout& l, const float* w, const float* bias, int64_t first, float* dst,
                         bool rows_out) {
   for (int64_t x0 = 0; x0 < l.w; x0 += 2 * kLanes) {
     float* out[2];
@@ -81,7 +81,7 @@ TS_INLINE void BlockRow(const float* const* rows, const Layout& l, const float* 
 }
 
 // Rows [y0, y1) of plane z of the channels-last input into the row layout.
-TS_INLINE void TransposePlane(const float* input, const Layout& l, int64_t z, int64_t y0, int64_t y1, float* plane, float* tile) {
+TS_AVX512 TS_INLINE void TransposePlane(const float* input, const Layout& l, int64_t z, int64_t y0, int64_t y1, float* plane, float* tile) {
   const int64_t voxels = l.d * l.h * l.w;
   for (int64_t y = y0; y < y1; ++y) {
     for (int64_t x0 = 0; x0 < l.w; x0 += kLanes) {
@@ -91,7 +91,7 @@ TS_INLINE void TransposePlane(const float* input, const Layout& l, int64_t z, in
   }
 }
 
-void RunPlanes(const float* input, float* output, bool accumulate, bool input_rows,
+TS_AVX512 void RunPlanes(const float* input, float* output, bool accumulate, bool input_rows,
                                                   bool output_rows, const Layout& l, const std::vector<ThinConv::Block>& blocks,
                                                   const float* weights, const float* bias, int64_t z0, int64_t z1) {
   if (z0 >= z1) return;
@@ -165,8 +165,6 @@ void RunPlanes(const float* input, float* output, bool accumulate, bool input_ro
 }
 
 }  // namespace
-
-#pragma GCC pop_options
 
 bool ThinConv::Serves(int64_t in_channels, int64_t out_channels, const Int3& size) {
   // oneDNN's brgconv fills its registers when both channel counts are multiples of 16 and was
