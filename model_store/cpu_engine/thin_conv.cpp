@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "model_store/cpu_engine/tile_math.h"
 
@@ -17,8 +18,8 @@ using namespace tile;
 #define TS_AVX512 __attribute__((target("avx512f")))
 
 constexpr int kTaps = 27;
-constexpr int kMaxBlock = 12;
-constexpr int64_t kBandBudget = 512 << 10;  // bytes of input rows per band of output rows (L2 holds 1-2 MB)  // two tiles x 12 outputs = 24 accumulators of AVX-512's 32 registers
+constexpr int kMaxBlock = 12;              // two tiles x 12 outputs = 24 accumulators of AVX-512's 32 registers
+constexpr int64_t kBandBudget = 512 << 10;  // bytes of input rows per band of output rows (L2 holds 1-2 MB)
 
 struct Layout {
   int64_t d, h, w, in, out;
@@ -91,76 +92,78 @@ TS_AVX512 TS_INLINE void TransposePlane(const float* input, const Layout& l, int
   }
 }
 
-TS_AVX512 void RunPlanes(const float* input, float* output, bool accumulate, bool input_rows,
-                                                  bool output_rows, const Layout& l, const std::vector<ThinConv::Block>& blocks,
-                                                  const float* weights, const float* bias, int64_t z0, int64_t z1) {
+TS_AVX512 void RunPlanes(const float* input, float* output, bool accumulate, bool input_rows, bool output_rows, const Layout& l,
+                         const std::vector<ThinConv::Block>& blocks, const float* weights, const float* bias, int64_t z0, int64_t z1) {
   if (z0 >= z1) return;
   const int64_t voxels = l.d * l.h * l.w;
   // A channels-last input: three planes (z - 1, z, z + 1) transposed into the row layout, reused
   // as z advances.
-  std::vector<float> ring(input_rows ? 0 : static_cast<size_t>(3 * l.plane_in()));
+  // Scratch is left uninitialised (no 3 MB memset per call): only written floats are read, and
+  // the loads past the ends of x are masked.
+  std::unique_ptr<float[]> ring(new float[input_rows ? 0 : static_cast<size_t>(3 * l.plane_in())]);
   int64_t held[3] = {-1, -1, -1};
   // A channels-last output: the row's tiles, channel-major, transposed on the way out; with
   // accumulate, a row-layout output's old row.
-  std::vector<float> staging(static_cast<size_t>(l.row * l.out)), tile(static_cast<size_t>(std::max(l.in, l.out) * kLanes));
+  std::unique_ptr<float[]> staging(new float[static_cast<size_t>(l.row * l.out)]);
+  std::unique_ptr<float[]> tile(new float[static_cast<size_t>(std::max(l.in, l.out) * kLanes)]);
   // Output rows go in bands of y, all z of a band before the next: the band's three input planes
   // stay in L2 as z advances. Row by row over whole planes, they did not (16 channels of
   // 112 x 128 voxels: 1 MB per plane) and each input row came from L3 three times.
   const int64_t band_bytes = 3 * l.in * l.row * static_cast<int64_t>(sizeof(float));
   const int64_t band = std::clamp<int64_t>(kBandBudget / band_bytes - 2, 1, l.h);
   for (int64_t y0 = 0; y0 < l.h; y0 += band) {
-   const int64_t y1 = std::min(l.h, y0 + band);
-   std::fill(held, held + 3, -1);
-   for (int64_t z = z0; z < z1; ++z) {
-    if (!input_rows) {
-      for (int64_t zz = std::max<int64_t>(0, z - 1); zz <= std::min(l.d - 1, z + 1); ++zz) {
-        if (held[zz % 3] == zz) continue;
-        TransposePlane(input, l, zz, std::max<int64_t>(0, y0 - 1), std::min(l.h, y1 + 1), ring.data() + zz % 3 * l.plane_in(), tile.data());
-        held[zz % 3] = zz;
+    const int64_t y1 = std::min(l.h, y0 + band);
+    std::fill(held, held + 3, -1);
+    for (int64_t z = z0; z < z1; ++z) {
+      if (!input_rows) {
+        for (int64_t zz = std::max<int64_t>(0, z - 1); zz <= std::min(l.d - 1, z + 1); ++zz) {
+          if (held[zz % 3] == zz) continue;
+          TransposePlane(input, l, zz, std::max<int64_t>(0, y0 - 1), std::min(l.h, y1 + 1), ring.get() + zz % 3 * l.plane_in(), tile.get());
+          held[zz % 3] = zz;
+        }
       }
-    }
-    for (int64_t y = y0; y < y1; ++y) {
-      const float* rows[9];
-      for (int r = 0; r < 9; ++r) {
-        const int64_t zz = z + r / 3 - 1, yy = y + r % 3 - 1;
-        rows[r] = nullptr;
-        if (zz < 0 || zz >= l.d || yy < 0 || yy >= l.h) continue;
-        const float* plane = input_rows ? input + zz * l.plane_in() : ring.data() + zz % 3 * l.plane_in();
-        rows[r] = plane + yy * l.in * l.row;
-      }
-      float* row_out = output + (z * l.h + y) * l.out * l.row;  // the row layout's output row
-      const bool direct = output_rows && !accumulate;
-      float* dst = direct ? row_out : staging.data();
-      const float* w = weights;
-      for (const auto& b : blocks) {
-        const float* bb = bias + b.first;
-        switch (b.count) {
+      for (int64_t y = y0; y < y1; ++y) {
+        const float* rows[9];
+        for (int r = 0; r < 9; ++r) {
+          const int64_t zz = z + r / 3 - 1, yy = y + r % 3 - 1;
+          rows[r] = nullptr;
+          if (zz < 0 || zz >= l.d || yy < 0 || yy >= l.h) continue;
+          const float* plane = input_rows ? input + zz * l.plane_in() : ring.get() + zz % 3 * l.plane_in();
+          rows[r] = plane + yy * l.in * l.row;
+        }
+        float* row_out = output + (z * l.h + y) * l.out * l.row;  // the row layout's output row
+        const bool direct = output_rows && !accumulate;
+        float* dst = direct ? row_out : staging.get();
+        const float* w = weights;
+        for (const auto& b : blocks) {
+          const float* bb = bias + b.first;
+          switch (b.count) {
 #define TS_THIN_BLOCK(n) \
   case n: BlockRow<n>(rows, l, w, bb, b.first, dst, output_rows); break;
-          TS_THIN_BLOCK(1) TS_THIN_BLOCK(2) TS_THIN_BLOCK(3) TS_THIN_BLOCK(4) TS_THIN_BLOCK(5) TS_THIN_BLOCK(6)
-          TS_THIN_BLOCK(7) TS_THIN_BLOCK(8) TS_THIN_BLOCK(9) TS_THIN_BLOCK(10) TS_THIN_BLOCK(11) TS_THIN_BLOCK(12)
+            TS_THIN_BLOCK(1) TS_THIN_BLOCK(2) TS_THIN_BLOCK(3) TS_THIN_BLOCK(4) TS_THIN_BLOCK(5) TS_THIN_BLOCK(6)
+            TS_THIN_BLOCK(7) TS_THIN_BLOCK(8) TS_THIN_BLOCK(9) TS_THIN_BLOCK(10) TS_THIN_BLOCK(11) TS_THIN_BLOCK(12)
 #undef TS_THIN_BLOCK
-          default: break;
+            default: break;
+          }
+          w += kTaps * l.in * b.count;
         }
-        w += kTaps * l.in * b.count;
-      }
-      if (direct) continue;
-      if (output_rows) {
-        for (int64_t c = 0; c < l.out; ++c)
-          for (int64_t x = c * l.row; x < c * l.row + l.w; x += kLanes) StoreVec(row_out + x, LoadVec(row_out + x) + LoadVec(dst + x));
-        continue;
-      }
-      for (int64_t x0 = 0; x0 < l.w; x0 += kLanes) {
-        const int64_t v0 = (z * l.h + y) * l.w + x0;
-        float* out = dst + x0 * l.out;  // tile x0 / 16, out channels of 16
-        if (accumulate) {
-          LoadTile(output, v0, kLanes, l.out, voxels, tile.data());
-          for (int64_t c = 0; c < l.out; ++c) StoreVec(out + c * kLanes, LoadVec(out + c * kLanes) + LoadVec(tile.data() + c * kLanes));
+        if (direct) continue;
+        if (output_rows) {
+          for (int64_t c = 0; c < l.out; ++c)
+            for (int64_t x = c * l.row; x < c * l.row + l.w; x += kLanes) StoreVec(row_out + x, LoadVec(row_out + x) + LoadVec(dst + x));
+          continue;
         }
-        StoreTileChannelsLast(out, v0, kLanes, l.out, output);
+        for (int64_t x0 = 0; x0 < l.w; x0 += kLanes) {
+          const int64_t v0 = (z * l.h + y) * l.w + x0;
+          float* out = dst + x0 * l.out;  // tile x0 / 16, out channels of 16
+          if (accumulate) {
+            LoadTile(output, v0, kLanes, l.out, voxels, tile.get());
+            for (int64_t c = 0; c < l.out; ++c) StoreVec(out + c * kLanes, LoadVec(out + c * kLanes) + LoadVec(tile.get() + c * kLanes));
+          }
+          StoreTileChannelsLast(out, v0, kLanes, l.out, output);
+        }
       }
     }
-   }
   }
 }
 

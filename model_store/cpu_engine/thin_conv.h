@@ -1,11 +1,11 @@
 // A 3x3x3 convolution with stride 1 and padding 1 over few channels (Tucker cores, ranks of
-// 8-40), float32 channels-last in and out, on AVX-512. oneDNN's brgconv runs such cores at
-// 63-76% of its rate on 32 or more channels, since 10 or 20 channels fill a 16-float register
-// badly. Here the 16 lanes are 16 voxels along x instead: each input plane is first transposed
-// into rows of one channel (zero-padded at both ends of x), so that every tap of every input
-// channel is one unaligned load (masked at the ends of x), multiplied by one broadcast weight per
-// output channel. An input or output in the row layout (tile_math.h: (z, y, channel, x)), which
-// the fused norm kernel reads and writes as well, needs no transpose at all.
+// 8-77), float32, on AVX-512. oneDNN's brgconv runs such cores at 63-76% of its rate on 32 or
+// more channels, since 10 or 20 channels fill a 16-float register badly. Here the 16 lanes are 16
+// voxels along x instead: the input is read in the row layout (tile_math.h: (z, y, channel, x)),
+// so that every tap of every input channel is one unaligned load (masked at the ends of x, where
+// the padding reads zero), multiplied by one broadcast weight per output channel. A channels-last
+// input is transposed into that layout band by band; values that only this kernel and the fused
+// norm kernel touch are kept in it and need no transpose at all.
 #pragma once
 
 #include <cstdint>

@@ -187,9 +187,9 @@ TS_INLINE void StoreTileChannelsLast(const float* tile, int64_t v0, int n, int64
 // The row layout (z, y, channel, x): each row of x holds one channel, `width` voxels (a multiple
 // of 16) and RowStride(width) floats, so a tile of 16 voxels (v0 a multiple of 16) lies in one row
 // and each of its channels is one contiguous load, with no transpose. The 16 floats of padding
-// per row (never read as data) keep the rows of one tile's channels off the same cache sets: with
-// a power-of-two stride (512 bytes at 128 voxels) a 3x3x3 convolution's 9 x C input rows fell
-// into a few L1 sets and its 16 -> 16 channel cores ran 1.5x slower.
+// per row (never read as data) keep the stride off powers of two (512 bytes at 128 voxels), where
+// a 3x3x3 convolution's 9 x C input rows would share few L1 sets; its effect alone was not
+// measured apart from the other changes of the thin-core kernel.
 TS_INLINE int64_t RowStride(int64_t width) { return width + kLanes; }
 
 TS_INLINE const float* RowsAt(const float* x, int64_t v0, int64_t channels, int64_t width) {
