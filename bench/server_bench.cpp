@@ -53,11 +53,11 @@
 
 using namespace tucker_seg;
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -108,11 +108,11 @@ int Overhead(int64_t slices, int repeats) {
   std::vector<double> local, remote;
   tuckerseg::v1::Timings last;
   for (int r = 0; r < repeats; ++r) {
-    auto start = Clock::now();
+    auto start = SteadyClock::now();
     UNetPatchNetwork net(*original->network);
     auto p = Predict(original->info, net, ct, {});
     local.push_back(Since(start));
-    start = Clock::now();
+    start = SteadyClock::now();
     auto g = client->Segment(ct, so);
     remote.push_back(Since(start));
     if (!p.ok() || !g.ok() || g.value().labels.voxels != p.value().labels.voxels) {
@@ -202,7 +202,7 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
     client::SegmentOptions so;
     so.variant = "original";
     (void)client->Segment(ct, so);
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     (void)client->Segment(ct, so);
     target = 3 * Since(start);
   }
@@ -218,14 +218,14 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
       std::mutex mutex;
       std::vector<Outcome> outcomes;
       std::vector<std::thread> threads;
-      const auto level_start = Clock::now();
+      const auto level_start = SteadyClock::now();
       for (int c = 0; c < clients; ++c) {
         threads.emplace_back([&] {
           auto client = ConnectTo(server->port());
           client::SegmentOptions so;
           so.variant = policy;
           for (int r = 0; r < requests; ++r) {
-            const auto start = Clock::now();
+            const auto start = SteadyClock::now();
             auto result = client->Segment(ct, so);
             std::lock_guard<std::mutex> lock(mutex);
             outcomes.push_back({Since(start), result.ok() ? result.value().variant : "", result.ok()});
@@ -325,7 +325,7 @@ int Cluster(double target, int requests) {
     for (int c = 0; c < phase.clients; ++c) {
       threads.emplace_back([&] {
         for (int r = 0; r < requests; ++r) {
-          const auto start = Clock::now();
+          const auto start = SteadyClock::now();
           auto result = client->Segment(ct, {});
           std::lock_guard<std::mutex> lock(mutex);
           outcomes.push_back({Since(start), result.ok() ? result.value().variant : result.status().message(), result.ok()});
@@ -396,7 +396,7 @@ int Overload(double seconds, int clients, double load, double target) {
   // Capacity: one request at a time, median of 5.
   std::vector<double> alone;
   for (int i = 0; i < 5; ++i) {
-    const auto start = Clock::now();
+    const auto start = SteadyClock::now();
     if (!client->Segment(ct, {}).ok()) return std::fprintf(stderr, "a lone request failed\n"), 1;
     alone.push_back(Since(start));
   }
@@ -415,14 +415,14 @@ int Overload(double seconds, int clients, double load, double target) {
   std::mutex mutex;
   std::vector<Sample> samples;
   std::atomic<bool> stop{false};
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
-      auto next = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval * c / clients));
+      auto next = start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(interval * c / clients));
       while (!stop.load()) {
         std::this_thread::sleep_until(next);  // the client's own schedule (open loop while it keeps up)
-        next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval));
+        next += std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(interval));
         if (stop.load()) break;
         auto result = client->Segment(ct, {});
         std::lock_guard<std::mutex> lock(mutex);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrains the bundled default model models/tucker-abdomen-3mm and its variants from the real
-# TotalSegmentator example CTs in ../shared (measured duration: docs/accuracy.md).
+# TotalSegmentator example CTs in tests/data/totalsegmentator (measured duration: docs/accuracy.md).
 #   1. train the original on example_ct_sm with TotalSegmentator's labels (15 classes)
 #   2. compress it at DF 0.5, 0.3, 0.1
 #   3. distill every variant from the original on unlabeled CTs (no labels read)
@@ -9,7 +9,7 @@
 set -euo pipefail
 start=$(date +%s)
 cd "$(dirname "$0")/.."
-data=${DATA:-../shared/data/totalsegmentator-examples}
+data=${DATA:-tests/data/totalsegmentator}
 models=build/tucker-seg-models
 out=models/tucker-abdomen-3mm
 threads=${THREADS:-$(nproc)}

@@ -2,6 +2,7 @@
 // it is, and which variants auto selection may pick on each device.
 #include "server/grpc_status.h"
 #include "server/segmentation_service.h"
+#include "server/serving/segmentation_core.h"
 
 #include <algorithm>
 
@@ -16,24 +17,9 @@ void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
   }
 }
 
-std::vector<std::string> CommonVariants(const ModelCatalog& catalog, const CompositeEntry& composite) {
-  std::vector<std::string> common;
-  const auto first = catalog.Find(composite.part_models[0]);
-  if (!first.ok()) return common;
-  for (const auto& v : first.value()->variants) {
-    bool everywhere = true;
-    for (const auto& part : composite.part_models) {
-      const auto m = catalog.Find(part);
-      everywhere = everywhere && m.ok() && m.value()->Find(v.name);
-    }
-    if (everywhere) common.push_back(v.name);
-  }
-  return common;
-}
-
 grpc::Status SegmentationService::ListModels(grpc::ServerContext* context, const tuckerseg::v1::ListModelsRequest*,
                                              tuckerseg::v1::ListModelsResponse* response) {
-  if (Status s = state_.auth->Check(*context); !s.ok()) return ToGrpc(s);
+  if (Status s = auth_.Check(*context); !s.ok()) return ToGrpc(s);
   const auto catalog = state_.devices[0]->catalog.Get();
   for (const auto& m : catalog->models) {
     auto* summary = response->add_models();
@@ -67,7 +53,7 @@ void SetProfile(const DeviceProfile& p, tuckerseg::v1::DeviceProfile* d) {
 
 grpc::Status SegmentationService::DescribeModel(grpc::ServerContext* context, const tuckerseg::v1::DescribeModelRequest* request,
                                                 tuckerseg::v1::DescribeModelResponse* response) {
-  if (Status s = state_.auth->Check(*context); !s.ok()) return ToGrpc(s);
+  if (Status s = auth_.Check(*context); !s.ok()) return ToGrpc(s);
   const auto catalogs = state_.Catalogs();
   if (const CompositeEntry* composite = catalogs[0]->FindComposite(request->model())) {
     DescribeComposite(*catalogs[0], *composite, response);

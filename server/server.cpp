@@ -14,7 +14,7 @@
 
 #include "model_store/network/device.h"
 #include "model_store/network/runtime.h"
-#include "server/log.h"
+#include "server/serving/log.h"
 #include "vocabulary/pem_file.h"
 
 namespace tucker_seg::server {
@@ -106,13 +106,11 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   s->metrics_ = std::make_unique<ServerMetrics>(profiles);
   TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen, [state = &s->state_] { return state->ready.load(); }));
   s->memory_budget_ = std::make_unique<MemoryBudget>(options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());
-  s->watchdog_ = std::make_unique<StreamWatchdog>(options.stream_idle_timeout_seconds);
+  s->watchdog_ = std::make_unique<StreamWatchdog>(options.stream_idle_timeout_seconds, *options.stream_idle_clock);
   s->state_.selector = s->selector_.get();
   s->state_.metrics = s->metrics_.get();
   s->state_.memory_budget = s->memory_budget_.get();
-  s->state_.watchdog = s->watchdog_.get();
-  s->state_.auth = &s->auth_;
-  s->service_ = std::make_unique<SegmentationService>(&s->state_);
+  s->service_ = std::make_unique<SegmentationService>(&s->state_, s->watchdog_.get(), &s->auth_);
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -38,6 +38,7 @@ struct ServerOptions {
   std::string log_format = "text";  // or "json" (log.h)
   int64_t memory_budget_bytes = 0;  // 0: DefaultMemoryBudget()
   double stream_idle_timeout_seconds = 60;  // a stream that moves no bytes for this long is cancelled; 0: never
+  const Clock* stream_idle_clock = &Clock::Real();  // what that timeout is measured on (tests advance a ManualClock)
   double keepalive_seconds = 60;            // HTTP/2 pings on idle connections (dead peers are dropped)
   double max_connection_age_seconds = 3600; // then GOAWAY (clients reconnect, load rebalances); 0: never
   ServiceLimits limits;
@@ -52,6 +53,7 @@ class SegmentationServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
   const ServiceState& state() const { return state_; }
+  StreamWatchdog& watchdog() { return *watchdog_; }
   // Blocks until calibration has finished; its status (health turns SERVING only on success).
   Status WaitUntilCalibrated() ABSL_LOCKS_EXCLUDED(mutex_);
   // Health NOT_SERVING, refuse new calls, let queued and running requests finish, stop.

@@ -1,6 +1,6 @@
 #include "server/server_flags.h"
 
-#include "server/memory_budget.h"
+#include "server/serving/memory_budget.h"
 
 namespace tucker_seg::server {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "model_store/network/runtime.h"
-#include "server/log.h"
+#include "server/serving/log.h"
 #include "server/server.h"
 #include "server/server_flags.h"
 

@@ -1,20 +1,33 @@
-// Where tests find the shared conformance data and the repository's own files.
+// Where tests find their data: every file lives in the repository (tests/data), so a fresh clone
+// runs every test.
 #pragma once
 
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 namespace tucker_seg::testing {
 
-inline std::filesystem::path SharedDir() { return TUCKER_SEG_SHARED_DIR; }
 inline std::filesystem::path SourceDir() { return TUCKER_SEG_SOURCE_DIR; }
-inline std::filesystem::path ConformanceCase(const std::string& name) { return SharedDir() / "conformance/nnunet-v2" / name; }
+
+// A file or folder under tests/data. A missing one throws, which GoogleTest reports as this test's
+// failure naming the path; the test binary goes on with the next test instead of aborting later on
+// a failed read.
+inline std::filesystem::path TestData(const std::string& relative) {
+  const auto path = SourceDir() / "tests/data" / relative;
+  if (!std::filesystem::exists(path)) throw std::runtime_error("test data missing: " + path.string());
+  return path;
+}
+// An nnU-Net v2 conformance case ("iso4", "aniso5"): tests/data/nnunet-v2-<name>.
+inline std::filesystem::path ConformanceCase(const std::string& name) { return TestData("nnunet-v2-" + name); }
+// One of TotalSegmentator's example CTs or label maps (tests/data/totalsegmentator/README.md).
+inline std::filesystem::path TotalSegmentatorExample(const std::string& name) { return TestData("totalsegmentator/" + name); }
 inline std::filesystem::path ResultsDir(const std::string& name) {
   return ConformanceCase(name) / "Dataset999_Golden/nnUNetTrainer__nnUNetPlans__3d_fullres";
 }
 inline std::filesystem::path CheckpointFile(const std::string& name) { return ResultsDir(name) / "fold_0/checkpoint_final.pth"; }
 // The example DICOM series (JPEG 2000) from TotalSegmentator's examples.
-inline std::filesystem::path ExampleDicomSeries() { return SharedDir() / "data/totalsegmentator-examples/example_ct_dicom_uids"; }
+inline std::filesystem::path ExampleDicomSeries() { return TotalSegmentatorExample("example_ct_dicom_uids"); }
 // A program this build made: "tucker-seg", "tucker-seg-models", "tucker-seg-server".
 inline std::string ProgramPath(const std::string& name) { return (std::filesystem::path(TUCKER_SEG_BINARY_DIR) / name).string(); }
 

@@ -14,7 +14,7 @@ namespace {
 namespace fs = std::filesystem;
 using tucker_seg::testing::RunCommand;
 
-const fs::path kExample = tucker_seg::testing::ExampleDicomSeries();
+fs::path Example() { return tucker_seg::testing::ExampleDicomSeries(); }
 std::string Cli() { return tucker_seg::testing::ProgramPath("tucker-seg"); }
 
 TEST(ClientCli, DoesNotLinkLibTorch) {
@@ -41,11 +41,11 @@ TEST(ClientCli, BadInputGetsAClearMessageAndNonZeroExit) {
   EXPECT_EQ(empty_run.exit_code, 1);
   EXPECT_NE(empty_run.output.find("holds neither DICOM files nor .nii/.nii.gz/.nrrd/.mha images"), std::string::npos) << empty_run.output;
 
-  const auto down = RunCommand(Cli() + " segment -i " + kExample.string() + " -o /dev/null --server 127.0.0.1:1 --timeout 20");
+  const auto down = RunCommand(Cli() + " segment -i " + Example().string() + " -o /dev/null --server 127.0.0.1:1 --timeout 20");
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.output.find("server 127.0.0.1:1 is unavailable"), std::string::npos) << down.output;
 
-  const auto usage = RunCommand(Cli() + " segment -i " + kExample.string());
+  const auto usage = RunCommand(Cli() + " segment -i " + Example().string());
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_NE(usage.output.find("-o <labels>"), std::string::npos) << usage.output;
   for (const auto* run : {&missing, &unreadable, &empty_run, &down, &usage}) {

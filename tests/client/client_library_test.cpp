@@ -21,7 +21,7 @@ namespace tucker_seg::client {
 namespace {
 
 std::string ExampleDicom() { return tucker_seg::testing::ExampleDicomSeries().string(); }
-std::string ExampleNifti() { return (tucker_seg::testing::SourceDir() / "tests/data/totalsegmentator/example_ct_sm.nii.gz").string(); }
+std::string ExampleNifti() { return tucker_seg::testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string(); }
 
 void ExpectSameGeometry(const Geometry& a, const Geometry& b) {
   EXPECT_EQ(a.size, b.size);

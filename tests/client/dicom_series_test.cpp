@@ -20,13 +20,13 @@ namespace {
 namespace fs = std::filesystem;
 using tucker_seg::testing::RunCommand;
 
-const fs::path kExample = tucker_seg::testing::ExampleDicomSeries();
+fs::path Example() { return tucker_seg::testing::ExampleDicomSeries(); }
 
 std::string Cli() { return tucker_seg::testing::ProgramPath("tucker-seg"); }
 
 std::vector<fs::path> ExampleFiles() {
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(kExample)) files.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(Example())) files.push_back(e.path());
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -45,7 +45,7 @@ fs::path CopySeries(const std::string& name, const std::function<bool(size_t, Dc
 }
 
 TEST(DicomSeries, SortsSlicesAlongTheirNormal) {
-  auto s = ScanDicomSeries(kExample.string());
+  auto s = ScanDicomSeries(Example().string());
   ASSERT_TRUE(s.ok()) << s.status().message();
   ASSERT_EQ(s.value().slices.size(), 20u);
   EXPECT_NEAR(s.value().slice_spacing, 2.0, 1e-3);
@@ -88,7 +88,7 @@ TEST(DicomSeries, MixedSliceGeometryIsRejected) {
 
 TEST(DicomSeries, AMissingSliceIsAGap) {
   // The file whose position is the 10th along the normal is left out.
-  auto full = ScanDicomSeries(kExample.string());
+  auto full = ScanDicomSeries(Example().string());
   ASSERT_TRUE(full.ok());
   const fs::path tenth = full.value().slices[10].path;
   const auto files = ExampleFiles();

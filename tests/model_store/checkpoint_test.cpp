@@ -35,7 +35,7 @@ TEST(Checkpoint, ReadsNetworkWeightsOfARealCheckpointAndSkipsTheRest) {
 }
 
 // Checkpoints written by tests/data/crafted-checkpoints/make_checkpoints.py (no torch needed).
-fs::path Crafted(const std::string& name) { return testing::SourceDir() / "tests/data/crafted-checkpoints" / name; }
+fs::path Crafted(const std::string& name) { return testing::TestData("crafted-checkpoints/" + name); }
 
 TEST(Checkpoint, CraftedCheckpointWithOneStorageReads) {
   // The generator's control: the format it writes is one the reader accepts.

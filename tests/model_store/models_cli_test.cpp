@@ -85,7 +85,7 @@ TEST(ModelsCli, PredictWritesALabelMapOnTheInputGrid) {
   const auto store = testing::TempDir("cli-predict");
   const auto model = (store / "iso4").string();
   ASSERT_EQ(Cli({"import-nnunet", "--results", testing::ResultsDir("iso4").string(), "--out", model}).code, 0);
-  const auto ct = testing::SharedDir() / "data/totalsegmentator-examples/example_ct_sm.nii.gz";
+  const auto ct = testing::TotalSegmentatorExample("example_ct_sm.nii.gz");
   const auto labels = store / "labels.nii.gz";
   CliRun r = Cli({"predict", model, "-i", ct.string(), "-o", labels.string(), "--step", "0.8", "--batch", "2", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -151,7 +151,7 @@ TEST(ModelsCli, CompositeImportCompressPredict) {
   EXPECT_TRUE(std::filesystem::exists(store / "combo/parts/first/variants/df0.5/model.json"));
   EXPECT_TRUE(std::filesystem::exists(store / "combo/parts/second/variants/df0.5/model.json"));
 
-  const auto ct = testing::SharedDir() / "data/totalsegmentator-examples/example_ct_sm.nii.gz";
+  const auto ct = testing::TotalSegmentatorExample("example_ct_sm.nii.gz");
   const auto out = store / "segmentations";
   r = Cli({"predict", model, "-i", ct.string(), "-o", out.string(), "--variant", "df0.5", "--step", "0.8", "--threads", "2"});
   ASSERT_EQ(r.code, 0) << r.err;

@@ -22,7 +22,6 @@ namespace {
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-fs::path Examples() { return testing::SharedDir() / "data/totalsegmentator-examples"; }
 
 
 
@@ -93,7 +92,7 @@ void ExpectGeometryAndDice(const CtVolume& ct, const ModelInfo& info, const std:
 
 TEST(Prediction, DicomSeriesJpeg2000KeepsGeometryAndAgreesWithThresholding) {
   torch::set_num_threads(2);
-  auto ct = ReadCt((Examples() / "example_ct_dicom").string());
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_dicom").string());
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   EXPECT_EQ(ct.value().geometry.size, (std::array<int64_t, 3>{512, 512, 20}));
   ExpectGeometryAndDice(ct.value(), ThresholdModel(), "DICOM series");
@@ -102,7 +101,7 @@ TEST(Prediction, DicomSeriesJpeg2000KeepsGeometryAndAgreesWithThresholding) {
 TEST(Prediction, NiftiCtsKeepGeometryAndAgreeWithThresholding) {
   torch::set_num_threads(2);
   for (const char* name : {"example_ct.nii.gz", "unlabeled_ct_1p5mm.nii.gz"}) {
-    auto ct = ReadCt((Examples() / name).string());
+    auto ct = ReadCt(testing::TotalSegmentatorExample(name).string());
     ASSERT_TRUE(ct.ok()) << ct.status().message();
     ExpectGeometryAndDice(ct.value(), ThresholdModel(), name);
   }
@@ -110,7 +109,7 @@ TEST(Prediction, NiftiCtsKeepGeometryAndAgreeWithThresholding) {
 
 TEST(Prediction, RotatedVolumeAndTransposedModelKeepGeometry) {
   torch::set_num_threads(2);
-  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   // A rotation about z by 30 degrees plus a flip of y: a non-identity, orthonormal direction.
   const double c = std::cos(M_PI / 6), s = std::sin(M_PI / 6);
@@ -149,7 +148,7 @@ TEST(Prediction, SlidingWindowMirroringFlipsBack) {
 
 // A canonical-orientation model sees the same array whichever way the file stores the voxels.
 TEST(Prediction, CanonicalOrientationUndoesStorageFlipsAndPermutations) {
-  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());  // stored RAS: direction (-1, -1, 1)
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());  // stored RAS: direction (-1, -1, 1)
   ASSERT_TRUE(ct.ok());
   const CtVolume& a = ct.value();
   // The same patient stored as LPS with x and y swapped: voxel (x, y, z) of b is voxel (X-1-y', ...) of a.
@@ -336,7 +335,7 @@ TEST(Prediction, BadVolumesAreRejectedWithClearMessages) {
 TEST(Prediction, DeviceGenericPathAgreesWithTheCpuKernels) {
   auto model = LoadNetwork((testing::SourceDir() / "models/tucker-abdomen-3mm").string());
   ASSERT_TRUE(model.ok()) << model.status().message();
-  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   const ModelInfo& info = model.value().info;
 

@@ -11,7 +11,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path Examples() { return testing::SharedDir() / "data/totalsegmentator-examples"; }
 
 ModelInfo LiverSpleenModel() {
   ModelInfo info;
@@ -25,8 +24,8 @@ ModelInfo LiverSpleenModel() {
 }
 
 TEST(TrainingData, ForegroundIntensityAndLabelMappingOnARealCt) {
-  auto ct = ReadCt((Examples() / "example_ct_sm.nii.gz").string());
-  auto seg = ReadCt((Examples() / "example_seg.nii.gz").string());
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());
+  auto seg = ReadCt(testing::TotalSegmentatorExample("example_seg.nii.gz").string());
   ASSERT_TRUE(ct.ok() && seg.ok());
   ModelInfo info = LiverSpleenModel();
   auto intensity = ForegroundIntensity(ct.value(), seg.value(), {1, 5});

@@ -44,6 +44,7 @@ class Admission : public ::testing::Test {
   static void SetUpTestSuite() {
     auto options = testing::LoopbackServerOptions();
     options.stream_idle_timeout_seconds = 2;
+    options.stream_idle_clock = &clock_;  // idle streams time out when the test advances it
     options.limits.max_streams = 2;
     auto s = SegmentationServer::Start(options);
     ASSERT_TRUE(s.ok()) << s.status().message();
@@ -60,8 +61,10 @@ class Admission : public ::testing::Test {
     EXPECT_TRUE(call.status.ok()) << call.status.error_message();
   }
   static SegmentationServer* server_;
+  static ManualClock clock_;
 };
 SegmentationServer* Admission::server_ = nullptr;
+ManualClock Admission::clock_;
 
 TEST_F(Admission, OneVoxelWithAHugeSpacingIsRefusedFromTheHeader) {
   auto stub = Connect(server_->port());
@@ -70,12 +73,10 @@ TEST_F(Admission, OneVoxelWithAHugeSpacingIsRefusedFromTheHeader) {
   dot.voxels = {0.0f};
   for (double spacing : {3000.0, 1e12, 1e300}) {
     dot.geometry.spacing = {spacing, spacing, spacing};
-    const auto start = std::chrono::steady_clock::now();
     const auto call = Segment(*stub, dot);
     EXPECT_EQ(call.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << spacing << ": " << call.status.error_message();
     EXPECT_NE(call.status.error_message().find("header.volume: size x spacing"), std::string::npos) << call.status.error_message();
     EXPECT_NE(call.status.error_message().find("max_grid_voxels"), std::string::npos) << call.status.error_message();
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));  // not a 1e10-step loop
   }
   ExpectServes();
 }
@@ -129,11 +130,13 @@ TEST_F(Admission, IdleStreamsAreCancelledAndFreeTheirSlots) {
   ASSERT_TRUE(header_only->Read(&accepted));
   EXPECT_EQ(accepted.progress().stage(), tuckerseg::v1::Progress::HEADER_ACCEPTED);
   const int metrics = server_->metrics_port();
-  const auto opened_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);  // the silent stream's handler may start later
-  while (server_->state().open_streams.load() < 2 && std::chrono::steady_clock::now() < opened_by) std::this_thread::yield();
+  // Both handlers wait on their clients (the silent one's may start later than the call returns).
+  ASSERT_TRUE(server_->watchdog().AwaitWaitingOnClients(2, absl::Seconds(30)));
   EXPECT_EQ(Gauge(metrics, "tuckerseg_open_streams"), 2);
   EXPECT_EQ(Gauge(metrics, "tuckerseg_in_flight_requests"), 1);  // only the admitted one counts
-  // The watchdog cancels both (2 s idle timeout); the client sees the streams end.
+  // Past the 2 s idle timeout the watchdog cancels both; the client sees the streams end.
+  clock_.Advance(std::chrono::milliseconds(2100));
+  server_->watchdog().CancelIdleStreams();
   tuckerseg::v1::SegmentResponse response;
   while (header_only->Read(&response)) {
   }
@@ -142,9 +145,7 @@ TEST_F(Admission, IdleStreamsAreCancelledAndFreeTheirSlots) {
   }
   EXPECT_EQ(silent->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // Once their handlers have returned, both slots are free again.
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (server_->state().open_streams.load() > 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
-  EXPECT_EQ(server_->state().open_streams.load(), 0);
+  EXPECT_TRUE(server_->state().open_streams.AwaitOpen(0, absl::Seconds(30)));
   EXPECT_EQ(Gauge(metrics, "tuckerseg_in_flight_requests"), 0);
   EXPECT_EQ(Gauge(metrics, "tuckerseg_memory_reserved_bytes"), 0);
   ExpectServes();

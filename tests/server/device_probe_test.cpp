@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "model_store/network/device.h"
-#include "server/device_probe.h"
+#include "server/serving/device_probe.h"
 
 namespace tucker_seg::server {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/log.h"
+#include "server/serving/log.h"
 
 namespace tucker_seg::server {
 namespace {

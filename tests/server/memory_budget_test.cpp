@@ -2,7 +2,7 @@
 // --memory-budget's sizes.
 #include <gtest/gtest.h>
 
-#include "server/memory_budget.h"
+#include "server/serving/memory_budget.h"
 
 namespace tucker_seg::server {
 namespace {

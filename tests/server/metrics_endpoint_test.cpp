@@ -13,7 +13,7 @@
 #include <chrono>
 #include <thread>
 
-#include "server/metrics_endpoint.h"
+#include "server/serving/metrics_endpoint.h"
 #include "support/http_get.h"
 
 namespace tucker_seg::server {

@@ -4,13 +4,14 @@
 #include <atomic>
 #include <future>
 
-#include "server/scheduler.h"
+#include "server/serving/scheduler.h"
 
 namespace tucker_seg::server {
 namespace {
 
 TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
-  Scheduler scheduler({/*workers=*/1, /*max_queue=*/2});
+  ManualClock clock;
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/2, &clock});
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::promise<void> first_started;
@@ -21,9 +22,13 @@ TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
   ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
   EXPECT_EQ(scheduler.queued(), 2);
-  // Ahead of new work: up to 4 s left of the running job + 6 s queued, one worker.
-  EXPECT_GT(scheduler.EstimatedWaitSeconds(), 6.0);
-  EXPECT_LE(scheduler.EstimatedWaitSeconds(), 10.0);
+  // Ahead of new work: the running job's 4 s + 6 s queued, one worker; then 1 s of it has run,
+  // and once it has overrun its estimate, only the queue counts.
+  EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 10.0);
+  clock.Advance(std::chrono::seconds(1));
+  EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 9.0);
+  clock.Advance(std::chrono::seconds(10));
+  EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 6.0);
 
   const Status full = scheduler.Submit([&] { ++finished; }, 1.0).status();
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);

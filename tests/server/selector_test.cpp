@@ -1,7 +1,7 @@
 // The variant selector and the dominance rule, on synthetic variants (no networks needed).
 #include <gtest/gtest.h>
 
-#include "server/selector.h"
+#include "server/serving/selector.h"
 
 namespace tucker_seg::server {
 namespace {

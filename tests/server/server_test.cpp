@@ -65,7 +65,7 @@ class Server : public ::testing::Test {
 SegmentationServer* Server::server_ = nullptr;
 
 TEST_F(Server, SegmentingARealCtGivesTheInProcessLabels) {
-  auto ct = ReadCt((tucker_seg::testing::SourceDir() / "tests/data/totalsegmentator/example_ct_sm.nii.gz").string());
+  auto ct = ReadCt(tucker_seg::testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   auto stub = Connect(server_->port());
   SegmentCallOptions o;
@@ -363,8 +363,7 @@ TEST_F(Server, MoreStreamsThanAllowedIsResourceExhausted) {
   holder_context.TryCancel();
   holder->Finish();
   // The slot is free again once the holder's handler has returned (it sees the cancellation).
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (small.value()->state().open_streams.load() > 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  EXPECT_TRUE(small.value()->state().open_streams.AwaitOpen(0, absl::Seconds(30)));
   const auto status = Segment(*stub, SmallCt()).status;
   EXPECT_TRUE(status.ok()) << status.error_message();
 }

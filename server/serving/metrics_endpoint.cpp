@@ -1,4 +1,4 @@
-#include "server/metrics_endpoint.h"
+#include "server/serving/metrics_endpoint.h"
 
 #include <netdb.h>
 #include <netinet/in.h>

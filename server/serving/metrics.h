@@ -14,8 +14,8 @@
 #include <prometheus/registry.h>
 
 #include "model_store/inference/prediction_timings.h"
-#include "server/device_probe.h"
-#include "server/metrics_endpoint.h"
+#include "server/serving/device_probe.h"
+#include "server/serving/metrics_endpoint.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {

@@ -11,6 +11,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "vocabulary/clock.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {
@@ -18,6 +19,7 @@ namespace tucker_seg::server {
 struct SchedulerOptions {
   int workers = 1;
   int max_queue = 8;  // waiting requests, not counting the ones running
+  const Clock* clock = &Clock::Real();  // how long running work has run, for the wait estimate
 };
 
 class Scheduler {
@@ -42,7 +44,6 @@ class Scheduler {
   void Shutdown() ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
-  using Clock = std::chrono::steady_clock;
   struct Item {
     Work work;
     double estimated_seconds = 0;
@@ -51,7 +52,7 @@ class Scheduler {
   struct Running {
     bool busy = false;
     double estimated_seconds = 0;
-    Clock::time_point start;
+    Clock::TimePoint start;
   };
   void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
 

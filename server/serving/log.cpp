@@ -1,4 +1,4 @@
-#include "server/log.h"
+#include "server/serving/log.h"
 
 #include <atomic>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "server/metrics.h"
+#include "server/serving/metrics.h"
 
 #include "command_line/command_line.h"
 

@@ -1,4 +1,4 @@
-#include "server/device_probe.h"
+#include "server/serving/device_probe.h"
 
 #include <dlfcn.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "server/scheduler.h"
+#include "server/serving/scheduler.h"
 
 #include <algorithm>
 
@@ -38,7 +38,7 @@ double Scheduler::EstimatedWaitSeconds() const {
   absl::MutexLock lock(&mutex_);
   double outstanding = 0;
   int busy = 0;
-  const auto now = Clock::now();
+  const auto now = options_.clock->Now();
   for (const auto& r : running_) {
     if (!r.busy) continue;
     ++busy;
@@ -78,7 +78,7 @@ void Scheduler::WorkerLoop(size_t index) {
       if (queue_.empty()) return;  // stopping and drained
       item = std::move(queue_.front());
       queue_.pop_front();
-      running_[index] = {true, item.estimated_seconds, Clock::now()};
+      running_[index] = {true, item.estimated_seconds, options_.clock->Now()};
     }
     item.work();
     absl::MutexLock lock(&mutex_);

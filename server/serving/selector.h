@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "server/model_pool.h"
+#include "server/serving/model_pool.h"
 
 namespace tucker_seg::server {
 

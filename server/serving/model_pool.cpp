@@ -1,4 +1,4 @@
-#include "server/model_pool.h"
+#include "server/serving/model_pool.h"
 
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-#include "server/selector.h"
+#include "server/serving/selector.h"
 
 #include <algorithm>
 #include <cmath>
