@@ -1,6 +1,9 @@
 #include "server/caller_auth.h"
 
 #include <fstream>
+#include <optional>
+
+#include "server/grpc_status.h"
 
 namespace tucker_seg::server {
 namespace {
@@ -35,19 +38,39 @@ Result<CallerAuth> CallerAuth::Load(const std::string& tokens_file) {
   return auth;
 }
 
-Status CallerAuth::Check(const grpc::ServerContext& context) const {
+Status CallerAuth::Check(const std::string* authorization) const {
   if (tokens_.empty()) return Status::Ok();
-  const auto& metadata = context.client_metadata();
-  const auto found = metadata.find("authorization");
-  if (found == metadata.end()) return Unauthenticated("authorization: this server needs the metadata 'authorization: Bearer <token>'");
-  const std::string value(found->second.data(), found->second.size());
+  if (!authorization) return Unauthenticated("authorization: this server needs the metadata 'authorization: Bearer <token>'");
   constexpr char kScheme[] = "Bearer ";
-  if (value.rfind(kScheme, 0) != 0) return Unauthenticated("authorization: the metadata must read 'Bearer <token>'");
-  const std::string token = value.substr(sizeof kScheme - 1);
+  if (authorization->rfind(kScheme, 0) != 0) return Unauthenticated("authorization: the metadata must read 'Bearer <token>'");
+  const std::string token = authorization->substr(sizeof kScheme - 1);
   bool accepted = false;
   for (const auto& t : tokens_) accepted |= SameSecret(token, t);
   if (!accepted) return Unauthenticated("authorization: the bearer token is not accepted");
   return Status::Ok();
 }
+
+namespace {
+
+class BearerTokenProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  explicit BearerTokenProcessor(CallerAuth auth) : auth_(std::move(auth)) {}
+  bool IsBlocking() const override { return false; }  // a few string compares: run inline
+  grpc::Status Process(const InputMetadata& metadata, grpc::AuthContext*, OutputMetadata*, OutputMetadata*) override {
+    const auto path = metadata.find(":path");
+    if (path != metadata.end() && path->second.starts_with("/grpc.health.v1.Health/")) return grpc::Status::OK;
+    const auto found = metadata.find("authorization");
+    const std::optional<std::string> value =
+        found == metadata.end() ? std::nullopt : std::optional<std::string>(std::string(found->second.data(), found->second.size()));
+    return ToGrpc(auth_.Check(value ? &*value : nullptr));
+  }
+
+ private:
+  const CallerAuth auth_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::AuthMetadataProcessor> CallerAuth::Processor() const { return std::make_shared<BearerTokenProcessor>(*this); }
 
 }  // namespace tucker_seg::server

@@ -190,10 +190,8 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   const GaugeHold open(state_.metrics->open_streams());
   const auto watch = watchdog_.Register(context);
   RequestRecord record;
-  Status status = auth_.Check(*context);
-  if (!status.ok()) {
-    // refused before anything else: no slot, no model lookup
-  } else if (!slot.acquired()) {
+  Status status;
+  if (!slot.acquired()) {
     status = ResourceExhausted("max_streams: " + std::to_string(state_.limits.max_streams) + " Segment streams are open already; retry later");
   } else if (!state_.ready.load()) {
     status = Unavailable("the server is not serving (calibrating its variants, or shutting down); retry when health is SERVING");

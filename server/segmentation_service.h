@@ -6,7 +6,6 @@
 
 #include <vector>
 
-#include "server/caller_auth.h"
 #include "server/serving/service_state.h"
 #include "server/stream_watchdog.h"
 #include "tuckerseg/v1/segmentation.grpc.pb.h"
@@ -15,8 +14,7 @@ namespace tucker_seg::server {
 
 class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
  public:
-  SegmentationService(ServiceState* state, StreamWatchdog* watchdog, const CallerAuth* auth)
-      : state_(*state), watchdog_(*watchdog), auth_(*auth) {}
+  SegmentationService(ServiceState* state, StreamWatchdog* watchdog) : state_(*state), watchdog_(*watchdog) {}
 
   grpc::Status Segment(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<tuckerseg::v1::SegmentResponse, tuckerseg::v1::SegmentRequest>* stream) override;
@@ -31,7 +29,6 @@ class SegmentationService final : public tuckerseg::v1::Segmentation::Service {
   void DescribeComposite(const ModelCatalog& catalog, const CompositeEntry& composite, tuckerseg::v1::DescribeModelResponse* response) const;
   ServiceState& state_;
   StreamWatchdog& watchdog_;
-  const CallerAuth& auth_;
 };
 
 // Appends a label table (id -> name) to a repeated tuckerseg.v1.Label field.

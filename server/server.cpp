@@ -36,8 +36,13 @@ class WithoutReflection : public grpc::ServerBuilderOption {
   }
 };
 
-Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o) {
+// The port's credentials; with bearer tokens, their check runs at the transport for every call.
+Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerOptions& o, const CallerAuth& auth) {
   if (o.tls_cert_file.empty() && !o.tls_client_ca_file.empty()) return InvalidArgument("tls_client_ca needs tls_cert and tls_key (mTLS is TLS)");
+  if (o.tls_cert_file.empty() && auth.enabled()) {
+    return InvalidArgument("auth_tokens needs tls_cert and tls_key: a bearer token sent in plaintext is readable on the way, "
+                           "and gRPC checks tokens at the transport on TLS ports only");
+  }
   if (o.tls_cert_file.empty() && o.tls_key_file.empty()) return grpc::InsecureServerCredentials();
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) return InvalidArgument("tls_cert and tls_key must be given together");
   auto cert = ReadPemFile(o.tls_cert_file, "tls_cert");
@@ -52,7 +57,9 @@ Result<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerO
     ssl.pem_root_certs = ca.value();
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  return grpc::SslServerCredentials(ssl);
+  auto credentials = grpc::SslServerCredentials(ssl);
+  if (auth.enabled()) credentials->SetAuthMetadataProcessor(auth.Processor());
+  return credentials;
 }
 
 }  // namespace
@@ -74,10 +81,10 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   if (options.limits.max_grid_voxels < 1 || options.limits.max_tiles < 1) return InvalidArgument("max_grid_voxels and max_tiles must be >= 1");
   TS_ASSIGN_OR_RETURN(const LogFormat log_format, ParseLogFormat(options.log_format));
   SetLogFormat(log_format);
-  auto credentials = ServerCredentials(options);
-  if (!credentials.ok()) return credentials.status();
   std::unique_ptr<SegmentationServer> s(new SegmentationServer());
   TS_ASSIGN_OR_RETURN(s->auth_, CallerAuth::Load(options.auth_tokens_file));
+  auto credentials = ServerCredentials(options, s->auth_);
+  if (!credentials.ok()) return credentials.status();
   TS_ASSIGN_OR_RETURN(const std::vector<DeviceProfile> profiles, ProbeDevices(options.devices, at::get_num_threads()));
   TS_ASSIGN_OR_RETURN(const Precision gpu_precision, ParsePrecision(options.gpu_precision));
   TS_ASSIGN_OR_RETURN(ModelCatalog loaded, LoadModelPool(options.model_store));
@@ -110,7 +117,7 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   s->state_.selector = s->selector_.get();
   s->state_.metrics = s->metrics_.get();
   s->state_.memory_budget = s->memory_budget_.get();
-  s->service_ = std::make_unique<SegmentationService>(&s->state_, s->watchdog_.get(), &s->auth_);
+  s->service_ = std::make_unique<SegmentationService>(&s->state_, s->watchdog_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 
+#include "server/caller_auth.h"
 #include "server/segmentation_service.h"
 
 namespace tucker_seg::server {

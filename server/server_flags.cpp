@@ -35,7 +35,7 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   add("--tls-client-ca", &o->tls_client_ca_file, "TUCKER_SEG_TLS_CLIENT_CA",
       "PEM CA bundle: require and verify client certificates (mutual TLS; needs --tls-cert)");
   add("--auth-tokens", &o->auth_tokens_file, "TUCKER_SEG_AUTH_TOKENS",
-      "File of bearer tokens, one per line: calls need 'authorization: Bearer <token>' (health stays open)");
+      "File of bearer tokens, one per line: calls need 'authorization: Bearer <token>' (health stays open); needs --tls-cert/--tls-key");
   app.add_flag("--reflection", o->reflection, "Serve gRPC reflection (grpcurl without .proto files)")->envname("TUCKER_SEG_REFLECTION");
   app.add_option_function<std::string>(
          "--memory-budget",

@@ -13,7 +13,7 @@
 namespace tucker_seg {
 
 // Two axis orders meet in this project, and each has its own type so that a mix-up does not
-// compile; ToZyx/ToXyz are the only conversions.
+// compile; ToZyx/ToXyz convert between them (no code reverses a geometry's axes by hand).
 // Zyx: along the voxel array's axes, slowest first (z, y, x for an image as stored, x fastest in
 // memory). LibTorch tensors and nnU-Net's plans (patch, kernels, strides, spacing) use it.
 template <typename T>

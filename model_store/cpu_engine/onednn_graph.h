@@ -2,7 +2,7 @@
 // primitives and our own kernels, and reused for every tile of that shape.
 //
 // Activations stay channels-last (ndhwc): oneDNN's brgconv kernels run fastest there on AVX-512
-// (32->32 3x3x3: 410 GFLOP/s vs 354 blocked here) and no op needs a reorder. A convolution over
+// (faster than the blocked layout: docs/performance.md) and no op needs a reorder. A convolution over
 // several sources (nnU-Net's concat [up, skip]) runs as one convolution per source, summed into
 // the output (oneDNN's sum post-op), so no concatenation is ever written. Every oneDNN primitive
 // must be a JIT kernel: a shape oneDNN serves with its reference kernel only is refused at build
@@ -84,7 +84,7 @@ class Graph {
   int64_t buffer_bytes() const;  // activations held between runs
   // input: Input's (channels, size) float32; output: (channels, z, y, x) float32 (LibTorch's
   // contiguous NCDHW for one sample: a final oneDNN reorder, since LibTorch's sliding-window
-  // arithmetic on channels-last logits measured 10x slower). Not reentrant: one Run at a time.
+  // arithmetic on channels-last logits is far slower, docs/performance.md). Not reentrant.
   void Run(const float* input, float* output, const StepObserver* observer = nullptr);
 
  private:

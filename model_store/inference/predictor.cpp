@@ -20,8 +20,8 @@ double Since(Clock::time_point start) { return std::chrono::duration<double>(Clo
 
 // The CT as a (z, y, x) tensor (ITK's buffer order, as nnU-Net's SimpleITK reader sees it).
 torch::Tensor AsZyx(const CtVolume& ct) {
-  const auto& s = ct.geometry.size;
-  return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32);
+  const Int3 s = ToZyx(ct.geometry.size);
+  return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[0], s[1], s[2]}, torch::kFloat32);
 }
 
 // The same mapping with LibTorch's ops on the plane's device (PyTorch's bilinear with
@@ -161,7 +161,7 @@ NetworkAxes AxesForNetwork(const ModelInfo& info, const Geometry& g) {
   std::array<int64_t, 3> canonical{};
   std::array<bool, 3> canonical_flip{};
   CanonicalAxes(g, info.orientation, &canonical, &canonical_flip);
-  const std::array<double, 3> zyx_spacing{g.spacing[2], g.spacing[1], g.spacing[0]};
+  const Zyx<double> zyx_spacing = ToZyx(g.spacing);
   NetworkAxes n;
   for (int a = 0; a < 3; ++a) {
     n.axes[a] = canonical[info.transpose_forward[a]];
@@ -178,7 +178,7 @@ namespace {
 // The padded network grid of a volume with this geometry (before the crop to the non-zero box).
 Int3 PaddedNetworkShape(const ModelInfo& info, const Geometry& geometry) {
   const NetworkAxes n = AxesForNetwork(info, geometry);
-  const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
+  const Int3 zyx_size = ToZyx(geometry.size);
   Int3 padded{};
   for (int a = 0; a < 3; ++a) {
     const double extent_mm = n.spacing[a] * static_cast<double>(zyx_size[n.axes[a]]);
@@ -199,7 +199,7 @@ int64_t WindowBytes(const ModelInfo& info, const Int3& p) {
 
 Result<WorkEstimate> EstimateWork(const ModelInfo& info, const Geometry& geometry, double step, const WorkLimits& limits) {
   const NetworkAxes n = AxesForNetwork(info, geometry);
-  const std::array<int64_t, 3> zyx_size{geometry.size[2], geometry.size[1], geometry.size[0]};
+  const Int3 zyx_size = ToZyx(geometry.size);
   std::array<double, 3> grid{};
   double grid_voxels = 1, tiles = 1;
   for (int a = 0; a < 3; ++a) {
@@ -384,8 +384,8 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   // The exporter writes straight into the output's voxels, through a transposed, cropped view.
   result.labels.geometry = ct.geometry;
   result.labels.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 0);
-  const auto& s = ct.geometry.size;
-  auto cropped_labels = torch::from_blob(result.labels.voxels.data(), {s[2], s[1], s[0]}, torch::kUInt8)
+  const Int3 s = ToZyx(ct.geometry.size);
+  auto cropped_labels = torch::from_blob(result.labels.voxels.data(), {s[0], s[1], s[2]}, torch::kUInt8)
                             .permute({p.axes[0], p.axes[1], p.axes[2]})
                             .narrow(0, p.crop_begin[0], p.crop_shape[0])
                             .narrow(1, p.crop_begin[1], p.crop_shape[1])

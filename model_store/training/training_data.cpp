@@ -1,5 +1,7 @@
 #include "model_store/training/training_data.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -48,8 +50,8 @@ Result<TrainingCase> MakeTrainingCase(const ModelInfo& info, const CtVolume& ct,
   }
   std::vector<float> lut(256, 0.0f);  // label id -> output index
   for (size_t i = 0; i < info.labels.size(); ++i) lut[static_cast<size_t>(info.labels[i].first)] = static_cast<float>(i);
-  const auto& s = ct.geometry.size;
-  auto ids = torch::from_blob(const_cast<float*>(labels->voxels.data()), {s[2], s[1], s[0]}, torch::kFloat32)
+  const Int3 s = ToZyx(ct.geometry.size);
+  auto ids = torch::from_blob(const_cast<float*>(labels->voxels.data()), {s[0], s[1], s[2]}, torch::kFloat32)
                  .round().clamp(0, 255).to(torch::kInt64);
   auto index = torch::from_blob(lut.data(), {256}, torch::kFloat32).index({ids});
   const auto& p = pre.value();

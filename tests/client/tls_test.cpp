@@ -129,17 +129,32 @@ TEST(Tls, MutualTlsRefusesClientsWithoutACertificateFromTheCa) {
 
 TEST(Tls, BearerTokensGuardEveryCallButHealth) {
   const auto dir = tucker_seg::testing::TempDir("tokens");
+  const auto cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const auto made = tucker_seg::testing::RunCommand("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                                                    "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " + key + " -out " + cert);
+  ASSERT_EQ(made.exit_code, 0) << made.output;
   const std::string token = "tucker-seg-test-token-0123456789";
   std::ofstream((dir / "tokens").string()) << "# one per line\n\nsomeone-elses-token-abcdefghij\n" << token << "\n";
   auto options = tucker_seg::testing::LoopbackServerOptions();
   options.auth_tokens_file = (dir / "tokens").string();
+  // Tokens travel only over TLS: a plaintext port with tokens is refused at start.
+  const auto plaintext = server::SegmentationServer::Start(options);
+  EXPECT_EQ(plaintext.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(plaintext.status().message().find("auth_tokens needs tls_cert"), std::string::npos) << plaintext.status().message();
+  options.tls_cert_file = cert;
+  options.tls_key_file = key;
   auto server = server::SegmentationServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status().message();
   ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
 
+  std::ifstream in(cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
   const auto connect = [&](const std::string& bearer) {
     client::ConnectionOptions c;
-    c.target = "127.0.0.1:" + std::to_string(server.value()->port());
+    c.target = "localhost:" + std::to_string(server.value()->port());
+    c.tls = true;
+    c.tls_root_certificates = pem.str();
     c.bearer_token = bearer;
     c.max_attempts = 1;
     return client::SegmentationClient::Connect(c).value();

@@ -1,5 +1,7 @@
 #include "model_store/training/trainer.h"
 
+#include <torch/torch.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -1,5 +1,7 @@
 #include "model_store/training/training_data.h"
 
+#include <torch/torch.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
