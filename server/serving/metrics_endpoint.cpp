@@ -17,7 +17,7 @@
 namespace tucker_seg::server {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::TimePoint;
 
 std::string HttpResponse(int code, const char* reason, const std::string& content_type, const std::string& body, bool with_body,
                          const std::string& extra_headers = "") {
@@ -31,7 +31,7 @@ enum class Phase { kReading, kWriting, kDraining };
 
 struct Connection {
   int fd = -1;
-  Clock::time_point deadline;
+  TimePoint deadline;
   Phase phase = Phase::kReading;
   std::string in;
   std::string out;
@@ -47,7 +47,8 @@ size_t HeadEnd(const std::string& in) {
 
 }  // namespace
 
-Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::string& listen, Render render, Ready ready, HttpLimits limits) {
+Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::string& listen, Render render, Ready ready, HttpLimits limits,
+                                                                 const Clock& clock) {
   const auto colon = listen.rfind(':');
   if (colon == std::string::npos) return InvalidArgument("metrics_listen '" + listen + "' must be host:port or [host]:port");
   std::string host = listen.substr(0, colon);
@@ -93,18 +94,35 @@ Result<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::strin
   e->render_ = std::move(render);
   e->ready_ = std::move(ready);
   e->limits_ = limits;
+  e->clock_ = &clock;
   e->thread_ = std::thread([endpoint = e.get()] { endpoint->Serve(); });
   return e;
 }
 
 MetricsEndpoint::~MetricsEndpoint() {
   if (thread_.joinable()) {
-    const uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof one);
+    stopping_ = true;
+    CheckDeadlines();  // wakes the loop, which sees stopping_
     thread_.join();
   }
   if (wake_fd_ >= 0) close(wake_fd_);
   if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void MetricsEndpoint::CheckDeadlines() {
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+}
+
+bool MetricsEndpoint::AwaitOpenConnections(int connections, absl::Duration timeout) {
+  absl::MutexLock lock(&mutex_);
+  const auto reached = [this, connections]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return open_connections_ == connections; };
+  return mutex_.AwaitWithTimeout(absl::Condition(&reached), timeout);
+}
+
+void MetricsEndpoint::SetOpenConnections(int connections) {
+  absl::MutexLock lock(&mutex_);
+  open_connections_ = connections;
 }
 
 std::string MetricsEndpoint::Answer(const std::string& head) const {
@@ -137,25 +155,29 @@ std::string MetricsEndpoint::Answer(const std::string& head) const {
 
 void MetricsEndpoint::Serve() {
   std::vector<Connection> connections;
-  Clock::time_point accept_again;  // after a failed accept (out of descriptors, say): no busy loop
-  const auto deadline = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limits_.connection_deadline_seconds));
+  TimePoint accept_again;  // after a failed accept (out of descriptors, say): no busy loop
+  const auto deadline = std::chrono::duration_cast<TimePoint::duration>(std::chrono::duration<double>(limits_.connection_deadline_seconds));
   std::vector<pollfd> polled;
   char buffer[4096];
   for (;;) {
-    const auto now = Clock::now();
+    const auto now = clock_->Now();
     const bool accepting = static_cast<int>(connections.size()) < limits_.max_connections && now >= accept_again;
     polled.assign({{wake_fd_, POLLIN, 0}, {accepting ? listen_fd_ : -1, POLLIN, 0}});
-    Clock::time_point next = accepting ? Clock::time_point::max() : accept_again;
+    TimePoint next = accepting ? TimePoint::max() : accept_again;
     for (const Connection& c : connections) {
       polled.push_back({c.fd, static_cast<short>(c.phase == Phase::kWriting ? POLLOUT : POLLIN), 0});
       next = std::min(next, c.deadline);
     }
     int timeout_ms = -1;
-    if (next != Clock::time_point::max()) {
+    if (next != TimePoint::max()) {
       timeout_ms = static_cast<int>(std::clamp<int64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1, 0, 60000));
     }
     if (poll(polled.data(), polled.size(), timeout_ms) < 0 && errno != EINTR) return;
-    if (polled[0].revents != 0) break;
+    if (polled[0].revents != 0) {
+      uint64_t wakes = 0;
+      (void)!read(wake_fd_, &wakes, sizeof wakes);
+      if (stopping_) break;
+    }
 
     for (size_t i = 0; i < connections.size(); ++i) {
       Connection& c = connections[i];
@@ -164,7 +186,7 @@ void MetricsEndpoint::Serve() {
       if (c.phase == Phase::kWriting) {
         const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
-          c.deadline = Clock::time_point::min();  // gone at the sweep below
+          c.deadline = TimePoint::min();  // gone at the sweep below
           continue;
         }
         if (n > 0) c.sent += static_cast<size_t>(n);
@@ -179,7 +201,7 @@ void MetricsEndpoint::Serve() {
       const ssize_t n = recv(c.fd, buffer, sizeof buffer, 0);
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
       if (n <= 0) {
-        c.deadline = Clock::time_point::min();  // closed or failed
+        c.deadline = TimePoint::min();  // closed or failed
         continue;
       }
       if (c.phase == Phase::kDraining) continue;
@@ -197,7 +219,7 @@ void MetricsEndpoint::Serve() {
       c.phase = Phase::kWriting;
     }
 
-    const auto swept = Clock::now();
+    const auto swept = clock_->Now();
     connections.erase(std::remove_if(connections.begin(), connections.end(),
                                      [swept](const Connection& c) {
                                        if (c.deadline > swept) return false;
@@ -210,14 +232,15 @@ void MetricsEndpoint::Serve() {
       while (static_cast<int>(connections.size()) < limits_.max_connections) {
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-          connections.push_back(Connection{fd, Clock::now() + deadline});
+          connections.push_back(Connection{fd, clock_->Now() + deadline});
           continue;
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) accept_again = Clock::now() + std::chrono::milliseconds(100);
+        if (errno != EAGAIN && errno != EWOULDBLOCK) accept_again = clock_->Now() + std::chrono::milliseconds(100);
         break;
       }
     }
+    SetOpenConnections(static_cast<int>(connections.size()));
   }
   for (const Connection& c : connections) close(c.fd);
 }

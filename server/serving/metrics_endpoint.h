@@ -14,11 +14,15 @@
 // ten-line program linking both), so the server serialises its prometheus-cpp registry itself.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "vocabulary/clock.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {
@@ -36,20 +40,33 @@ class MetricsEndpoint {
 
   // `listen`: "host:port", "[v6-host]:port" ("0.0.0.0", "[::]" for every interface; port 0
   // picks a free one).
-  static Result<std::unique_ptr<MetricsEndpoint>> Start(const std::string& listen, Render render, Ready ready, HttpLimits limits = {});
+  // Deadlines are measured on `clock` (tests pass a ManualClock and call CheckDeadlines).
+  static Result<std::unique_ptr<MetricsEndpoint>> Start(const std::string& listen, Render render, Ready ready, HttpLimits limits = {},
+                                                        const Clock& clock = Clock::Real());
   ~MetricsEndpoint();
   int port() const { return port_; }
+  // Closes the connections whose deadline has passed on the clock now. The loop does this by
+  // itself when the nearest deadline comes; a test that advanced a ManualClock calls it.
+  void CheckDeadlines();
+  // Blocks until `connections` are open (accepted and not yet closed) or `timeout` passes;
+  // whether they are.
+  bool AwaitOpenConnections(int connections, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   MetricsEndpoint() = default;
   void Serve();
+  void SetOpenConnections(int connections) ABSL_LOCKS_EXCLUDED(mutex_);
   std::string Answer(const std::string& request_head) const;
 
   Render render_;
   Ready ready_;
   HttpLimits limits_;
   int listen_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: the destructor's signal to stop
+  int wake_fd_ = -1;  // eventfd: wakes the loop to stop (stopping_) or to look at the clock again
+  std::atomic<bool> stopping_{false};
+  const Clock* clock_ = &Clock::Real();
+  absl::Mutex mutex_;
+  int open_connections_ ABSL_GUARDED_BY(mutex_) = 0;
   int port_ = 0;
   std::thread thread_;
 };

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <thread>
 
 #include "server/serving/metrics_endpoint.h"
 #include "support/http_get.h"
@@ -86,43 +85,52 @@ bool ClosedByPeer(int fd, int timeout_seconds) {
 }
 
 TEST(MetricsEndpoint, TricklingClientIsCutOffAtTheDeadline) {
+  ManualClock clock;
   HttpLimits limits;
   limits.connection_deadline_seconds = 1;
-  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("x 1\n"); }, [] { return true; }, limits);
+  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("x 1\n"); }, [] { return true; }, limits, clock);
   ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
   const int fd = OpenConnection(endpoint.value()->port(), "GET /metrics HTTP/1.1\r\nX-Slow: ");
   ASSERT_GE(fd, 0);
-  // One header byte every 100 ms for up to 30 s: each read succeeds long before any per-read
-  // timeout, and the head stays far below its size limit; only a deadline on the whole connection
-  // ends it.
-  std::atomic<int> sent{0};
-  std::thread trickle([fd, &sent] {
-    for (int i = 0; i < 300; ++i) {
-      if (send(fd, "a", 1, MSG_NOSIGNAL) != 1) return;
-      ++sent;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
+  ASSERT_TRUE(endpoint.value()->AwaitOpenConnections(1, absl::Seconds(30)));
+  // One header byte every 100 ms (of the endpoint's clock): each read comes long before any
+  // per-read timeout, and the head stays far below its size limit; only a deadline on the whole
+  // connection ends it, once 1 s has passed.
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_EQ(send(fd, "a", 1, MSG_NOSIGNAL), 1) << "closed after " << i << " bytes";
+    clock.Advance(std::chrono::milliseconds(100));
+    endpoint.value()->CheckDeadlines();
+  }
+  ASSERT_EQ(send(fd, "a", 1, MSG_NOSIGNAL), 1);
+  clock.Advance(std::chrono::milliseconds(200));
+  endpoint.value()->CheckDeadlines();
   EXPECT_TRUE(ClosedByPeer(fd, 25));
-  trickle.join();
+  EXPECT_TRUE(endpoint.value()->AwaitOpenConnections(0, absl::Seconds(30)));
   close(fd);
-  EXPECT_LT(sent.load(), 300);
 }
 
 TEST(MetricsEndpoint, AFullEndpointQueuesNewConnectionsUntilOneEnds) {
+  ManualClock clock;
   HttpLimits limits;
   limits.connection_deadline_seconds = 1;
   limits.max_connections = 2;
-  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("queued 1\n"); }, [] { return true; }, limits);
+  auto endpoint = MetricsEndpoint::Start("127.0.0.1:0", [] { return std::string("queued 1\n"); }, [] { return true; }, limits, clock);
   ASSERT_TRUE(endpoint.ok()) << endpoint.status().message();
   const int port = endpoint.value()->port();
   const int a = OpenConnection(port, "GET /metr"), b = OpenConnection(port, "GET /metr");
   ASSERT_GE(a, 0);
   ASSERT_GE(b, 0);
-  // Both slots are held; this scrape waits in the backlog until a deadline frees one.
-  EXPECT_EQ(tucker_seg::testing::HttpGet(port, "/metrics"), "queued 1\n");
+  ASSERT_TRUE(endpoint.value()->AwaitOpenConnections(2, absl::Seconds(30)));
+  // Both slots are held; this scrape waits in the backlog until their deadline frees them.
+  const int scrape = OpenConnection(port, "GET /metrics HTTP/1.1\r\n\r\n");
+  ASSERT_GE(scrape, 0);
+  clock.Advance(std::chrono::milliseconds(1100));
+  endpoint.value()->CheckDeadlines();
   EXPECT_TRUE(ClosedByPeer(a, 10));
   EXPECT_TRUE(ClosedByPeer(b, 10));
+  const std::string answer = ReadAll(scrape);
+  EXPECT_NE(answer.find("200 OK"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("queued 1"), std::string::npos) << answer;
   close(a);
   close(b);
 }
