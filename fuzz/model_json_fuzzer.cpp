@@ -9,7 +9,7 @@
 
 #include "model_store/format/bounded_json.h"
 #include "model_store/format/composite.h"
-#include "model_store/format/model.h"
+#include "model_store/format/model_info.h"
 #include "model_store/format/variant_manifest.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model_store/format/model.h"
+#include "model_store/format/model_info.h"
 #include "vocabulary/atomic_file.h"
 
 namespace tucker_seg {

@@ -1,50 +1,14 @@
-// A model on disk: `<dir>/model.json` (everything but the weights) + `<dir>/weights.safetensors`.
-// See docs/model-format.md.
+// A model on disk: `<dir>/model.json` (everything but the weights, model_info.h) +
+// `<dir>/weights.safetensors`. See docs/model-format.md.
 #pragma once
 
-#include <array>
 #include <string>
-#include <utility>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "model_store/format/model_info.h"
 #include "model_store/format/weight_map.h"
 #include "vocabulary/status.h"
-#include "model_store/format/unet_config.h"
 
 namespace tucker_seg {
-
-constexpr int kModelFormatVersion = 1;
-
-// nnU-Net's foreground intensity statistics of one input channel.
-struct IntensityProperties {
-  double mean = 0, std = 1, median = 0, min = 0, max = 0, percentile_00_5 = 0, percentile_99_5 = 0;
-};
-
-struct ChannelNormalization {
-  std::string name;    // dataset.json channel name, e.g. "CT"
-  std::string scheme;  // "CTNormalization", "ZScoreNormalization", ...
-  bool use_mask_for_norm = false;
-  IntensityProperties intensity;
-};
-
-struct ModelInfo {
-  std::string name;
-  UNetConfig network;
-  Int3 patch_size{0, 0, 0};
-  Zyx<double> spacing{{1, 1, 1}};                 // mm, in the network's (transposed) axis order
-  std::array<int, 3> transpose_forward{0, 1, 2};
-  std::array<int, 3> transpose_backward{0, 1, 2};
-  // How the voxel array is oriented before nnU-Net's transpose: "as-is" (nnU-Net: the file's own
-  // order), or "RAS"/"LPS": axes permuted and flipped to the closest canonical orientation, as
-  // TotalSegmentator does (RAS, nibabel's as_closest_canonical) before calling nnU-Net.
-  std::string orientation = "as-is";
-  std::vector<ChannelNormalization> channels;
-  std::vector<std::pair<int64_t, std::string>> labels;  // output index -> name, background included
-  nlohmann::json resampling = nlohmann::json::object();  // nnU-Net's resampling kwargs, kept verbatim
-  nlohmann::json provenance = nlohmann::json::object();  // where the model came from
-};
 
 struct Model {
   ModelInfo info;
@@ -53,18 +17,5 @@ struct Model {
 
 Status SaveModel(const Model& model, const std::string& dir);
 Result<Model> LoadModel(const std::string& dir);
-// Reads model.json alone (no weights): cheap, for listings and cost reports.
-Result<ModelInfo> LoadModelInfo(const std::string& dir);
-
-// An architecture-only file (model_store/architectures/*.json):
-// {"architecture": {...as in model.json...}, "patch_size": [z, y, x]}.
-struct ArchitectureFile {
-  UNetConfig network;
-  Int3 patch_size{0, 0, 0};
-};
-Result<ArchitectureFile> ReadArchitectureFile(const std::string& path);
-
-nlohmann::json ToJson(const ModelInfo& info);
-Result<ModelInfo> ModelInfoFromJson(const nlohmann::json& j);
 
 }  // namespace tucker_seg
