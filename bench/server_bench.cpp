@@ -185,7 +185,31 @@ struct Outcome {
   double seconds;
   std::string variant;
   bool ok;
+  tuckerseg::v1::Timings timings;  // the server's, per stage
 };
+
+// Per variant: mean seconds of each stage the server reports, over every request of a policy.
+void PrintStages(const std::vector<Outcome>& outcomes) {
+  struct Sums {
+    int n = 0;
+    double receive = 0, queue = 0, preprocess = 0, network = 0, aggregation = 0, exported = 0, total = 0;
+  };
+  std::map<std::string, Sums> by_variant;
+  for (const auto& o : outcomes) {
+    if (!o.ok) continue;
+    Sums& s = by_variant[o.variant];
+    const auto& t = o.timings;
+    ++s.n;
+    s.receive += t.receive_seconds(), s.queue += t.queue_wait_seconds(), s.preprocess += t.preprocess_seconds();
+    s.network += t.network_seconds(), s.aggregation += t.aggregation_seconds(), s.exported += t.export_seconds(), s.total += t.total_seconds();
+  }
+  std::printf("%-9s %5s %8s %8s %10s %8s %11s %8s %8s  (server-side means, s)\n", "variant", "n", "receive", "queue", "preprocess",
+              "network", "aggregation", "export", "total");
+  for (const auto& [v, s] : by_variant) {
+    std::printf("%-9s %5d %8.3f %8.3f %10.3f %8.3f %11.3f %8.3f %8.3f\n", v.c_str(), s.n, s.receive / s.n, s.queue / s.n,
+                s.preprocess / s.n, s.network / s.n, s.aggregation / s.n, s.exported / s.n, s.total / s.n);
+  }
+}
 
 int Ramp(double target, int requests, const std::vector<int>& levels) {
   // A 192 mm cube at 1.5 x 1.5 x 3 mm: one 64^3 tile at 3 mm, little resampling around it.
@@ -214,6 +238,7 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
     auto server = StartServer(store, target);
     std::printf("\nvariant: %s\n%-8s %-34s %8s %8s %10s %8s %7s\n", policy.c_str(), "clients", "variant mix", "p50 s", "p95 s",
                 "in target", "req/s", "errors");
+    std::vector<Outcome> all;
     for (int clients : levels) {
       std::mutex mutex;
       std::vector<Outcome> outcomes;
@@ -228,7 +253,8 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
             const auto start = SteadyClock::now();
             auto result = client->Segment(ct, so);
             std::lock_guard<std::mutex> lock(mutex);
-            outcomes.push_back({Since(start), result.ok() ? result.value().variant : "", result.ok()});
+            outcomes.push_back({Since(start), result.ok() ? result.value().variant : "", result.ok(),
+                                result.ok() ? result.value().timings : tuckerseg::v1::Timings()});
           }
         });
       }
@@ -250,7 +276,9 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
       for (const auto& [v, n] : mix) m << v << ":" << n << " ";
       std::printf("%-8d %-34s %8.2f %8.2f %9.0f%% %8.2f %7d\n", clients, m.str().c_str(), Percentile(seconds, 0.5),
                   Percentile(seconds, 0.95), 100.0 * within / std::max<size_t>(1, outcomes.size()), outcomes.size() / level_seconds, errors);
+      all.insert(all.end(), outcomes.begin(), outcomes.end());
     }
+    PrintStages(all);
   }
   return 0;
 }
@@ -328,7 +356,7 @@ int Cluster(double target, int requests) {
           const auto start = SteadyClock::now();
           auto result = client->Segment(ct, {});
           std::lock_guard<std::mutex> lock(mutex);
-          outcomes.push_back({Since(start), result.ok() ? result.value().variant : result.status().message(), result.ok()});
+          outcomes.push_back({Since(start), result.ok() ? result.value().variant : result.status().message(), result.ok(), {}});
           retried += result.ok() && result.value().attempts > 1;
           ++done;
         }

@@ -69,7 +69,6 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   if (options.threads < 0) return InvalidArgument("threads must be >= 0, got " + std::to_string(options.threads));
   if (options.max_queue < 0) return InvalidArgument("max_queue must be >= 0");
   if (options.limits.max_streams < 1) return InvalidArgument("max_streams must be >= 1");
-  if (!(options.hysteresis >= 0 && options.hysteresis < 1)) return InvalidArgument("hysteresis must be in [0, 1)");
   if (!(options.latency_target_seconds >= 0)) return InvalidArgument("latency_target must be >= 0 seconds");
   // Debian's LibTorch starts with one intra-op thread; 0 means every core.
   at::set_num_threads(options.threads > 0 ? options.threads : UsableCpus());
@@ -109,7 +108,7 @@ Result<std::unique_ptr<SegmentationServer>> SegmentationServer::Start(const Serv
   s->state_.nvml = s->nvml_.get();
   s->state_.limits = options.limits;
   s->drain_seconds_ = options.drain_seconds;
-  s->selector_ = std::make_unique<VariantSelector>(SelectorOptions{options.latency_target_seconds, options.hysteresis});
+  s->selector_ = std::make_unique<VariantSelector>(SelectorOptions{options.latency_target_seconds});
   s->metrics_ = std::make_unique<ServerMetrics>(profiles);
   TS_RETURN_IF_ERROR(s->metrics_->Serve(options.metrics_listen, [state = &s->state_] { return state->ready.load(); }));
   s->memory_budget_ = std::make_unique<MemoryBudget>(options.memory_budget_bytes > 0 ? options.memory_budget_bytes : DefaultMemoryBudget());

@@ -26,7 +26,6 @@ struct ServerOptions {
   int threads = 0;                 // LibTorch intra-op threads; 0 = UsableCpus() (affinity, cgroup quota)
   int max_queue = 8;
   double latency_target_seconds = 0;  // 0: none (auto picks the most accurate variant)
-  double hysteresis = 0.2;
   double drain_seconds = 30;  // on shutdown, how long open calls may take to finish
   // TLS for the gRPC port: PEM files of the server's certificate chain and private key (both or
   // neither; without them the port is plaintext, for use behind a mesh or on loopback).

@@ -20,9 +20,7 @@ void AddServerFlags(CLI::App& app, ServerOptions* o) {
   add("--max-queue", &o->max_queue, "TUCKER_SEG_MAX_QUEUE", "Requests waiting for a worker before RESOURCE_EXHAUSTED")
       ->check(CLI::Range(0, 100000));
   add("--latency-target", &o->latency_target_seconds, "TUCKER_SEG_LATENCY_TARGET",
-      "Seconds a request should take; auto selection keeps to it (0 = none)")->check(CLI::NonNegativeNumber);
-  add("--hysteresis", &o->hysteresis, "TUCKER_SEG_HYSTERESIS", "Headroom needed to move back to a more accurate variant")
-      ->check(CLI::Range(0.0, 0.99));
+      "Seconds a request should take; auto selection keeps it and the queue behind it to it (0 = none)")->check(CLI::NonNegativeNumber);
   add("--max-voxels", &o->limits.max_voxels, "TUCKER_SEG_MAX_VOXELS", "Largest volume accepted, in voxels")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   add("--max-bytes", &o->limits.max_bytes, "TUCKER_SEG_MAX_BYTES", "Largest voxel payload accepted, in bytes")

@@ -96,6 +96,10 @@ ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
                          .Register(*registry_)),
       selections_(prometheus::BuildCounter().Name("tuckerseg_selections_total").Help("Variant choices by reason")
                       .Register(*registry_)),
+      budgeted_(prometheus::BuildCounter().Name("tuckerseg_budgeted_requests_total")
+                    .Help("Requests with a latency target or deadline, by outcome: within (answered OK in time) or over; "
+                          "SLO attainment is within / (within + over)")
+                    .Register(*registry_)),
       variant_seconds_per_tile_(prometheus::BuildGauge().Name("tuckerseg_variant_calibrated_seconds_per_tile")
                                     .Help("One sliding-window tile, measured at start on this device")
                                     .Register(*registry_)),
@@ -145,6 +149,10 @@ void ServerMetrics::RequestFinished(const std::string& device, const std::string
                                     const std::string& status, double seconds) {
   requests_.Add({{"device", device}, {"model", model}, {"variant", variant}, {"status", status}}).Increment();
   request_seconds_.Add({{"device", device}, {"model", model}, {"variant", variant}}, kLatencyBuckets).Observe(seconds);
+}
+
+void ServerMetrics::Budgeted(const std::string& device, const std::string& model, const std::string& variant, bool within) {
+  budgeted_.Add({{"device", device}, {"model", model}, {"variant", variant}, {"outcome", within ? "within" : "over"}}).Increment();
 }
 
 void ServerMetrics::Served(const std::string& device, const std::string& model, const std::string& variant, int64_t voxels,

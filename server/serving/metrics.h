@@ -31,6 +31,8 @@ class ServerMetrics {
 
   void RequestFinished(const std::string& device, const std::string& model, const std::string& variant, const std::string& status,
                        double seconds);
+  // A request that had a budget (latency target or deadline): whether it was answered within it.
+  void Budgeted(const std::string& device, const std::string& model, const std::string& variant, bool within);
   void Served(const std::string& device, const std::string& model, const std::string& variant, int64_t voxels,
               double queue_wait_seconds, const PredictionTimings& timings);
   void Selected(const std::string& device, const std::string& model, const std::string& variant, const std::string& reason);
@@ -56,6 +58,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>& voxels_;
   prometheus::Family<prometheus::Histogram>& stage_seconds_;
   prometheus::Family<prometheus::Counter>& selections_;
+  prometheus::Family<prometheus::Counter>& budgeted_;
   prometheus::Family<prometheus::Gauge>& variant_seconds_per_tile_;
   prometheus::Family<prometheus::Gauge>& variant_selectable_;
   prometheus::Family<prometheus::Gauge>& queue_depth_;

@@ -1,5 +1,7 @@
 #include "server/serving/model_pool.h"
 
+#include "model_store/inference/predictor.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -195,6 +197,17 @@ Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
     }
     std::sort(times.begin(), times.end());
     v.seconds_per_tile = times[times.size() / 2];
+    // The fixed part: a CT of one tile at the model's spacing, predicted whole, less its tiles.
+    CtVolume ct;
+    ct.geometry.size = ToXyz(v.info.patch_size);
+    ct.geometry.spacing = ToXyz(v.info.spacing);
+    ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+    const UNetPatchNetwork net(*v.network);
+    const auto start = Clock::now();
+    const auto whole = Predict(v.info, net, ct, {});
+    if (!whole.ok()) return Annotate(whole.status(), "calibrating " + model->name + "/" + v.name + " on a one-tile CT");
+    const double tiles = static_cast<double>(EstimateTiles(v.info, ct.geometry));
+    v.fixed_seconds = std::max(0.0, std::chrono::duration<double>(Clock::now() - start).count() - v.seconds_per_tile * tiles);
     if (v.network->device().is_cuda() && options.memory_used) {
       if (const auto used = options.memory_used()) v.device_memory_bytes = *used;
     }

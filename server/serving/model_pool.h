@@ -29,6 +29,9 @@ struct VariantEntry {
   // empty when the variant was never evaluated.
   std::optional<double> quality;
   double seconds_per_tile = 0;  // calibrated on this device
+  // A request's run time besides its tiles (preprocessing, aggregation, export), calibrated on
+  // this device with a one-tile CT; a request of n tiles runs fixed_seconds + n x seconds_per_tile.
+  double fixed_seconds = 0;
   // GPU only: device memory this process held (NVML) once the variant had run a tile; 0 elsewhere.
   int64_t device_memory_bytes = 0;
   bool selectable = true;
@@ -94,8 +97,9 @@ struct CalibrationOptions {
   std::function<std::optional<int64_t>()> memory_used;
 };
 
-// Times one tile (the model's patch, batch 1) per variant on this device, then marks variants
-// that are slower *and* less accurate than another one as not selectable, with the reason.
+// Times one tile (the model's patch, batch 1) and one whole prediction of a one-tile CT per
+// variant on this device, then marks variants that are slower *and* less accurate than another
+// one as not selectable, with the reason.
 Status Calibrate(ModelEntry* model, const CalibrationOptions& options);
 void MarkDominatedVariants(ModelEntry* model);
 

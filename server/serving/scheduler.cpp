@@ -3,6 +3,15 @@
 #include <algorithm>
 
 namespace tucker_seg::server {
+namespace {
+
+double SecondsBetween(Clock::TimePoint from, Clock::TimePoint to) { return std::chrono::duration<double>(to - from).count(); }
+
+double SecondsUntil(Clock::TimePoint now, Clock::TimePoint due) {
+  return due == Clock::TimePoint::max() ? kNoBudget : SecondsBetween(now, due);
+}
+
+}  // namespace
 
 Scheduler::Scheduler(SchedulerOptions options) : options_(options) {
   const int n = std::max(1, options_.workers);
@@ -15,13 +24,16 @@ Scheduler::Scheduler(SchedulerOptions options) : options_(options) {
 
 Scheduler::~Scheduler() { Shutdown(); }
 
-Result<Scheduler::Ticket> Scheduler::Submit(Work work, double estimated_seconds) {
+Result<Scheduler::Ticket> Scheduler::Submit(WorkItem item) {
   absl::MutexLock lock(&mutex_);
   if (stopping_) return Unavailable("the server is shutting down");
   if (static_cast<int>(queue_.size()) >= options_.max_queue) {
     return ResourceExhausted("the request queue is full (max_queue " + std::to_string(options_.max_queue) + "); retry later");
   }
-  queue_.push_back({std::move(work), estimated_seconds, ++last_ticket_});
+  const auto after = std::upper_bound(queue_.begin(), queue_.end(), item.due, [](Clock::TimePoint due, const Item& queued) {
+    return due < queued.work.due;
+  });
+  queue_.insert(after, Item{std::move(item), ++last_ticket_});
   work_ready_.Signal();
   return last_ticket_;
 }
@@ -34,19 +46,35 @@ bool Scheduler::Cancel(Ticket ticket) {
   return true;
 }
 
+std::vector<double> Scheduler::WorkersFreeIn(Clock::TimePoint now, size_t except) const {
+  std::vector<double> free_in;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    if (i == except) continue;
+    const Running& r = running_[i];
+    free_in.push_back(r.busy ? std::max(0.0, r.estimated_seconds - SecondsBetween(r.start, now)) : 0.0);
+  }
+  return free_in;
+}
+
 double Scheduler::EstimatedWaitSeconds() const {
   absl::MutexLock lock(&mutex_);
+  const bool idle_worker = std::any_of(running_.begin(), running_.end(), [](const Running& r) { return !r.busy; });
+  if (queue_.empty() && idle_worker) return 0;
+  const std::vector<double> free_in = WorkersFreeIn(options_.clock->Now(), running_.size());
   double outstanding = 0;
-  int busy = 0;
-  const auto now = options_.clock->Now();
-  for (const auto& r : running_) {
-    if (!r.busy) continue;
-    ++busy;
-    outstanding += std::max(0.0, r.estimated_seconds - std::chrono::duration<double>(now - r.start).count());
-  }
-  if (queue_.empty() && busy < static_cast<int>(running_.size())) return 0;
-  for (const auto& item : queue_) outstanding += item.estimated_seconds;
+  for (double f : free_in) outstanding += f;
+  for (const auto& item : queue_) outstanding += item.work.estimated_seconds;
   return outstanding / static_cast<double>(running_.size());
+}
+
+double Scheduler::FastestWaitSeconds(Clock::TimePoint due) const {
+  absl::MutexLock lock(&mutex_);
+  std::vector<double> free_in = WorkersFreeIn(options_.clock->Now(), running_.size());
+  for (const auto& item : queue_) {
+    if (item.work.due > due) break;  // it would go ahead of these
+    *std::min_element(free_in.begin(), free_in.end()) += item.work.fastest_seconds;
+  }
+  return *std::min_element(free_in.begin(), free_in.end());
 }
 
 int Scheduler::queued() const {
@@ -72,15 +100,24 @@ void Scheduler::Shutdown() {
 void Scheduler::WorkerLoop(size_t index) {
   for (;;) {
     Item item;
+    Dispatch dispatch;
     {
       absl::MutexLock lock(&mutex_);
       while (!stopping_ && queue_.empty()) work_ready_.Wait(&mutex_);
       if (queue_.empty()) return;  // stopping and drained
       item = std::move(queue_.front());
       queue_.pop_front();
-      running_[index] = {true, item.estimated_seconds, options_.clock->Now()};
+      const auto now = options_.clock->Now();
+      running_[index] = {true, item.work.estimated_seconds, now};
+      dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
+      dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
+      for (const auto& behind : queue_) dispatch.view.behind.push_back({SecondsUntil(now, behind.work.due), behind.work.fastest_seconds});
     }
-    item.work();
+    dispatch.expect = [this, index](double seconds) {
+      absl::MutexLock lock(&mutex_);
+      running_[index].estimated_seconds = seconds;
+    };
+    item.work.work(dispatch);
     absl::MutexLock lock(&mutex_);
     running_[index].busy = false;
   }

@@ -1,6 +1,10 @@
-// Admission and execution: a bounded FIFO queue in front of N inference workers. Submit takes
-// the work only when it returns OK (RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE once
-// shutting down). Shutdown drains: queued work still runs, then the workers stop. No gRPC here.
+// Admission and execution: a bounded queue in front of N inference workers, ordered by when each
+// piece of work is due (earliest first; work without a due time after, first come first served).
+// Submit takes the work only when it returns OK (RESOURCE_EXHAUSTED when the queue is full,
+// UNAVAILABLE once shutting down). A worker that takes work hands it a Dispatch: how long it has,
+// what the other workers still have to do and what waits behind it, so that the work can choose
+// its variant then (late binding, dispatch_policy.h). Shutdown drains: queued work still runs,
+// then the workers stop. No gRPC here.
 #pragma once
 
 #include <chrono>
@@ -11,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/serving/dispatch_policy.h"
 #include "vocabulary/clock.h"
 #include "vocabulary/status.h"
 
@@ -19,47 +24,64 @@ namespace tucker_seg::server {
 struct SchedulerOptions {
   int workers = 1;
   int max_queue = 8;  // waiting requests, not counting the ones running
-  const Clock* clock = &Clock::Real();  // how long running work has run, for the wait estimate
+  const Clock* clock = &Clock::Real();
+};
+
+// What a worker gives the work it takes.
+struct Dispatch {
+  DispatchView view;  // seconds measured from the moment the worker took the work
+  // The run time the work expects once it has chosen (for the wait estimates of later requests).
+  std::function<void(double seconds)> expect;
+};
+
+struct WorkItem {
+  std::function<void(const Dispatch&)> work;
+  double estimated_seconds = 0;  // its run time as far as anyone can tell before dispatch
+  double fastest_seconds = 0;    // its run time with its fastest variant
+  Clock::TimePoint due = Clock::TimePoint::max();  // when its budget ends; max(): no budget
 };
 
 class Scheduler {
  public:
-  using Work = std::function<void()>;
-
   explicit Scheduler(SchedulerOptions options);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
   using Ticket = uint64_t;
-  // `estimated_seconds`: how long the work should run, for the wait estimate of later requests.
-  Result<Ticket> Submit(Work work, double estimated_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
+  Result<Ticket> Submit(WorkItem item) ABSL_LOCKS_EXCLUDED(mutex_);
   // Takes queued work out of the queue (its caller gave up while waiting): true when it was still
   // queued and will never run; false once a worker has taken it.
   bool Cancel(Ticket ticket) ABSL_LOCKS_EXCLUDED(mutex_);
-  // Expected wait for work submitted now: estimated work ahead of it spread over the workers.
+  // Expected wait for work submitted now without a due time: estimated work ahead of it spread
+  // over the workers.
   double EstimatedWaitSeconds() const ABSL_LOCKS_EXCLUDED(mutex_);
+  // The shortest wait for work due at `due`: what runs now, then the work queued ahead of it at
+  // its fastest.
+  double FastestWaitSeconds(Clock::TimePoint due) const ABSL_LOCKS_EXCLUDED(mutex_);
   int queued() const ABSL_LOCKS_EXCLUDED(mutex_);
   int running() const ABSL_LOCKS_EXCLUDED(mutex_);
+  const Clock& clock() const { return *options_.clock; }
   void Shutdown() ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   struct Item {
-    Work work;
-    double estimated_seconds = 0;
+    WorkItem work;
     Ticket ticket = 0;
   };
   struct Running {
     bool busy = false;
-    double estimated_seconds = 0;
+    double estimated_seconds = 0;  // its own estimate until it has chosen, then the chosen variant's
     Clock::TimePoint start;
   };
   void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
+  // Seconds until each worker but `except` is done, by the estimates (0 for idle ones).
+  std::vector<double> WorkersFreeIn(Clock::TimePoint now, size_t except) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const SchedulerOptions options_;
   mutable absl::Mutex mutex_;
   absl::CondVar work_ready_;
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mutex_);
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mutex_);  // by due time, then by arrival
   std::vector<Running> running_ ABSL_GUARDED_BY(mutex_);  // one per worker
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   Ticket last_ticket_ ABSL_GUARDED_BY(mutex_) = 0;

@@ -12,9 +12,9 @@
 namespace tucker_seg::server {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
 
 // Names and ids from the client reach log lines and messages: printable, bounded.
 bool IsIdCharacter(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-'; }
@@ -47,6 +47,7 @@ struct Job {
   absl::Mutex mutex;
   absl::CondVar changed;
   bool started ABSL_GUARDED_BY(mutex) = false;
+  Selection selection ABSL_GUARDED_BY(mutex);  // the worker's choice, set when it starts
   bool done ABSL_GUARDED_BY(mutex) = false;
   std::optional<Result<Prediction>> result ABSL_GUARDED_BY(mutex);
   double queue_wait_seconds ABSL_GUARDED_BY(mutex) = 0;
@@ -83,33 +84,46 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
   return Predict(variant.info, net, ct, options);
 }
 
-// Queues the prediction on the device's workers, reports QUEUED (position, estimated wait) and
-// RUNNING (tiles done of total, each time the worker finishes some), and waits for the worker.
-// The job never outlives this call: it returns once the worker is done, or with the job taken
-// out of the queue unrun.
-Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& device, ProgressSink& progress, const VariantEntry& variant,
-                                         CtVolume ct, const Selection& selection, double wait, std::optional<RoiRequest> roi) {
+// What a part needs on the worker: its model as placed on the device, the selection request, and
+// the coarse pass of --roi-subset.
+struct PartWork {
+  const ModelEntry* model = nullptr;
+  SelectionRequest wanted;
+  std::optional<RoiRequest> roi;
+};
+
+// Queues the prediction on the device's workers, reports QUEUED (position, estimated wait, the
+// variant it would get now) and RUNNING (the variant the worker chose, tiles done of total, each
+// time the worker finishes some), and waits for the worker. The job never outlives this call: it
+// returns once the worker is done, or with the job taken out of the queue unrun.
+Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& device, ProgressSink& progress, PartWork part, CtVolume ct,
+                                         WorkItem item, const Selection& provisional, double wait) {
   auto job = std::make_shared<Job>();
-  const auto enqueued = Clock::now();
-  auto work = [job, enqueued, &progress, &variant, ct = std::move(ct), step = state.window_step, roi = std::move(roi)]() {
+  const auto enqueued = SteadyClock::now();
+  item.work = [job, enqueued, &progress, selector = state.selector, part = std::move(part), ct = std::move(ct),
+               step = state.window_step](const Dispatch& dispatch) {
+    auto chosen = selector->Dispatch(*part.model, part.wanted, dispatch.view);
+    if (chosen.ok()) dispatch.expect(chosen.value().run_seconds);
     {
       absl::MutexLock lock(&job->mutex);
       job->started = true;
+      if (chosen.ok()) job->selection = chosen.value();
       job->queue_wait_seconds = Since(enqueued);
       job->changed.SignalAll();
     }
-    const auto run_start = Clock::now();
-    Result<Prediction> result = RunPrediction(variant, ct, step, progress, job.get(), roi);
+    const auto run_start = SteadyClock::now();
+    Result<Prediction> result = chosen.ok() ? RunPrediction(*chosen.value().variant, ct, step, progress, job.get(), part.roi)
+                                            : Result<Prediction>(chosen.status());
     absl::MutexLock lock(&job->mutex);
     job->run_seconds = Since(run_start);
     job->result = std::move(result);
     job->done = true;
     job->changed.SignalAll();
   };
-  TS_ASSIGN_OR_RETURN(const Scheduler::Ticket ticket, device.scheduler->Submit(std::move(work), selection.run_seconds));
+  TS_ASSIGN_OR_RETURN(const Scheduler::Ticket ticket, device.scheduler->Submit(std::move(item)));
   const int queued = device.scheduler->queued();
   state.metrics->SetQueueDepth(device.profile.Label(), queued);
-  progress.Queued(variant.name, wait, std::max(1, queued));
+  progress.Queued(provisional.variant->name, wait, std::max(1, queued));
   // While queued, a caller that gives up takes its queue entry with it (checked every 50 ms: the
   // transport's cancellation is polled, not signalled).
   for (;;) {
@@ -126,7 +140,12 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
     }
   }
   state.metrics->SetQueueDepth(device.profile.Label(), device.scheduler->queued());
-  progress.Running(variant.name, 0, 0);
+  std::string variant;
+  {
+    absl::MutexLock lock(&job->mutex);
+    if (job->selection.variant) variant = job->selection.variant->name;
+  }
+  progress.Running(variant, 0, 0);
   // Reports happen outside the lock: a slow client must not hold up the worker.
   int64_t reported = 0;
   for (;;) {
@@ -138,7 +157,7 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
       done = reported = job->tiles_done;
       total = job->tiles_total;
     }
-    progress.Running(variant.name, done, total);
+    progress.Running(variant, done, total);
   }
   return job;
 }
@@ -176,10 +195,12 @@ const VariantEntry& FastestSelectable(const ModelEntry& m) {
   return *fastest;
 }
 
-// Selects a variant and a device for `model` (its own calibration and load), runs it on a worker
-// and records the metrics; the call's other parts are independent of this one.
+// Places `model`'s part of the request on a device (its own calibration and load), queues it there
+// and records the metrics; the variant is chosen when a worker takes it. The call's other parts
+// are independent of this one.
 Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs,
-                           const ModelEntry& m, const RequestSpec& spec, const std::vector<int64_t>& roi_outputs, CtVolume ct) {
+                           const ModelEntry& m, const RequestSpec& spec, Clock::TimePoint admitted_at,
+                           const std::vector<int64_t>& roi_outputs, CtVolume ct) {
   SelectionRequest wanted;
   wanted.variant = spec.variant;
   wanted.min_quality = spec.min_quality;
@@ -194,30 +215,57 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
                       state.selector->SelectDevice(candidates, wanted, EstimateWindowBytes(m.variants[0].info, ct.geometry)));
   ServedDevice& device = *state.devices[placement.device];
   const ModelEntry& placed_model = *candidates[placement.device].model;
-  const Selection& selection = placement.selection;
-  const VariantEntry& variant = *selection.variant;
-  PartResult part;
-  part.variant = variant.name;
-  part.reason = selection.reason;
-  part.detail = selection.detail;
-  part.quality = variant.quality;
-  part.device = device.profile.Label();
-  part.tiles = wanted.tiles;
-  state.metrics->Selected(part.device, m.name, variant.name, part.reason);
+  wanted.slowdown = std::max(1.0, candidates[placement.device].slowdown);
+
+  // When its budget ends: the latency target counts from admission, the deadline is the client's.
+  const Clock& clock = *state.clock;
+  WorkItem item;
+  const auto after = [&clock](double seconds) {
+    return clock.Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(seconds));
+  };
+  if (const double target = state.selector->latency_target_seconds(); target > 0) {
+    item.due = admitted_at + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(target));
+  }
+  if (wanted.deadline_seconds) item.due = std::min(item.due, after(*wanted.deadline_seconds));
+  TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> allowed, state.selector->Candidates(placed_model, wanted));
+  item.fastest_seconds = kNoBudget;
+  const VariantEntry* fastest = allowed[0];
+  for (const VariantEntry* v : allowed) {
+    const double seconds = state.selector->RunSeconds(placed_model, *v, wanted.tiles, wanted.slowdown);
+    if (seconds < item.fastest_seconds) item.fastest_seconds = seconds, fastest = v;
+  }
+  item.estimated_seconds = placement.selection.run_seconds;
+  if (wanted.deadline_seconds) {
+    const double wait = device.scheduler->FastestWaitSeconds(item.due);
+    if (wait + item.fastest_seconds > *wanted.deadline_seconds) {
+      return DeadlineExceeded("the request's deadline: " + std::to_string(*wanted.deadline_seconds) + " s left, and even " + fastest->name +
+                              " needs about " + std::to_string(item.fastest_seconds) + " s behind " + std::to_string(wait) +
+                              " s of work queued ahead of it");
+    }
+  }
+
+  PartWork work{&placed_model, wanted, std::nullopt};
+  if (!roi_outputs.empty()) work.roi = RoiRequest{roi_outputs, &FastestSelectable(placed_model)};
   const int64_t voxels = ct.geometry.NumVoxels();
-  std::optional<RoiRequest> roi;
-  if (!roi_outputs.empty()) roi = RoiRequest{roi_outputs, &FastestSelectable(placed_model)};
-  auto ran = RunOnWorker(state, device, progress, variant, std::move(ct), selection, candidates[placement.device].queue_wait_seconds,
-                         std::move(roi));
+  auto ran = RunOnWorker(state, device, progress, std::move(work), std::move(ct), std::move(item), placement.selection,
+                         candidates[placement.device].queue_wait_seconds);
   if (!ran.ok()) return ran.status();
   const auto& job = ran.value();
   absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
+  PartResult part;
   part.queue_wait_seconds = job->queue_wait_seconds;
+  part.tiles = wanted.tiles;
+  part.device = device.profile.Label();
   if (!job->result->ok()) return job->result->status();
+  const Selection selection = job->selection;
+  part.variant = selection.variant->name;
+  part.reason = selection.reason;
+  part.detail = selection.detail;
+  part.quality = selection.variant->quality;
   part.prediction = std::move(job->result->value());
-  // Per estimated tile, the unit the selector predicts in.
-  state.selector->Observe(placed_model, variant, job->run_seconds, part.tiles);
-  state.metrics->Served(part.device, m.name, variant.name, voxels, job->queue_wait_seconds, part.prediction.timings);
+  state.metrics->Selected(part.device, m.name, part.variant, part.reason);
+  state.selector->Observe(placed_model, *selection.variant, job->run_seconds, part.tiles);
+  state.metrics->Served(part.device, m.name, part.variant, voxels, job->queue_wait_seconds, part.prediction.timings);
   return part;
 }
 
@@ -286,6 +334,10 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   a.in_flight_ = std::make_unique<GaugeHold>(state.metrics->in_flight());
   a.reserved_bytes_ = std::make_unique<GaugeHold>(state.metrics->memory_reserved_bytes(), static_cast<double>(a.memory_.bytes()));
   a.spec_ = spec;
+  a.admitted_at_ = state.clock->Now();
+  SelectionRequest budgeted;
+  if (spec.deadline) budgeted.deadline_seconds = std::chrono::duration<double>(*spec.deadline - std::chrono::system_clock::now()).count();
+  record->budget_seconds = state.selector->BudgetSeconds(budgeted);
   return a;
 }
 
@@ -302,8 +354,8 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
   for (size_t i = 0; i < parts.size(); ++i) {
     if (roi && roi_outputs[i].empty()) continue;  // none of the ROI classes comes from this part
     const bool last = i == last_part;
-    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, progress, admission.catalogs_, *parts[i], admission.spec_, roi_outputs[i],
-                                                 last ? std::move(ct) : ct));
+    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, progress, admission.catalogs_, *parts[i], admission.spec_, admission.admitted_at_,
+                                                 roi_outputs[i], last ? std::move(ct) : ct));
     const std::string prefix = composite ? composite->spec.parts[i] + ":" : "";
     const std::string separator = variants.empty() ? "" : ",";
     variants += separator + prefix + part.variant;
@@ -327,6 +379,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
 void FinishRequest(ServiceState& state, const RequestRecord& record, const Status& status, double seconds) {
   const std::string code = StatusName(status.code());
   state.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
+  if (record.budget_seconds) state.metrics->Budgeted(record.device, record.model, record.variant, status.ok() && seconds <= *record.budget_seconds);
   const LogLevel level = status.ok() ? LogLevel::kInfo
                          : status.code() == StatusCode::kInternal || status.code() == StatusCode::kDataLoss ? LogLevel::kError
                                                                                                              : LogLevel::kWarning;

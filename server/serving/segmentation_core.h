@@ -40,6 +40,7 @@ struct RequestRecord {
   int64_t voxels = 0;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
+  std::optional<double> budget_seconds;  // the latency target or the deadline, whichever is sooner
 };
 
 // The transport's side of a running request: whether its caller still wants it, and where
@@ -80,17 +81,22 @@ class Admission {
   const CompositeEntry* composite_ = nullptr;
   std::vector<const ModelEntry*> parts_;
   std::vector<std::vector<int64_t>> roi_outputs_;  // per part: the outputs --roi-subset asks of it
+  Clock::TimePoint admitted_at_;                   // where the latency target counts from
   MemoryBudget::Reservation memory_;
   std::unique_ptr<GaugeHold> in_flight_, reserved_bytes_;
 };
 
 // Every check of `spec` (names, model, variant, ROI classes, volume geometry, grid and tile
 // limits) before any allocation, then the request's memory reserved from the budget. Statuses
-// name the header field and the limit. Sets record->id, model and voxels.
+// name the header field and the limit. Sets record->id, model, voxels and budget_seconds.
 Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRecord* record);
 
-// Selection, queueing, prediction and composite merging for an admitted request and its CT. Sets
-// record->variant, reason, device, tiles and queue_wait_seconds.
+// Selection, queueing, prediction and composite merging for an admitted request and its CT. The
+// device is chosen when the request is queued; the variant when a worker takes it (late binding:
+// the most accurate one that keeps this request and those queued behind it within their budgets,
+// dispatch_policy.h). DEADLINE_EXCEEDED at once when even the fastest variant cannot meet the
+// client's deadline behind the queue. Sets record->variant, reason, device, tiles and
+// queue_wait_seconds.
 Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume ct, ProgressSink& progress, RequestRecord* record);
 
 // The request's log line (no patient data) and its request metrics.

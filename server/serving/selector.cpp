@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <map>
-#include <vector>
 
 namespace tucker_seg::server {
 namespace {
 
 std::string Seconds(double s) {
+  if (std::isinf(s)) return "none";
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.3f s", s);
   return buffer;
@@ -17,102 +16,83 @@ std::string Seconds(double s) {
 
 }  // namespace
 
-double VariantSelector::SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const {
-  absl::MutexLock lock(&mutex_);
-  return SecondsPerTileLocked(model, variant);
-}
-
-double VariantSelector::SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const {
-  const auto it = observed_seconds_per_tile_.find({model.device, model.name, variant.name});
-  return it == observed_seconds_per_tile_.end() ? variant.seconds_per_tile : it->second;
+double VariantSelector::RunSeconds(const ModelEntry& model, const VariantEntry& variant, int64_t tiles, double slowdown) const {
+  double fixed = variant.fixed_seconds;
+  {
+    absl::MutexLock lock(&mutex_);
+    const auto it = observed_fixed_seconds_.find({model.device, model.name, variant.name});
+    if (it != observed_fixed_seconds_.end()) fixed = it->second;
+  }
+  return (fixed + variant.seconds_per_tile * static_cast<double>(tiles)) * slowdown;
 }
 
 void VariantSelector::Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) {
   if (tiles < 1 || !(seconds > 0)) return;
-  const double per_tile = seconds / static_cast<double>(tiles);
+  const double fixed = std::max(0.0, seconds - variant.seconds_per_tile * static_cast<double>(tiles));
   absl::MutexLock lock(&mutex_);
-  auto [it, inserted] = observed_seconds_per_tile_.try_emplace(Key{model.device, model.name, variant.name}, per_tile);
-  if (!inserted) it->second += options_.cost_smoothing * (per_tile - it->second);
+  auto [it, inserted] = observed_fixed_seconds_.try_emplace(Key{model.device, model.name, variant.name}, fixed);
+  if (!inserted) it->second += options_.cost_smoothing * (fixed - it->second);
 }
 
-Result<Selection> VariantSelector::Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds) {
+std::optional<double> VariantSelector::BudgetSeconds(const SelectionRequest& request) const {
+  std::optional<double> budget;
+  if (options_.latency_target_seconds > 0) budget = options_.latency_target_seconds;
+  if (request.deadline_seconds) budget = budget ? std::min(*budget, *request.deadline_seconds) : *request.deadline_seconds;
+  return budget;
+}
+
+Result<std::vector<const VariantEntry*>> VariantSelector::Candidates(const ModelEntry& model, const SelectionRequest& request) const {
   if (!std::isfinite(request.min_quality) || request.min_quality < 0 || request.min_quality > 1) {
     return InvalidArgument("min_quality must be in [0, 1], got " + std::to_string(request.min_quality));
   }
-  Selection s;
   if (!request.variant.empty() && request.variant != "auto") {
-    s.variant = model.Find(request.variant);
-    if (!s.variant) {
+    const VariantEntry* pinned = model.Find(request.variant);
+    if (!pinned) {
       return NotFound("variant '" + request.variant + "' of model '" + model.name + "' does not exist (have: " + model.VariantNames() + ")");
     }
-    s.reason = "pinned";
-    s.predicted_seconds = queue_wait_seconds + SecondsPerTile(model, *s.variant) * request.slowdown * static_cast<double>(request.tiles);
-    s.run_seconds = s.predicted_seconds - queue_wait_seconds;
-    s.detail = "requested by name; predicted " + Seconds(s.predicted_seconds);
-    return s;
+    return std::vector<const VariantEntry*>{pinned};
   }
-
   std::vector<const VariantEntry*> candidates;
   for (const auto& v : model.variants)
     if (v.selectable && v.quality && *v.quality >= request.min_quality) candidates.push_back(&v);
   if (candidates.empty()) {
     return NotFound("no selectable variant of model '" + model.name + "' reaches min_quality " + std::to_string(request.min_quality));
   }
-  std::stable_sort(candidates.begin(), candidates.end(), [&](const VariantEntry* a, const VariantEntry* b) {
-    return *a->quality > *b->quality;
-  });
+  std::stable_sort(candidates.begin(), candidates.end(), [](const VariantEntry* a, const VariantEntry* b) { return *a->quality > *b->quality; });
+  return candidates;
+}
 
-  std::optional<double> budget;
-  if (options_.latency_target_seconds > 0) budget = options_.latency_target_seconds;
-  if (request.deadline_seconds) budget = budget ? std::min(*budget, *request.deadline_seconds) : *request.deadline_seconds;
+Result<Selection> VariantSelector::Dispatch(const ModelEntry& model, const SelectionRequest& request, const DispatchView& view) const {
+  TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> candidates, Candidates(model, request));
+  std::vector<double> run_seconds;
+  for (const VariantEntry* v : candidates) run_seconds.push_back(RunSeconds(model, *v, request.tiles, request.slowdown));
+  const DispatchChoice choice = ChooseAtDispatch(run_seconds, view);
+  Selection s;
+  s.variant = candidates[choice.candidate];
+  s.run_seconds = s.predicted_seconds = run_seconds[choice.candidate];
+  const bool pinned = !request.variant.empty() && request.variant != "auto";
+  s.reason = pinned                  ? "pinned"
+             : choice.candidate == 0 ? "most_accurate"
+             : choice.within_budget  ? "downgraded_for_load"
+                                     : "fastest_over_budget";
+  s.detail = "predicted run " + Seconds(s.run_seconds) + " (" + std::to_string(request.tiles) + " tiles) of " +
+             Seconds(view.seconds_left) + " left; " + std::to_string(view.behind.size()) + " queued behind";
+  return s;
+}
 
-  absl::MutexLock lock(&mutex_);
-  std::string& last = last_choice_[{model.device, model.name}];
-  size_t last_index = candidates.size();
-  for (size_t i = 0; i < candidates.size(); ++i)
-    if (candidates[i]->name == last) last_index = i;
-
-  // Predicted seconds per candidate, computed under the lock (a lambda would hide the lock from
-  // clang's thread-safety analysis).
-  std::map<const VariantEntry*, double> predicted;
-  for (const VariantEntry* v : candidates)
-    predicted[v] = queue_wait_seconds + SecondsPerTileLocked(model, *v) * request.slowdown * static_cast<double>(request.tiles);
-  const auto cost = [&](const VariantEntry* v) { return predicted.at(v); };
-  if (!budget) {
-    s.variant = candidates[0];
-    s.reason = "most_accurate";
-    s.predicted_seconds = cost(s.variant);
-    s.detail = "no latency target or deadline; predicted " + Seconds(s.predicted_seconds);
-  } else {
-    bool skipped_for_headroom = false;
-    for (size_t i = 0; i < candidates.size() && !s.variant; ++i) {
-      const double t = cost(candidates[i]);
-      const bool needs_headroom = last_index < candidates.size() && i < last_index;
-      const double limit = needs_headroom ? *budget * (1 - options_.hysteresis) : *budget;
-      if (t <= limit) {
-        s.variant = candidates[i];
-        s.predicted_seconds = t;
-        s.reason = i == 0 ? "most_accurate" : skipped_for_headroom ? "held_by_hysteresis" : "downgraded_for_load";
-      } else if (t <= *budget) {
-        skipped_for_headroom = true;
-      }
-    }
-    if (!s.variant) {
-      s.variant = *std::min_element(candidates.begin(), candidates.end(),
-                                    [&](const VariantEntry* a, const VariantEntry* b) { return cost(a) < cost(b); });
-      s.predicted_seconds = cost(s.variant);
-      s.reason = "fastest_over_budget";
-    }
-    s.detail = "predicted " + Seconds(s.predicted_seconds) + " (queue wait " + Seconds(queue_wait_seconds) + ", " +
-               std::to_string(request.tiles) + " tiles) against a budget of " + Seconds(*budget);
-  }
-  s.run_seconds = s.predicted_seconds - queue_wait_seconds;
-  last = s.variant->name;
+Result<Selection> VariantSelector::Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds) const {
+  const std::optional<double> budget = BudgetSeconds(request);
+  DispatchView view;
+  view.seconds_left = budget ? *budget - queue_wait_seconds : kNoBudget;
+  TS_ASSIGN_OR_RETURN(Selection s, Dispatch(model, request, view));
+  s.predicted_seconds = queue_wait_seconds + s.run_seconds;
+  s.detail = "predicted " + Seconds(s.predicted_seconds) + " (queue wait " + Seconds(queue_wait_seconds) + ", " +
+             std::to_string(request.tiles) + " tiles) against a budget of " + Seconds(budget.value_or(kNoBudget));
   return s;
 }
 
 Result<Placement> VariantSelector::SelectDevice(const std::vector<DeviceCandidate>& devices, const SelectionRequest& request,
-                                                int64_t request_device_bytes) {
+                                                int64_t request_device_bytes) const {
   std::optional<Placement> best;
   std::string short_of_memory;
   Status refusal;

@@ -1,7 +1,10 @@
-// Picks the variant for one request. `auto`: the most accurate selectable variant whose predicted
-// finish (queue wait + seconds per tile x tiles) fits the budget (the request's deadline or the
-// server's latency target, whichever is sooner); as load rises it moves to cheaper variants, and
-// moves back up only with headroom (hysteresis), so choices do not flap. No gRPC here.
+// Picks the variant for one request, from numbers the server measures: a request of `tiles` tiles
+// runs fixed_seconds + seconds_per_tile x tiles with a variant on a device (both calibrated per
+// device; the fixed part then follows what requests took). `auto` allows every selectable variant
+// that reaches min_quality, most accurate first; the choice is made when a worker takes the
+// request (Dispatch, with the queue behind it: dispatch_policy.h). Select makes the same choice
+// for a request about to be queued, with the queue ahead of it as a wait: for picking a device
+// and for the progress message. No gRPC here.
 #pragma once
 
 #include <map>
@@ -12,15 +15,14 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/serving/dispatch_policy.h"
 #include "server/serving/model_pool.h"
 
 namespace tucker_seg::server {
 
 struct SelectorOptions {
   double latency_target_seconds = 0;  // 0: no target, only request deadlines bound the choice
-  // Moving to a more accurate variant than the last choice needs predicted <= budget x (1 - this).
-  double hysteresis = 0.2;
-  double cost_smoothing = 0.3;  // weight of the newest observation in the seconds-per-tile average
+  double cost_smoothing = 0.3;        // weight of the newest request in the fixed-seconds average
 };
 
 struct SelectionRequest {
@@ -34,9 +36,9 @@ struct SelectionRequest {
 
 struct Selection {
   const VariantEntry* variant = nullptr;
-  std::string reason;   // pinned | most_accurate | downgraded_for_load | held_by_hysteresis | fastest_over_budget
+  std::string reason;   // pinned | most_accurate | downgraded_for_load | fastest_over_budget
   std::string detail;   // the numbers behind the choice
-  double predicted_seconds = 0;  // queue wait + run time estimate
+  double predicted_seconds = 0;  // wait + run time estimate
   double run_seconds = 0;        // run time estimate alone (what the queue adds for later requests)
 };
 
@@ -56,8 +58,19 @@ struct Placement {
 class VariantSelector {
  public:
   explicit VariantSelector(SelectorOptions options) : options_(options) {}
+  double latency_target_seconds() const { return options_.latency_target_seconds; }
 
-  Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds)
+  // The server's latency target and the request's deadline, whichever is sooner; none: nullopt.
+  std::optional<double> BudgetSeconds(const SelectionRequest& request) const;
+  // The variants the request allows, most accurate first: the pinned one, or for auto every
+  // selectable variant with a known quality >= min_quality. NOT_FOUND / INVALID_ARGUMENT naming
+  // the field otherwise.
+  Result<std::vector<const VariantEntry*>> Candidates(const ModelEntry& model, const SelectionRequest& request) const;
+  // The choice at dispatch: `view.seconds_left` is what remains of the request's budget.
+  Result<Selection> Dispatch(const ModelEntry& model, const SelectionRequest& request, const DispatchView& view) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // The choice for a request that would start after `queue_wait_seconds`, nothing behind it.
+  Result<Selection> Select(const ModelEntry& model, const SelectionRequest& request, double queue_wait_seconds) const
       ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Select on every device that has the memory for the request (`request_device_bytes`, what the
@@ -65,20 +78,19 @@ class VariantSelector {
   // the more accurate variant, then the sooner predicted finish. RESOURCE_EXHAUSTED when no
   // device has the memory.
   Result<Placement> SelectDevice(const std::vector<DeviceCandidate>& devices, const SelectionRequest& request,
-                                 int64_t request_device_bytes) ABSL_LOCKS_EXCLUDED(mutex_);
+                                 int64_t request_device_bytes) const ABSL_LOCKS_EXCLUDED(mutex_);
 
-  // Seconds per tile of a variant as served: the calibration, then a running average of what
-  // whole requests took (preprocessing and export included).
-  double SecondsPerTile(const ModelEntry& model, const VariantEntry& variant) const ABSL_LOCKS_EXCLUDED(mutex_);
+  // Seconds a request of `tiles` tiles takes on a worker with this variant (x slowdown).
+  double RunSeconds(const ModelEntry& model, const VariantEntry& variant, int64_t tiles, double slowdown = 1) const
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  // What a request took on its worker: the fixed part follows (seconds - seconds_per_tile x tiles).
   void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
   using Key = std::tuple<std::string, std::string, std::string>;  // device, model, variant
-  double SecondsPerTileLocked(const ModelEntry& model, const VariantEntry& variant) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   const SelectorOptions options_;
   mutable absl::Mutex mutex_;
-  std::map<Key, double> observed_seconds_per_tile_ ABSL_GUARDED_BY(mutex_);
-  std::map<std::pair<std::string, std::string>, std::string> last_choice_ ABSL_GUARDED_BY(mutex_);  // (device, model) -> variant
+  std::map<Key, double> observed_fixed_seconds_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace tucker_seg::server

@@ -78,6 +78,7 @@ struct ServiceState {
   ServiceLimits limits;
   double window_step = 0.5;
   VariantSelector* selector = nullptr;
+  const Clock* clock = &Clock::Real();  // admission times and budgets; the schedulers' clock too
   ServerMetrics* metrics = nullptr;
   MemoryBudget* memory_budget = nullptr;
   std::atomic<bool> ready{false};

@@ -1,13 +1,20 @@
-// Admission control and draining of the scheduler; jobs block on promises the test controls.
+// Admission control, ordering and draining of the scheduler; jobs block on promises the test
+// controls, time is a ManualClock.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <future>
+#include <mutex>
 
 #include "server/serving/scheduler.h"
 
 namespace tucker_seg::server {
 namespace {
+
+WorkItem Item(std::function<void()> work, double estimated_seconds, double fastest_seconds = 0,
+              Clock::TimePoint due = Clock::TimePoint::max()) {
+  return {[work = std::move(work)](const Dispatch&) { work(); }, estimated_seconds, fastest_seconds, due};
+}
 
 TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   ManualClock clock;
@@ -16,28 +23,29 @@ TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   std::shared_future<void> released = release.get_future().share();
   std::promise<void> first_started;
   std::atomic<int> finished{0};
-  ASSERT_TRUE(scheduler.Submit([&] { first_started.set_value(); released.wait(); ++finished; }, 4.0).ok());
+  ASSERT_TRUE(scheduler.Submit(Item([&] { first_started.set_value(); released.wait(); ++finished; }, 4.0)).ok());
   first_started.get_future().wait();  // the worker holds the first job
   EXPECT_EQ(scheduler.running(), 1);
-  ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
-  ASSERT_TRUE(scheduler.Submit([&] { ++finished; }, 3.0).ok());
+  ASSERT_TRUE(scheduler.Submit(Item([&] { ++finished; }, 3.0, 1.0)).ok());
+  ASSERT_TRUE(scheduler.Submit(Item([&] { ++finished; }, 3.0, 1.0)).ok());
   EXPECT_EQ(scheduler.queued(), 2);
   // Ahead of new work: the running job's 4 s + 6 s queued, one worker; then 1 s of it has run,
   // and once it has overrun its estimate, only the queue counts.
   EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 10.0);
+  EXPECT_DOUBLE_EQ(scheduler.FastestWaitSeconds(Clock::TimePoint::max()), 6.0);  // 4 s + two at 1 s
   clock.Advance(std::chrono::seconds(1));
   EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 9.0);
   clock.Advance(std::chrono::seconds(10));
   EXPECT_DOUBLE_EQ(scheduler.EstimatedWaitSeconds(), 6.0);
 
-  const Status full = scheduler.Submit([&] { ++finished; }, 1.0).status();
+  const Status full = scheduler.Submit(Item([&] { ++finished; }, 1.0)).status();
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("max_queue 2"), std::string::npos) << full.message();
 
   release.set_value();
   scheduler.Shutdown();  // queued work still runs
   EXPECT_EQ(finished.load(), 3);
-  EXPECT_EQ(scheduler.Submit([] {}, 1.0).status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(scheduler.Submit(Item([] {}, 1.0)).status().code(), StatusCode::kUnavailable);
 }
 
 TEST(Scheduler, CancelledQueuedWorkLeavesTheQueueAndNeverRuns) {
@@ -46,17 +54,17 @@ TEST(Scheduler, CancelledQueuedWorkLeavesTheQueueAndNeverRuns) {
   std::promise<void> started;
   std::atomic<int> ran{0};
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/1});
-  auto running = scheduler.Submit([&] { started.set_value(); released.wait(); }, 5.0);
+  auto running = scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 5.0));
   ASSERT_TRUE(running.ok());
   started.get_future().wait();
-  auto queued = scheduler.Submit([&] { ++ran; }, 5.0);
+  auto queued = scheduler.Submit(Item([&] { ++ran; }, 5.0));
   ASSERT_TRUE(queued.ok());
-  EXPECT_EQ(scheduler.Submit([&] { ++ran; }, 5.0).status().code(), StatusCode::kResourceExhausted);  // the queue is full
+  EXPECT_EQ(scheduler.Submit(Item([&] { ++ran; }, 5.0)).status().code(), StatusCode::kResourceExhausted);  // the queue is full
 
   EXPECT_TRUE(scheduler.Cancel(queued.value()));
   EXPECT_EQ(scheduler.queued(), 0);
   EXPECT_FALSE(scheduler.Cancel(running.value()));  // a worker has it: it finishes on its own
-  auto next = scheduler.Submit([&] { ran += 10; }, 5.0);  // the freed queue entry takes new work
+  auto next = scheduler.Submit(Item([&] { ran += 10; }, 5.0));  // the freed queue entry takes new work
   EXPECT_TRUE(next.ok()) << next.status().message();
   release.set_value();
   scheduler.Shutdown();
@@ -70,10 +78,50 @@ TEST(Scheduler, IdleWorkersMeanNoWait) {
   std::promise<void> started;
   Scheduler scheduler({/*workers=*/2, /*max_queue=*/4});
   EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);
-  ASSERT_TRUE(scheduler.Submit([&] { started.set_value(); released.wait(); }, 5.0).ok());
+  ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 5.0)).ok());
   started.get_future().wait();
   EXPECT_EQ(scheduler.EstimatedWaitSeconds(), 0.0);  // one of two workers is free
   release.set_value();
+}
+
+TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
+  ManualClock clock;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  std::mutex mutex;
+  std::vector<std::string> order;
+  std::vector<Dispatch> seen;
+  const auto record = [&](const std::string& name) {
+    return [&, name](const Dispatch& d) {
+      std::lock_guard<std::mutex> lock(mutex);
+      order.push_back(name);
+      seen.push_back(d);
+      d.expect(2.5);
+    };
+  };
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
+  ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 1.0)).ok());
+  started.get_future().wait();
+  const auto now = clock.Now();
+  ASSERT_TRUE(scheduler.Submit({record("no budget"), 1.0, 0.5}).ok());
+  ASSERT_TRUE(scheduler.Submit({record("due in 9 s"), 1.0, 0.5, now + std::chrono::seconds(9)}).ok());
+  ASSERT_TRUE(scheduler.Submit({record("due in 3 s"), 1.0, 0.25, now + std::chrono::seconds(3)}).ok());
+  // Work due in 5 s would wait behind the running job (1 s) and the one due in 3 s at its fastest.
+  EXPECT_DOUBLE_EQ(scheduler.FastestWaitSeconds(now + std::chrono::seconds(5)), 1.25);
+  clock.Advance(std::chrono::seconds(1));
+  release.set_value();
+  scheduler.Shutdown();
+  ASSERT_EQ(order, (std::vector<std::string>{"due in 3 s", "due in 9 s", "no budget"}));
+  // The first one dispatched: 2 s left of its 3, two requests behind it (8 s left, and none).
+  EXPECT_DOUBLE_EQ(seen[0].view.seconds_left, 2.0);
+  ASSERT_EQ(seen[0].view.behind.size(), 2u);
+  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].seconds_left, 8.0);
+  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].fastest_run_seconds, 0.5);
+  EXPECT_EQ(seen[0].view.behind[1].seconds_left, kNoBudget);
+  EXPECT_TRUE(seen[0].view.other_workers_free_in.empty());  // one worker
+  EXPECT_EQ(seen[2].view.seconds_left, kNoBudget);
+  EXPECT_TRUE(seen[2].view.behind.empty());
 }
 
 }  // namespace

@@ -55,9 +55,9 @@ TEST(Selector, WithoutBudgetPicksTheMostAccurate) {
   EXPECT_EQ(s.value().reason, "most_accurate");
 }
 
-TEST(Selector, MovesToCheaperVariantsAsLoadRisesAndBackWithHysteresis) {
+TEST(Selector, MovesToCheaperVariantsAsLoadRisesAndBackAsSoonAsItFalls) {
   const auto m = ThreeVariants();
-  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0.2});
+  VariantSelector selector({/*latency_target_seconds=*/12});
   // 10 tiles: original 10 s, df0.5 5 s, df0.3 2.5 s; budget 12 s.
   auto idle = selector.Select(m, Auto(), 0);
   ASSERT_TRUE(idle.ok());
@@ -73,29 +73,44 @@ TEST(Selector, MovesToCheaperVariantsAsLoadRisesAndBackWithHysteresis) {
   ASSERT_TRUE(busier.ok());
   EXPECT_EQ(busier.value().variant->name, "df0.3");
 
-  // Load falls a little: df0.5 would take 11 s (fits 12) but not 12 x 0.8 = 9.6: stay.
-  auto easing = selector.Select(m, Auto(), 6);
+  // No hysteresis: what the load allows now, whatever came before.
+  auto easing = selector.Select(m, Auto(), 6);  // df0.5 11 s fits
   ASSERT_TRUE(easing.ok());
-  EXPECT_EQ(easing.value().variant->name, "df0.3");
-  EXPECT_EQ(easing.value().reason, "held_by_hysteresis");
+  EXPECT_EQ(easing.value().variant->name, "df0.5");
+  auto calm = selector.Select(m, Auto(), 0);
+  ASSERT_TRUE(calm.ok());
+  EXPECT_EQ(calm.value().variant->name, "original");
+  EXPECT_EQ(calm.value().reason, "most_accurate");
+}
 
-  // Load falls a lot: the original takes 10 s <= 9.6? no; df0.5 takes 5 s <= 9.6: move up one.
-  auto calmer = selector.Select(m, Auto(), 0);
-  ASSERT_TRUE(calmer.ok());
-  EXPECT_EQ(calmer.value().variant->name, "df0.5");
-  // Last choice is df0.5 now; the original needs 9.6 s or less: 10 s is not enough headroom.
-  auto still = selector.Select(m, Auto(), 0);
-  EXPECT_EQ(still.value().variant->name, "df0.5");
-  // A shorter volume (8 tiles: 8 s) clears the headroom.
-  auto back = selector.Select(m, Auto(8), 0);
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back.value().variant->name, "original");
-  EXPECT_EQ(back.value().reason, "most_accurate");
+TEST(Selector, DispatchKeepsTheQueueBehindWithinItsBudget) {
+  const auto m = ThreeVariants();
+  VariantSelector selector({/*latency_target_seconds=*/12});
+  // 12 s left; behind it two requests with 9 s left, 2.5 s each at their fastest: the original
+  // (10 s) would make both late, df0.5 (5 s) the second (done at 10 s), df0.3 keeps both.
+  DispatchView view{12, {}, {{9, 2.5}, {9, 2.5}}};
+  auto s = selector.Dispatch(m, Auto(), view);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s.value().variant->name, "df0.3");
+  EXPECT_EQ(s.value().reason, "downgraded_for_load");
+  EXPECT_NE(s.value().detail.find("2 queued behind"), std::string::npos) << s.value().detail;
+  view.behind.pop_back();  // one behind: df0.5 then 7.5 s for it
+  EXPECT_EQ(selector.Dispatch(m, Auto(), view).value().variant->name, "df0.5");
+  view.behind.clear();
+  EXPECT_EQ(selector.Dispatch(m, Auto(), view).value().variant->name, "original");
+  // A pinned variant is run whatever the queue.
+  SelectionRequest pinned = Auto();
+  pinned.variant = "original";
+  view.behind.assign(5, {1, 2.5});
+  auto p = selector.Dispatch(m, pinned, view);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.value().variant->name, "original");
+  EXPECT_EQ(p.value().reason, "pinned");
 }
 
 TEST(Selector, OverBudgetTakesTheFastestAndDeadlinesTightenTheBudget) {
   const auto m = ThreeVariants();
-  VariantSelector selector({/*latency_target_seconds=*/100, 0.2});
+  VariantSelector selector({/*latency_target_seconds=*/100});
   SelectionRequest r = Auto();
   r.deadline_seconds = 1;  // nothing finishes 10 tiles in 1 s
   auto s = selector.Select(m, r, 0);
@@ -106,7 +121,7 @@ TEST(Selector, OverBudgetTakesTheFastestAndDeadlinesTightenTheBudget) {
 
 TEST(Selector, MinQualityFiltersAndIsValidated) {
   const auto m = ThreeVariants();
-  VariantSelector selector({/*latency_target_seconds=*/3, 0.2});
+  VariantSelector selector({/*latency_target_seconds=*/3});
   SelectionRequest r = Auto();
   r.min_quality = 0.9;  // df0.3 (0.8) excluded; nothing fits 3 s, so the fastest allowed: df0.5
   auto s = selector.Select(m, r, 0);
@@ -119,14 +134,18 @@ TEST(Selector, MinQualityFiltersAndIsValidated) {
   EXPECT_NE(bad.status().message().find("min_quality"), std::string::npos);
 }
 
-TEST(Selector, ObservedRequestTimesReplaceTheCalibration) {
-  const auto m = ThreeVariants();
-  VariantSelector selector({0, 0.2, /*cost_smoothing=*/0.5});
-  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 0.5);
-  selector.Observe(m, m.variants[1], 20, 10);  // 2 s/tile
-  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 2.0);
-  selector.Observe(m, m.variants[1], 10, 10);  // 1 s/tile, half weight
-  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(m, m.variants[1]), 1.5);
+TEST(Selector, ARequestCostsAFixedPartPlusItsTilesAndTheFixedPartFollowsRequests) {
+  auto m = ThreeVariants();
+  m.variants[1].fixed_seconds = 1.0;  // calibrated: 1 s besides the tiles
+  VariantSelector selector({0, /*cost_smoothing=*/0.5});
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10), 6.0);  // 1 + 10 x 0.5
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10, /*slowdown=*/2), 12.0);
+  selector.Observe(m, m.variants[1], 8, 10);  // 3 s besides its 5 s of tiles
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 1), 3.5);
+  selector.Observe(m, m.variants[1], 6, 10);  // 1 s, half weight: 2 s
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 2), 3.0);
+  selector.Observe(m, m.variants[1], 1, 10);  // faster than its tiles: the fixed part is never negative
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 0), 1.0);
 }
 
 TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
@@ -142,7 +161,7 @@ TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
   EXPECT_FALSE(m.variants[3].selectable);
   EXPECT_NE(m.variants[3].not_selectable_reason.find("agreement"), std::string::npos);
   // Auto never picks a variant that is not selectable, even under load.
-  VariantSelector selector({/*latency_target_seconds=*/1, 0.2});
+  VariantSelector selector({/*latency_target_seconds=*/1});
   auto s = selector.Select(m, Auto(), 50);
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s.value().variant->name, "df0.3");
@@ -164,7 +183,7 @@ struct TwoDevices {
 
 TEST(Selector, SelectDevicePicksTheDeviceThatFinishesTheMostAccurateVariantSoonest) {
   TwoDevices d;
-  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  VariantSelector selector({/*latency_target_seconds=*/12});
   auto p = selector.SelectDevice(d.Candidates(0, 0), Auto(10), 1 << 20);
   ASSERT_TRUE(p.ok()) << p.status().message();
   EXPECT_EQ(p.value().device, 1u);
@@ -175,7 +194,7 @@ TEST(Selector, SelectDevicePicksTheDeviceThatFinishesTheMostAccurateVariantSoone
 
 TEST(Selector, SelectDeviceMovesWorkToTheIdleDeviceWhenTheOtherIsLoaded) {
   TwoDevices d;
-  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  VariantSelector selector({/*latency_target_seconds=*/12});
   // GPU queue 20 s: nothing fits there; the idle CPU runs the original in 10 s.
   auto p = selector.SelectDevice(d.Candidates(0, 20), Auto(10), 1 << 20);
   ASSERT_TRUE(p.ok());
@@ -190,7 +209,7 @@ TEST(Selector, SelectDeviceMovesWorkToTheIdleDeviceWhenTheOtherIsLoaded) {
 
 TEST(Selector, SelectDeviceCountsExternalGpuLoadAsSlowdown) {
   TwoDevices d;
-  VariantSelector selector({/*latency_target_seconds=*/12, /*hysteresis=*/0});
+  VariantSelector selector({/*latency_target_seconds=*/12});
   auto candidates = d.Candidates(0, 0);
   candidates[1].slowdown = 20;  // someone else keeps the GPU busy: 20 s for the original there
   auto p = selector.SelectDevice(candidates, Auto(10), 1 << 20);
@@ -218,9 +237,9 @@ TEST(Selector, SelectDeviceSkipsDevicesWithoutTheMemoryAndRefusesWhenNoneHasIt) 
 TEST(Selector, ObservationsAreKeptPerDevice) {
   TwoDevices d;
   VariantSelector selector({});
-  selector.Observe(d.gpu, d.gpu.variants[0], /*seconds=*/50, /*tiles=*/10);
-  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(d.gpu, d.gpu.variants[0]), 5.0);
-  EXPECT_DOUBLE_EQ(selector.SecondsPerTile(d.cpu, d.cpu.variants[0]), 1.0);
+  selector.Observe(d.gpu, d.gpu.variants[0], /*seconds=*/50, /*tiles=*/10);  // 49 s besides 10 x 0.1 s
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(d.gpu, d.gpu.variants[0], 10), 50.0);
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(d.cpu, d.cpu.variants[0], 10), 10.0);
 }
 
 }  // namespace

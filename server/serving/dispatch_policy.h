@@ -1,0 +1,40 @@
+// The variant choice at dispatch (late binding): when a worker takes a request, it runs the most
+// accurate variant with which this request and every request queued behind it can still finish
+// within their budgets, each of those at its own fastest variant. Requests behind that would miss
+// their budget even then do not hold this one back (they are late whatever it does). When this
+// request cannot make its own budget even with its fastest variant, it takes that fastest one:
+// the sooner it is done, the better for everyone behind it.
+// A pure function over numbers, so that it is tested on synthetic queues (dispatch_policy_test).
+#pragma once
+
+#include <cstddef>
+#include <limits>
+#include <vector>
+
+namespace tucker_seg::server {
+
+constexpr double kNoBudget = std::numeric_limits<double>::infinity();
+
+// A request waiting behind the one being dispatched, in the order it will be dispatched.
+struct WaitingRequest {
+  double seconds_left = kNoBudget;  // until its budget ends (deadline or latency target)
+  double fastest_run_seconds = 0;   // its run time with its fastest variant
+};
+
+// What the worker knows when it takes a request.
+struct DispatchView {
+  double seconds_left = kNoBudget;            // this request's, from now
+  std::vector<double> other_workers_free_in;  // seconds until each other worker of the device is free
+  std::vector<WaitingRequest> behind;
+};
+
+struct DispatchChoice {
+  size_t candidate = 0;        // index into the candidates
+  bool within_budget = false;  // predicted to finish within its budget (then so is every request
+                               // behind it that could be at all)
+};
+
+// `candidate_run_seconds`: this request's run time with each allowed variant, most accurate first.
+DispatchChoice ChooseAtDispatch(const std::vector<double>& candidate_run_seconds, const DispatchView& view);
+
+}  // namespace tucker_seg::server

@@ -1,0 +1,62 @@
+// The choice at dispatch over synthetic queues: candidates are run times, most accurate first.
+#include <gtest/gtest.h>
+
+#include "server/serving/dispatch_policy.h"
+
+namespace tucker_seg::server {
+namespace {
+
+const std::vector<double> kVariants = {4.0, 2.0, 1.0, 0.5};  // original, df0.5, df0.3, df0.1
+
+TEST(DispatchPolicy, AnEmptyQueueGetsTheMostAccurateVariantThatFitsItsBudget) {
+  EXPECT_EQ(ChooseAtDispatch(kVariants, {kNoBudget, {}, {}}).candidate, 0u);
+  EXPECT_EQ(ChooseAtDispatch(kVariants, {4.0, {}, {}}).candidate, 0u);
+  EXPECT_EQ(ChooseAtDispatch(kVariants, {3.9, {}, {}}).candidate, 1u);
+  const auto choice = ChooseAtDispatch(kVariants, {1.5, {}, {}});
+  EXPECT_EQ(choice.candidate, 2u);
+  EXPECT_TRUE(choice.within_budget);
+}
+
+TEST(DispatchPolicy, TheQueueBehindPullsTheChoiceDown) {
+  // Alone, 4.2 s would allow the original; three requests behind, each due in 5 s and 0.5 s at
+  // their fastest, leave this one 3.5 s: df0.5 (2 s; they finish at 2.5, 3, 3.5).
+  DispatchView view{4.2, {}, {{5, 0.5}, {5, 0.5}, {5, 0.5}}};
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 1u);
+  // Seven behind at 0.5 s each, due in 5 s: 1.5 s left for this one: df0.3.
+  view.behind.assign(7, {5, 0.5});
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 2u);
+}
+
+TEST(DispatchPolicy, OtherWorkersTakeTheirShareOfTheQueue) {
+  // Two workers: the other is free in 1 s; four requests behind (0.5 s each, due in 2.8 s) split
+  // between them. With df0.5 here (2 s) they finish at 1.5, 2, 2.5, 2.5; with the original the
+  // other worker takes all four and the last finishes at 3 s.
+  const DispatchView view{kNoBudget, {1.0}, {{2.8, 0.5}, {2.8, 0.5}, {2.8, 0.5}, {2.8, 0.5}}};
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 1u);
+  // Due in 3 s, the original keeps them all.
+  const DispatchView later{kNoBudget, {1.0}, {{3, 0.5}, {3, 0.5}, {3, 0.5}, {3, 0.5}}};
+  EXPECT_EQ(ChooseAtDispatch(kVariants, later).candidate, 0u);
+}
+
+TEST(DispatchPolicy, RequestsThatAreLateAnywayDoNotHoldThisOneBack) {
+  // The request behind is due in 0.2 s: late even if this one ran nothing; the other one, due in
+  // 10 s, leaves room for the original.
+  const DispatchView view{kNoBudget, {}, {{0.2, 0.5}, {10, 0.5}}};
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 0u);
+}
+
+TEST(DispatchPolicy, ARequestThatCannotMakeItsBudgetTakesTheFastest) {
+  const auto choice = ChooseAtDispatch(kVariants, {0.3, {}, {{10, 0.5}}});
+  EXPECT_EQ(choice.candidate, 3u);
+  EXPECT_FALSE(choice.within_budget);
+  // The fastest need not be the last candidate.
+  EXPECT_EQ(ChooseAtDispatch({4.0, 0.4, 0.6}, {0.1, {}, {}}).candidate, 1u);
+}
+
+TEST(DispatchPolicy, ASingleCandidateIsAlwaysChosen) {
+  EXPECT_EQ(ChooseAtDispatch({4.0}, {1.0, {}, {{1, 4}}}).candidate, 0u);
+  EXPECT_EQ(ChooseAtDispatch({}, {}).candidate, 0u);
+}
+
+}  // namespace
+}  // namespace tucker_seg::server
