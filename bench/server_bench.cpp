@@ -17,12 +17,19 @@
 //     Per 30 s window: served, refused attempts, p95 of admitted requests (server-side total),
 //     the server's RSS, open streams and queue depth (from its /metrics); then lost requests.
 //
-//   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1]
+//   server_bench open [--target S] [--seconds 40] [--loads 0.5,1,2,4] [--policies auto,original,df0.1]
+//     The ramp's model and target, offered open-loop load: Poisson arrivals at each multiple of
+//     the original's capacity (1 / one idle request) for --seconds, each request on its own
+//     client. Per load and policy: served, refused, share within the target, p95, variant mix and
+//     the mean quality served (the variants' agreement Dice).
+//
+//   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1] [--policies auto,original]
 //     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
 //     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
 //     agreement Dice with the original) behind one worker; closed-loop clients ramp up and down.
 //     Per level: variant mix, p50/p95 latency, share within the latency target; the same ramp is
-//     then run with every request pinned to the original.
+//     then run with every request pinned to each variant of --policies; then the server-side
+//     stage means per variant.
 #include <signal.h>
 
 #include <algorithm>
@@ -32,6 +39,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -211,33 +219,82 @@ void PrintStages(const std::vector<Outcome>& outcomes) {
   }
 }
 
-int Ramp(double target, int requests, const std::vector<int>& levels) {
+// The ramp's store, CT and latency target (3x one idle request with the original unless given).
+struct LoadSetup {
+  CtVolume ct;
+  std::string store;
+  double target = 0;
+  double idle_original_seconds = 0;
+  std::map<std::string, double> quality;  // variant -> agreement Dice with the original
+};
+
+LoadSetup PrepareLoad(double target) {
+  LoadSetup setup;
   // A 192 mm cube at 1.5 x 1.5 x 3 mm: one 64^3 tile at 3 mm, little resampling around it.
-  const auto ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
-  const std::string store = BuildRampStore(ct);
-  auto probe_server = StartServer(store, 0);
+  setup.ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
+  setup.store = BuildRampStore(setup.ct);
+  auto probe_server = StartServer(setup.store, 0);
   const auto probe_catalog = probe_server->state().devices[0]->catalog.Get();
   for (const auto& v : probe_catalog->models[0].variants) {
-    std::printf("calibrated %-8s %.3f s/tile, quality %.3f, %s\n", v.name.c_str(), v.seconds_per_tile, v.quality.value_or(0),
-                v.selectable ? "selectable" : v.not_selectable_reason.c_str());
+    std::printf("calibrated %-8s %.3f s/tile + %.3f s per request, quality %.3f, %s\n", v.name.c_str(), v.seconds_per_tile, v.fixed_seconds,
+                v.quality.value_or(0), v.selectable ? "selectable" : v.not_selectable_reason.c_str());
+    setup.quality[v.name] = v.quality.value_or(0);
   }
-  if (target <= 0) {
-    auto client = ConnectTo(probe_server->port());
-    client::SegmentOptions so;
-    so.variant = "original";
-    (void)client->Segment(ct, so);
-    const auto start = SteadyClock::now();
-    (void)client->Segment(ct, so);
-    target = 3 * Since(start);
-  }
-  probe_server.reset();
-  std::printf("\nlatency target %.2f s (3x one idle request with the original), 1 worker, 2 threads, %d requests per client per level\n",
-              target, requests);
+  auto client = ConnectTo(probe_server->port());
+  client::SegmentOptions so;
+  so.variant = "original";
+  (void)client->Segment(setup.ct, so);
+  const auto start = SteadyClock::now();
+  (void)client->Segment(setup.ct, so);
+  setup.idle_original_seconds = Since(start);
+  setup.target = target > 0 ? target : 3 * setup.idle_original_seconds;
+  return setup;
+}
 
-  for (const std::string policy : {"auto", "original"}) {
+// Variant mix, p50/p95, share within the target over `outcomes`, as one table row's cells.
+std::string Summary(const std::vector<Outcome>& outcomes, double target, const std::map<std::string, double>& quality) {
+  std::map<std::string, int> mix;
+  std::vector<double> seconds;
+  int errors = 0, within = 0;
+  double quality_sum = 0;
+  for (const auto& o : outcomes) {
+    if (!o.ok) {
+      ++errors;
+      continue;
+    }
+    ++mix[o.variant];
+    seconds.push_back(o.seconds);
+    within += o.seconds <= target;
+    const auto q = quality.find(o.variant);
+    quality_sum += q == quality.end() ? 0 : q->second;
+  }
+  std::ostringstream m;
+  for (const auto& [v, n] : mix) m << v << ":" << n << " ";
+  char row[256];
+  std::snprintf(row, sizeof row, "%-34s %8.2f %8.2f %9.0f%% %8.3f %7d", m.str().c_str(), Percentile(seconds, 0.5), Percentile(seconds, 0.95),
+                100.0 * within / std::max<size_t>(1, outcomes.size()), quality_sum / std::max<size_t>(1, seconds.size()), errors);
+  return row;
+}
+
+std::vector<std::string> Split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
+int Ramp(double target_option, int requests, const std::vector<int>& levels, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option);
+  const CtVolume& ct = setup.ct;
+  const std::string& store = setup.store;
+  const double target = setup.target;
+  std::printf("\nlatency target %.2f s (one idle request with the original: %.2f s), 1 worker, 2 threads, %d requests per client per level\n",
+              target, setup.idle_original_seconds, requests);
+
+  for (const std::string& policy : policies) {
     auto server = StartServer(store, target);
-    std::printf("\nvariant: %s\n%-8s %-34s %8s %8s %10s %8s %7s\n", policy.c_str(), "clients", "variant mix", "p50 s", "p95 s",
-                "in target", "req/s", "errors");
+    std::printf("\nvariant: %s\n%-8s %-34s %8s %8s %10s %8s %7s %8s\n", policy.c_str(), "clients", "variant mix", "p50 s", "p95 s",
+                "in target", "quality", "errors", "req/s");
     std::vector<Outcome> all;
     for (int clients : levels) {
       std::mutex mutex;
@@ -260,25 +317,46 @@ int Ramp(double target, int requests, const std::vector<int>& levels) {
       }
       for (auto& t : threads) t.join();
       const double level_seconds = Since(level_start);
-      std::map<std::string, int> mix;
-      std::vector<double> seconds;
-      int errors = 0, within = 0;
-      for (const auto& o : outcomes) {
-        if (!o.ok) {
-          ++errors;
-          continue;
-        }
-        ++mix[o.variant];
-        seconds.push_back(o.seconds);
-        within += o.seconds <= target;
-      }
-      std::ostringstream m;
-      for (const auto& [v, n] : mix) m << v << ":" << n << " ";
-      std::printf("%-8d %-34s %8.2f %8.2f %9.0f%% %8.2f %7d\n", clients, m.str().c_str(), Percentile(seconds, 0.5),
-                  Percentile(seconds, 0.95), 100.0 * within / std::max<size_t>(1, outcomes.size()), outcomes.size() / level_seconds, errors);
+      std::printf("%-8d %s %8.2f\n", clients, Summary(outcomes, target, setup.quality).c_str(), outcomes.size() / level_seconds);
       all.insert(all.end(), outcomes.begin(), outcomes.end());
     }
     PrintStages(all);
+  }
+  return 0;
+}
+
+int OpenLoop(double target_option, double seconds, const std::vector<double>& loads, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option);
+  const double capacity = 1 / setup.idle_original_seconds;
+  std::printf("\nlatency target %.2f s; the original's capacity %.2f req/s (one idle request: %.2f s); %.0f s of Poisson arrivals per row\n",
+              setup.target, capacity, setup.idle_original_seconds, seconds);
+  std::printf("%-6s %-9s %8s %-34s %8s %8s %10s %8s %7s\n", "load", "variant", "offered", "variant mix", "p50 s", "p95 s", "in target",
+              "quality", "errors");
+  std::mt19937 random(7);
+  for (double load : loads) {
+    for (const std::string& policy : policies) {
+      auto server = StartServer(setup.store, setup.target);
+      std::mutex mutex;
+      std::vector<Outcome> outcomes;
+      std::vector<std::thread> requests;
+      std::exponential_distribution<double> gap(load * capacity);
+      const auto start = SteadyClock::now();
+      for (double at = gap(random); at < seconds; at += gap(random)) {
+        std::this_thread::sleep_until(start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(at)));
+        requests.emplace_back([&] {
+          auto client = ConnectTo(server->port());
+          client::SegmentOptions so;
+          so.variant = policy;
+          const auto sent = SteadyClock::now();
+          auto result = client->Segment(setup.ct, so);
+          std::lock_guard<std::mutex> lock(mutex);
+          outcomes.push_back({Since(sent), result.ok() ? result.value().variant : "", result.ok(),
+                              result.ok() ? result.value().timings : tuckerseg::v1::Timings()});
+        });
+      }
+      for (auto& r : requests) r.join();
+      std::printf("%-6.2g %-9s %8.2f %s\n", load, policy.c_str(), load * capacity, Summary(outcomes, setup.target, setup.quality).c_str());
+    }
   }
   return 0;
 }
@@ -508,7 +586,7 @@ int Overload(double seconds, int clients, double load, double target) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: server_bench overhead|ramp|cluster|overload [options]\n");
+    std::fprintf(stderr, "usage: server_bench overhead|ramp|open|cluster|overload [options]\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -516,13 +594,21 @@ int main(int argc, char** argv) {
   int repeats = 2, requests = 3, clients = 32;
   double target = 0, seconds = 300, load = 10;
   std::vector<int> levels{1, 2, 4, 8, 4, 1};
+  std::vector<double> loads{0.5, 1, 2, 4};
+  std::vector<std::string> policies;
+  bool seconds_given = false;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--slices") slices = std::stoll(v);
     else if (k == "--repeats") repeats = std::stoi(v);
     else if (k == "--requests") requests = std::stoi(v);
     else if (k == "--target") target = std::stod(v);
-    else if (k == "--seconds") seconds = std::stod(v);
+    else if (k == "--seconds") seconds = std::stod(v), seconds_given = true;
+    else if (k == "--policies") policies = Split(v);
+    else if (k == "--loads") {
+      loads.clear();
+      for (const auto& l : Split(v)) loads.push_back(std::stod(l));
+    }
     else if (k == "--clients") clients = std::stoi(v);
     else if (k == "--load") load = std::stod(v);
     else if (k == "--levels") {
@@ -532,6 +618,7 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == "cluster") return Cluster(target, requests);
+  if (mode == "open") return OpenLoop(target, seconds_given ? seconds : 40, loads, policies.empty() ? Split("auto,original,df0.1") : policies);
   if (mode == "overload") return Overload(seconds, clients, load, target);
-  return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels) : 2;
+  return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels, policies.empty() ? Split("auto,original") : policies) : 2;
 }

@@ -6,15 +6,16 @@ namespace tucker_seg::server {
 namespace {
 
 // Which requests behind meet their budget when this worker is free again in `this_worker_free_in`
-// seconds and every one of them runs its fastest variant on the first free worker, in order.
-std::vector<bool> BehindWithinBudget(double this_worker_free_in, const DispatchView& view) {
+// seconds and every one of them runs its fastest variant on the first free worker, in order, none
+// before it arrives.
+std::vector<bool> BehindWithinBudget(double this_worker_free_in, const DispatchView& view, const std::vector<WaitingRequest>& behind) {
   std::vector<double> free_in = view.other_workers_free_in;
   free_in.push_back(this_worker_free_in);
   std::vector<bool> within;
-  within.reserve(view.behind.size());
-  for (const WaitingRequest& r : view.behind) {
+  within.reserve(behind.size());
+  for (const WaitingRequest& r : behind) {
     auto worker = std::min_element(free_in.begin(), free_in.end());
-    *worker += r.fastest_run_seconds;
+    *worker = std::max(*worker, r.arrives_in) + r.fastest_run_seconds;
     within.push_back(*worker <= r.seconds_left);
   }
   return within;
@@ -22,17 +23,36 @@ std::vector<bool> BehindWithinBudget(double this_worker_free_in, const DispatchV
 
 }  // namespace
 
+std::vector<WaitingRequest> ExpectedArrivals(const DispatchView& view, double horizon) {
+  std::vector<WaitingRequest> expected;
+  if (!(view.arrivals_per_second > 0) || !(horizon > 0)) return expected;
+  constexpr int kMaxExpected = 64;
+  for (int k = 1; k <= kMaxExpected; ++k) {
+    const double at = k / view.arrivals_per_second;
+    if (at > horizon) break;
+    expected.push_back({at + view.budget_seconds, view.fastest_run_seconds, at});
+  }
+  return expected;
+}
+
 DispatchChoice ChooseAtDispatch(const std::vector<double>& candidate_run_seconds, const DispatchView& view) {
   if (candidate_run_seconds.empty()) return {};
   const size_t fastest = static_cast<size_t>(
       std::min_element(candidate_run_seconds.begin(), candidate_run_seconds.end()) - candidate_run_seconds.begin());
   if (candidate_run_seconds[fastest] > view.seconds_left) return {fastest, false};  // late whatever it runs
+  // Behind it: the queue, then the arrivals expected while it and the queue run (the horizon: its
+  // slowest candidate and the queue at its fastest, or its budget when that is longer).
+  std::vector<WaitingRequest> behind = view.behind;
+  double horizon = *std::max_element(candidate_run_seconds.begin(), candidate_run_seconds.end());
+  for (const WaitingRequest& r : view.behind) horizon += r.fastest_run_seconds;
+  if (view.budget_seconds < kNoBudget) horizon = std::max(horizon, view.budget_seconds);
+  for (const WaitingRequest& r : ExpectedArrivals(view, horizon)) behind.push_back(r);
   // The requests behind that can make their budget at all: with this one at its fastest.
-  const std::vector<bool> savable = BehindWithinBudget(candidate_run_seconds[fastest], view);
+  const std::vector<bool> savable = BehindWithinBudget(candidate_run_seconds[fastest], view, behind);
   // The most accurate candidate that keeps them all; the fastest always does.
   for (size_t i = 0; i < candidate_run_seconds.size(); ++i) {
     if (candidate_run_seconds[i] > view.seconds_left) continue;
-    const std::vector<bool> within = BehindWithinBudget(candidate_run_seconds[i], view);
+    const std::vector<bool> within = BehindWithinBudget(candidate_run_seconds[i], view, behind);
     bool kept = true;
     for (size_t j = 0; j < within.size() && kept; ++j) kept = within[j] || !savable[j];
     if (kept) return {i, true};

@@ -1,9 +1,12 @@
 // The variant choice at dispatch (late binding): when a worker takes a request, it runs the most
 // accurate variant with which this request and every request queued behind it can still finish
-// within their budgets, each of those at its own fastest variant. Requests behind that would miss
-// their budget even then do not hold this one back (they are late whatever it does). When this
-// request cannot make its own budget even with its fastest variant, it takes that fastest one:
-// the sooner it is done, the better for everyone behind it.
+// within their budgets, each of those at its own fastest variant. The requests expected to arrive
+// meanwhile (at the rate requests have been arriving, each with this request's budget and fastest
+// run time) count as queued behind it from their arrival on: under open-loop load the queue is
+// short when a burst is about to come. Requests behind that would miss their budget even then do
+// not hold this one back (they are late whatever it does). When this request cannot make its own
+// budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
+// better for everyone behind it.
 // A pure function over numbers, so that it is tested on synthetic queues (dispatch_policy_test).
 #pragma once
 
@@ -19,6 +22,7 @@ constexpr double kNoBudget = std::numeric_limits<double>::infinity();
 struct WaitingRequest {
   double seconds_left = kNoBudget;  // until its budget ends (deadline or latency target)
   double fastest_run_seconds = 0;   // its run time with its fastest variant
+  double arrives_in = 0;            // 0: queued now; > 0: expected to arrive then
 };
 
 // What the worker knows when it takes a request.
@@ -26,7 +30,14 @@ struct DispatchView {
   double seconds_left = kNoBudget;            // this request's, from now
   std::vector<double> other_workers_free_in;  // seconds until each other worker of the device is free
   std::vector<WaitingRequest> behind;
+  double arrivals_per_second = 0;   // how fast requests have been arriving at this device lately
+  double budget_seconds = kNoBudget;  // this request's whole budget, from its admission
+  double fastest_run_seconds = 0;     // this request's run time with its fastest variant
 };
+
+// The requests expected to arrive within `horizon` seconds (at most 64), each with the view's
+// budget and fastest run time: what ChooseAtDispatch adds behind the queued ones.
+std::vector<WaitingRequest> ExpectedArrivals(const DispatchView& view, double horizon);
 
 struct DispatchChoice {
   size_t candidate = 0;        // index into the candidates

@@ -30,10 +30,16 @@ Result<Scheduler::Ticket> Scheduler::Submit(WorkItem item) {
   if (static_cast<int>(queue_.size()) >= options_.max_queue) {
     return ResourceExhausted("the request queue is full (max_queue " + std::to_string(options_.max_queue) + "); retry later");
   }
+  const auto now = options_.clock->Now();
+  if (last_ticket_ > 0) {
+    const double gap = SecondsBetween(last_arrival_, now);
+    mean_arrival_gap_ = mean_arrival_gap_ == 0 ? gap : mean_arrival_gap_ + 0.2 * (gap - mean_arrival_gap_);
+  }
+  last_arrival_ = now;
   const auto after = std::upper_bound(queue_.begin(), queue_.end(), item.due, [](Clock::TimePoint due, const Item& queued) {
     return due < queued.work.due;
   });
-  queue_.insert(after, Item{std::move(item), ++last_ticket_});
+  queue_.insert(after, Item{std::move(item), ++last_ticket_, now});
   work_ready_.Signal();
   return last_ticket_;
 }
@@ -112,6 +118,11 @@ void Scheduler::WorkerLoop(size_t index) {
       dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
       dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
       for (const auto& behind : queue_) dispatch.view.behind.push_back({SecondsUntil(now, behind.work.due), behind.work.fastest_seconds});
+      // The arrival rate, lower when nothing has come for longer than the usual gap.
+      const double gap = std::max(mean_arrival_gap_, SecondsBetween(last_arrival_, now));
+      dispatch.view.arrivals_per_second = mean_arrival_gap_ > 0 && gap > 0 ? 1 / gap : 0;
+      dispatch.view.budget_seconds = item.work.due == Clock::TimePoint::max() ? kNoBudget : SecondsBetween(item.submitted, item.work.due);
+      dispatch.view.fastest_run_seconds = item.work.fastest_seconds;
     }
     dispatch.expect = [this, index](double seconds) {
       absl::MutexLock lock(&mutex_);

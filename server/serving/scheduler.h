@@ -2,8 +2,8 @@
 // piece of work is due (earliest first; work without a due time after, first come first served).
 // Submit takes the work only when it returns OK (RESOURCE_EXHAUSTED when the queue is full,
 // UNAVAILABLE once shutting down). A worker that takes work hands it a Dispatch: how long it has,
-// what the other workers still have to do and what waits behind it, so that the work can choose
-// its variant then (late binding, dispatch_policy.h). Shutdown drains: queued work still runs,
+// what the other workers still have to do, what waits behind it and how fast work has been
+// arriving, so that the work can choose its variant then (late binding, dispatch_policy.h). Shutdown drains: queued work still runs,
 // then the workers stop. No gRPC here.
 #pragma once
 
@@ -68,6 +68,7 @@ class Scheduler {
   struct Item {
     WorkItem work;
     Ticket ticket = 0;
+    Clock::TimePoint submitted;
   };
   struct Running {
     bool busy = false;
@@ -85,6 +86,9 @@ class Scheduler {
   std::vector<Running> running_ ABSL_GUARDED_BY(mutex_);  // one per worker
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   Ticket last_ticket_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Arrivals: the last one, and the smoothed gap between them (0 until two have come).
+  Clock::TimePoint last_arrival_ ABSL_GUARDED_BY(mutex_);
+  double mean_arrival_gap_ ABSL_GUARDED_BY(mutex_) = 0;
   std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown
 };
 

@@ -17,21 +17,25 @@ std::string Seconds(double s) {
 }  // namespace
 
 double VariantSelector::RunSeconds(const ModelEntry& model, const VariantEntry& variant, int64_t tiles, double slowdown) const {
-  double fixed = variant.fixed_seconds;
+  double load = 1;
   {
     absl::MutexLock lock(&mutex_);
-    const auto it = observed_fixed_seconds_.find({model.device, model.name, variant.name});
-    if (it != observed_fixed_seconds_.end()) fixed = it->second;
+    const auto it = observed_load_.find(model.device);
+    if (it != observed_load_.end()) load = it->second.mean + 2 * it->second.deviation;
   }
-  return (fixed + variant.seconds_per_tile * static_cast<double>(tiles)) * slowdown;
+  return (variant.fixed_seconds + variant.seconds_per_tile * static_cast<double>(tiles)) * load * slowdown;
 }
 
 void VariantSelector::Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) {
-  if (tiles < 1 || !(seconds > 0)) return;
-  const double fixed = std::max(0.0, seconds - variant.seconds_per_tile * static_cast<double>(tiles));
+  const double calibrated = variant.fixed_seconds + variant.seconds_per_tile * static_cast<double>(tiles);
+  if (tiles < 1 || !(seconds > 0) || !(calibrated > 0)) return;
+  const double ratio = seconds / calibrated;
   absl::MutexLock lock(&mutex_);
-  auto [it, inserted] = observed_fixed_seconds_.try_emplace(Key{model.device, model.name, variant.name}, fixed);
-  if (!inserted) it->second += options_.cost_smoothing * (fixed - it->second);
+  // From the calibration (ratio 1) on: one request measured under load moves the estimate, never
+  // replaces it.
+  Learned& load = observed_load_[model.device];
+  load.mean += options_.cost_smoothing * (ratio - load.mean);
+  load.deviation += options_.cost_smoothing * (std::abs(ratio - load.mean) - load.deviation);
 }
 
 std::optional<double> VariantSelector::BudgetSeconds(const SelectionRequest& request) const {

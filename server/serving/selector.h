@@ -1,6 +1,9 @@
 // Picks the variant for one request, from numbers the server measures: a request of `tiles` tiles
 // runs fixed_seconds + seconds_per_tile x tiles with a variant on a device (both calibrated per
-// device; the fixed part then follows what requests took). `auto` allows every selectable variant
+// device, idle), times the device's load factor: how much longer than calibrated requests there
+// have taken lately (the other requests' receiving, sending and preprocessing share its cores),
+// a smoothed mean plus twice its smoothed deviation, so that every variant, the ones that have
+// not run lately included, is predicted as the device runs now and not as it ran idle. `auto` allows every selectable variant
 // that reaches min_quality, most accurate first; the choice is made when a worker takes the
 // request (Dispatch, with the queue behind it: dispatch_policy.h). Select makes the same choice
 // for a request about to be queued, with the queue ahead of it as a wait: for picking a device
@@ -10,7 +13,6 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -22,7 +24,7 @@ namespace tucker_seg::server {
 
 struct SelectorOptions {
   double latency_target_seconds = 0;  // 0: no target, only request deadlines bound the choice
-  double cost_smoothing = 0.3;        // weight of the newest request in the fixed-seconds average
+  double cost_smoothing = 0.3;        // weight of the newest request in the load factor's mean and deviation
 };
 
 struct SelectionRequest {
@@ -83,14 +85,17 @@ class VariantSelector {
   // Seconds a request of `tiles` tiles takes on a worker with this variant (x slowdown).
   double RunSeconds(const ModelEntry& model, const VariantEntry& variant, int64_t tiles, double slowdown = 1) const
       ABSL_LOCKS_EXCLUDED(mutex_);
-  // What a request took on its worker: the fixed part follows (seconds - seconds_per_tile x tiles).
+  // What a request took on its worker: the device's load factor follows (seconds / calibrated).
   void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) ABSL_LOCKS_EXCLUDED(mutex_);
 
  private:
-  using Key = std::tuple<std::string, std::string, std::string>;  // device, model, variant
+  struct Learned {
+    double mean = 1;
+    double deviation = 0;  // mean absolute deviation from `mean`
+  };
   const SelectorOptions options_;
   mutable absl::Mutex mutex_;
-  std::map<Key, double> observed_fixed_seconds_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, Learned> observed_load_ ABSL_GUARDED_BY(mutex_);  // by device label
 };
 
 }  // namespace tucker_seg::server

@@ -151,6 +151,20 @@ TEST_F(Admission, IdleStreamsAreCancelledAndFreeTheirSlots) {
   ExpectServes();
 }
 
+TEST_F(Admission, RequestsWithADeadlineAreCountedWithinIt) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.edit_context = [](grpc::ClientContext* c) { c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120)); };
+  const auto call = Segment(*stub, SmallCt(), o);
+  ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+  const auto body = tucker_seg::testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(body.has_value());
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(*body, m, std::regex("\ntuckerseg_budgeted_requests_total\\{[^}]*outcome=\"within\"[^}]*\\} ([0-9.e+]+)")))
+      << *body;
+  EXPECT_GE(std::stod(m[1]), 1);
+}
+
 TEST_F(Admission, RequestIdsCannotForgeLogLines) {
   ::testing::internal::CaptureStderr();
   auto stub = Connect(server_->port());

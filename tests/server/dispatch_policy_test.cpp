@@ -45,6 +45,26 @@ TEST(DispatchPolicy, RequestsThatAreLateAnywayDoNotHoldThisOneBack) {
   EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 0u);
 }
 
+TEST(DispatchPolicy, RequestsExpectedToArriveCountBehindIt) {
+  // An empty queue, 4.2 s left; requests expected every 0.5 s, each with a 2 s budget and 0.5 s
+  // at its fastest. The original (4 s) would make the first of them late; df0.5 (2 s) lets each
+  // finish exactly at its budget's end.
+  DispatchView view{4.2, {}, {}};
+  view.budget_seconds = 2;
+  view.fastest_run_seconds = 0.5;
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 0u);  // no arrival rate known yet
+  view.arrivals_per_second = 2;
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 1u);
+  // Every 0.4 s: df0.5 makes the first one 0.1 s late; df0.3 keeps the ten expected within 4 s.
+  view.arrivals_per_second = 2.5;
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 2u);
+  const auto expected = ExpectedArrivals(view, 4.0);
+  ASSERT_EQ(expected.size(), 10u);
+  EXPECT_DOUBLE_EQ(expected[0].arrives_in, 0.4);
+  EXPECT_DOUBLE_EQ(expected[0].seconds_left, 2.4);
+  EXPECT_DOUBLE_EQ(expected[0].fastest_run_seconds, 0.5);
+}
+
 TEST(DispatchPolicy, ARequestThatCannotMakeItsBudgetTakesTheFastest) {
   const auto choice = ChooseAtDispatch(kVariants, {0.3, {}, {{10, 0.5}}});
   EXPECT_EQ(choice.candidate, 3u);

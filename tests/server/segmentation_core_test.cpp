@@ -18,6 +18,9 @@ class SegmentationCore : public ::testing::Test {
     at::set_num_threads(2);
     auto catalog = LoadModelPool((testing::SourceDir() / "models").string());
     ASSERT_TRUE(catalog.ok()) << catalog.status().message();
+    // Costs the tests can reason about: 1 s per tile, 2 s besides (never run for real at that).
+    for (auto& model : catalog.value().models)
+      for (auto& v : model.variants) v.seconds_per_tile = 1, v.fixed_seconds = 2;
     auto profiles = ProbeDevices("cpu", 2);
     ASSERT_TRUE(profiles.ok()) << profiles.status().message();
     auto device = std::make_unique<ServedDevice>();
@@ -138,6 +141,24 @@ TEST_F(SegmentationCore, RunsAnAdmittedRequestAndReportsItsProgress) {
   RecordingSink gone;
   gone.cancelled_ = true;
   EXPECT_EQ(server::Run(state_, admitted.value(), ct, gone, &record).status().code(), StatusCode::kCancelled);
+}
+
+TEST_F(SegmentationCore, ADeadlineNoVariantCanMeetIsRefusedBeforeItIsQueued) {
+  RequestRecord record;
+  auto spec = Request({40, 40, 24}, 3);
+  spec.deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);  // every variant needs 3 s or more
+  auto admitted = Admit(state_, spec, &record);
+  ASSERT_TRUE(admitted.ok()) << admitted.status().message();
+  ASSERT_TRUE(record.budget_seconds.has_value());
+  EXPECT_LE(*record.budget_seconds, 2.0);
+  CtVolume ct;
+  ct.geometry = admitted.value().volume().geometry;
+  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+  RecordingSink sink;
+  const auto refused = server::Run(state_, admitted.value(), ct, sink, &record);
+  EXPECT_EQ(refused.status().code(), StatusCode::kDeadlineExceeded) << refused.status().message();
+  EXPECT_NE(refused.status().message().find("deadline"), std::string::npos) << refused.status().message();
+  EXPECT_TRUE(sink.stages_.empty());  // never queued
 }
 
 }  // namespace

@@ -134,18 +134,21 @@ TEST(Selector, MinQualityFiltersAndIsValidated) {
   EXPECT_NE(bad.status().message().find("min_quality"), std::string::npos);
 }
 
-TEST(Selector, ARequestCostsAFixedPartPlusItsTilesAndTheFixedPartFollowsRequests) {
+TEST(Selector, ARequestCostsAFixedPartPlusItsTilesTimesTheDevicesLoad) {
   auto m = ThreeVariants();
   m.variants[1].fixed_seconds = 1.0;  // calibrated: 1 s besides the tiles
   VariantSelector selector({0, /*cost_smoothing=*/0.5});
   EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10), 6.0);  // 1 + 10 x 0.5
   EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10, /*slowdown=*/2), 12.0);
-  selector.Observe(m, m.variants[1], 8, 10);  // 3 s besides its 5 s of tiles
-  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 1), 3.5);
-  selector.Observe(m, m.variants[1], 6, 10);  // 1 s, half weight: 2 s
-  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 2), 3.0);
-  selector.Observe(m, m.variants[1], 1, 10);  // faster than its tiles: the fixed part is never negative
-  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 0), 1.0);
+  // A df0.5 request of 10 tiles took 9 s instead of 6: ratio 1.5. The load factor's mean goes
+  // half way (1.25), its deviation to 0.125; the estimate uses mean + 2 x deviation = 1.5.
+  selector.Observe(m, m.variants[1], 9, 10);
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10), 9.0);
+  // Every variant on the device: the original had not run, and is now predicted 1.5 x 10 s.
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[0], 10), 15.0);
+  // Requests as fast as calibrated bring it back: ratio 1, mean 1.125, deviation 0.125.
+  selector.Observe(m, m.variants[1], 6, 10);
+  EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10), 6.0 * 1.375);
 }
 
 TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
@@ -237,8 +240,9 @@ TEST(Selector, SelectDeviceSkipsDevicesWithoutTheMemoryAndRefusesWhenNoneHasIt) 
 TEST(Selector, ObservationsAreKeptPerDevice) {
   TwoDevices d;
   VariantSelector selector({});
-  selector.Observe(d.gpu, d.gpu.variants[0], /*seconds=*/50, /*tiles=*/10);  // 49 s besides 10 x 0.1 s
-  EXPECT_DOUBLE_EQ(selector.RunSeconds(d.gpu, d.gpu.variants[0], 10), 50.0);
+  selector.Observe(d.gpu, d.gpu.variants[0], /*seconds=*/2, /*tiles=*/10);  // twice the calibrated 1 s; weight 0.3
+  // load factor: mean 1.3, deviation 0.3 x 0.7 = 0.21: 1 s x 1.72
+  EXPECT_NEAR(selector.RunSeconds(d.gpu, d.gpu.variants[0], 10), 1.72, 1e-12);
   EXPECT_DOUBLE_EQ(selector.RunSeconds(d.cpu, d.cpu.variants[0], 10), 10.0);
 }
 
