@@ -23,6 +23,11 @@
 //     client. Per load and policy: served, refused, share within the target, p95, variant mix and
 //     the mean quality served (the variants' agreement Dice).
 //
+//   server_bench mixed [--target S] [--seconds 30]
+//     The ramp's model and target: one client sends a 27-tile CT (256 x 256 x 128 at 1.5 x 1.5 x 3
+//     mm) again and again while two clients send the ramp's one-tile CT in a closed loop. Per
+//     policy: the one-tile requests' p50/p95 and share within the target, the big CT's times.
+//
 //   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1] [--policies auto,original]
 //     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
 //     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
@@ -361,6 +366,43 @@ int OpenLoop(double target_option, double seconds, const std::vector<double>& lo
   return 0;
 }
 
+int Mixed(double target_option, double seconds, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option);
+  const CtVolume big = bench::SyntheticCt(128, 256, {1.5, 1.5, 3.0});
+  std::printf("\nlatency target %.2f s; one client sends a %lldx%lldx%lld CT, two send one-tile CTs, %.0f s per policy\n", setup.target,
+              static_cast<long long>(big.geometry.size[0]), static_cast<long long>(big.geometry.size[1]),
+              static_cast<long long>(big.geometry.size[2]), seconds);
+  std::printf("%-9s %-10s %-34s %8s %8s %10s %8s %7s\n", "variant", "requests", "variant mix", "p50 s", "p95 s", "in target", "quality",
+              "errors");
+  for (const std::string& policy : policies) {
+    auto server = StartServer(setup.store, setup.target);
+    std::mutex mutex;
+    std::vector<Outcome> small, large;
+    std::atomic<bool> stop{false};
+    const auto loop = [&](const CtVolume& ct, std::vector<Outcome>* out) {
+      auto client = ConnectTo(server->port());
+      client::SegmentOptions so;
+      so.variant = policy;
+      while (!stop) {
+        const auto sent = SteadyClock::now();
+        auto result = client->Segment(ct, so);
+        std::lock_guard<std::mutex> lock(mutex);
+        out->push_back({Since(sent), result.ok() ? result.value().variant : "", result.ok(),
+                        result.ok() ? result.value().timings : tuckerseg::v1::Timings()});
+      }
+    };
+    std::vector<std::thread> clients;
+    clients.emplace_back(loop, std::cref(big), &large);
+    for (int c = 0; c < 2; ++c) clients.emplace_back(loop, std::cref(setup.ct), &small);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop = true;
+    for (auto& t : clients) t.join();
+    std::printf("%-9s %-10s %s\n", policy.c_str(), "one-tile", Summary(small, setup.target, setup.quality).c_str());
+    std::printf("%-9s %-10s %s\n", policy.c_str(), "27-tile", Summary(large, setup.target, setup.quality).c_str());
+  }
+  return 0;
+}
+
 // Sum of tuckerseg_requests_total over all label sets on one replica's /metrics (0 when it is gone).
 double RequestsServed(int metrics_port) {
   const auto text = tucker_seg::testing::HttpGet(metrics_port, "/metrics");
@@ -586,7 +628,7 @@ int Overload(double seconds, int clients, double load, double target) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: server_bench overhead|ramp|open|cluster|overload [options]\n");
+    std::fprintf(stderr, "usage: server_bench overhead|ramp|open|mixed|cluster|overload [options]\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -618,6 +660,7 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == "cluster") return Cluster(target, requests);
+  if (mode == "mixed") return Mixed(target, seconds_given ? seconds : 30, policies.empty() ? Split("auto,original,df0.1") : policies);
   if (mode == "open") return OpenLoop(target, seconds_given ? seconds : 40, loads, policies.empty() ? Split("auto,original,df0.1") : policies);
   if (mode == "overload") return Overload(seconds, clients, load, target);
   return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels, policies.empty() ? Split("auto,original") : policies) : 2;
