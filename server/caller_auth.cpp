@@ -1,7 +1,6 @@
 #include "server/caller_auth.h"
 
 #include <fstream>
-#include <optional>
 
 #include "server/grpc_status.h"
 
@@ -60,9 +59,9 @@ class BearerTokenProcessor final : public grpc::AuthMetadataProcessor {
     const auto path = metadata.find(":path");
     if (path != metadata.end() && path->second.starts_with("/grpc.health.v1.Health/")) return grpc::Status::OK;
     const auto found = metadata.find("authorization");
-    const std::optional<std::string> value =
-        found == metadata.end() ? std::nullopt : std::optional<std::string>(std::string(found->second.data(), found->second.size()));
-    return ToGrpc(auth_.Check(value ? &*value : nullptr));
+    if (found == metadata.end()) return ToGrpc(auth_.Check(nullptr));
+    const std::string value(found->second.data(), found->second.size());
+    return ToGrpc(auth_.Check(&value));
   }
 
  private:

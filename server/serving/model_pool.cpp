@@ -1,7 +1,5 @@
 #include "server/serving/model_pool.h"
 
-#include "model_store/inference/predictor.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +8,7 @@
 #include <torch/utils.h>
 
 #include "model_store/format/variant_manifest.h"
+#include "model_store/inference/predictor.h"
 #include "model_store/network/loaded_model.h"
 
 namespace tucker_seg::server {

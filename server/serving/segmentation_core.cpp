@@ -199,7 +199,7 @@ const VariantEntry& FastestSelectable(const ModelEntry& m) {
 // and records the metrics; the variant is chosen when a worker takes it. The call's other parts
 // are independent of this one.
 Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const std::vector<std::shared_ptr<const ModelCatalog>>& catalogs,
-                           const ModelEntry& m, const RequestSpec& spec, Clock::TimePoint admitted_at,
+                           const ModelEntry& m, const RequestSpec& spec, Clock::TimePoint due,
                            const std::vector<int64_t>& roi_outputs, CtVolume ct) {
   SelectionRequest wanted;
   wanted.variant = spec.variant;
@@ -217,16 +217,8 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
   const ModelEntry& placed_model = *candidates[placement.device].model;
   wanted.slowdown = std::max(1.0, candidates[placement.device].slowdown);
 
-  // When its budget ends: the latency target counts from admission, the deadline is the client's.
-  const Clock& clock = *state.clock;
   WorkItem item;
-  const auto after = [&clock](double seconds) {
-    return clock.Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(seconds));
-  };
-  if (const double target = state.selector->latency_target_seconds(); target > 0) {
-    item.due = admitted_at + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(target));
-  }
-  if (wanted.deadline_seconds) item.due = std::min(item.due, after(*wanted.deadline_seconds));
+  item.due = due;
   TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> allowed, state.selector->Candidates(placed_model, wanted));
   item.fastest_seconds = kNoBudget;
   const VariantEntry* fastest = allowed[0];
@@ -334,10 +326,13 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   a.in_flight_ = std::make_unique<GaugeHold>(state.metrics->in_flight());
   a.reserved_bytes_ = std::make_unique<GaugeHold>(state.metrics->memory_reserved_bytes(), static_cast<double>(a.memory_.bytes()));
   a.spec_ = spec;
-  a.admitted_at_ = state.clock->Now();
+  // The budget, counted from now: the latency target or the client's deadline, whichever is sooner.
   SelectionRequest budgeted;
   if (spec.deadline) budgeted.deadline_seconds = std::chrono::duration<double>(*spec.deadline - std::chrono::system_clock::now()).count();
   record->budget_seconds = state.selector->BudgetSeconds(budgeted);
+  if (record->budget_seconds) {
+    a.due_ = state.clock->Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(*record->budget_seconds));
+  }
   return a;
 }
 
@@ -354,7 +349,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
   for (size_t i = 0; i < parts.size(); ++i) {
     if (roi && roi_outputs[i].empty()) continue;  // none of the ROI classes comes from this part
     const bool last = i == last_part;
-    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, progress, admission.catalogs_, *parts[i], admission.spec_, admission.admitted_at_,
+    TS_ASSIGN_OR_RETURN(PartResult part, RunPart(state, progress, admission.catalogs_, *parts[i], admission.spec_, admission.due_,
                                                  roi_outputs[i], last ? std::move(ct) : ct));
     const std::string prefix = composite ? composite->spec.parts[i] + ":" : "";
     const std::string separator = variants.empty() ? "" : ",";

@@ -81,7 +81,7 @@ class Admission {
   const CompositeEntry* composite_ = nullptr;
   std::vector<const ModelEntry*> parts_;
   std::vector<std::vector<int64_t>> roi_outputs_;  // per part: the outputs --roi-subset asks of it
-  Clock::TimePoint admitted_at_;                   // where the latency target counts from
+  Clock::TimePoint due_ = Clock::TimePoint::max();  // when its budget ends; max(): no budget
   MemoryBudget::Reservation memory_;
   std::unique_ptr<GaugeHold> in_flight_, reserved_bytes_;
 };

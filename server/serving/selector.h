@@ -60,7 +60,6 @@ struct Placement {
 class VariantSelector {
  public:
   explicit VariantSelector(SelectorOptions options) : options_(options) {}
-  double latency_target_seconds() const { return options_.latency_target_seconds; }
 
   // The server's latency target and the request's deadline, whichever is sooner; none: nullopt.
   std::optional<double> BudgetSeconds(const SelectionRequest& request) const;
