@@ -24,6 +24,7 @@
 #include "model_store/import/nnunet_import.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/network/device.h"
+#include "model_store/network/executor.h"
 #include "model_store/network/loaded_model.h"
 
 using namespace tucker_seg;
@@ -39,7 +40,7 @@ struct NamedModel {
 // Waits for the device: reading one value back synchronises a CUDA stream.
 void Sync(const torch::Tensor& t) { (void)t.flatten()[0].item<float>(); }
 
-double MedianSeconds(const PlainConvUNet& net, const torch::Tensor& x, int repeats) {
+double MedianSeconds(const NetworkExecutor& net, const torch::Tensor& x, int repeats) {
   torch::NoGradGuard no_grad;
   for (int i = 0; i < 2; ++i) Sync(net.Forward(x));  // warm-up (cuDNN picks its algorithms here)
   std::vector<double> t;
@@ -92,12 +93,12 @@ bool Parity(const torch::Device& device, const std::vector<Precision>& precision
     const auto& p = m.info.patch_size;
     torch::manual_seed(11);
     const auto x = torch::randn({1, m.info.network.input_channels, p[0], p[1], p[2]});
-    const auto reference = m.network.Forward(x);
+    const auto reference = MakeExecutor(m.network)->Forward(x);
     const double scale = std::max(1e-12, reference.abs().max().item<double>());
     for (Precision precision : precisions) {
       const auto dtype = ScalarTypeOf(precision);
       const PlainConvUNet there = m.network.To(device, dtype);
-      const auto y = there.Forward(x.to(device).to(dtype)).to(torch::kCPU).to(torch::kFloat32);
+      const auto y = MakeExecutor(there)->Forward(x.to(device).to(dtype)).to(torch::kCPU).to(torch::kFloat32);
       const double max_abs = (y - reference).abs().max().item<double>();
       const double agreement = ArgmaxAgreement(y, reference);
       const bool pass = precision != Precision::kFloat32 || (max_abs / scale <= 1e-3 && agreement >= 0.999);
@@ -116,12 +117,13 @@ bool WholeCtParity(const torch::Device& device) {
     return false;
   }
   const CtVolume ct = bench::SyntheticCt(60);
-  UNetPatchNetwork cpu_net(m.value().network);
+  const auto cpu_executor = m.value().Executor();
+  UNetPatchNetwork cpu_net(*cpu_executor);
   const auto start_cpu = std::chrono::steady_clock::now();
   auto on_cpu = Predict(m.value().info, cpu_net, ct, {});
   const double cpu_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_cpu).count();
-  const PlainConvUNet there = m.value().network.To(device, torch::kFloat32);
-  UNetPatchNetwork device_net(there);
+  const auto device_executor = MakeExecutor(m.value().network.To(device, torch::kFloat32));
+  UNetPatchNetwork device_net(*device_executor);
   PredictionOptions generic;
   generic.cpu_export_kernel = false;
   const auto start_device = std::chrono::steady_clock::now();
@@ -187,7 +189,7 @@ void Timing(const torch::Device& device, const std::vector<Precision>& precision
       const auto dtype = ScalarTypeOf(precisions[i]);
       const PlainConvUNet there = net.To(device, dtype);
       const auto x = torch::randn({1, 1, patch[0], patch[1], patch[2]}).to(device).to(dtype);
-      const double t = MedianSeconds(there, x, repeats);
+      const double t = MedianSeconds(*MakeExecutor(there), x, repeats);
       if (df == 1.0) base[i] = t;
       std::printf(" %10.4f %7.2fx", t, base[i] / t);
     }

@@ -1,6 +1,6 @@
 // One-patch forward time of the TotalSegmentator-shaped 3 mm network on CPU, against this
 // machine's limit (oneDNN's float32 matmul, measured in the same run): LibTorch's own ops, LibTorch
-// with the earlier fast paths, and the oneDNN engine, with the top operations of each by time.
+// with 1x1x1 and upsampling convolutions as matrix products, and the oneDNN engine, with the top operations of each by time.
 // Prints tables; asserts nothing.
 //
 //   build/bench/network_forward_bench [--threads 2] [--repeats 3] [--architecture file.json] [--patch Z,Y,X]
@@ -15,6 +15,7 @@
 
 #include "model_store/cpu_engine/gemm_peak.h"
 #include "model_store/format/model.h"
+#include "model_store/network/executor.h"
 #include "model_store/network/network.h"
 
 using namespace tucker_seg;
@@ -72,22 +73,15 @@ int main(int argc, char** argv) {
   const auto x = torch::randn({1, config.input_channels, patch[0], patch[1], patch[2]});
   struct Row {
     const char* name;
-    PlainConvUNet net;  // its own copy: changing a network's options drops the engine's graphs
+    std::shared_ptr<const NetworkExecutor> executor;
     std::vector<double> times;
   };
-  auto with = [&](const ExecutionOptions& o) {
-    PlainConvUNet copy = net.value();
-    copy.set_execution_options(o);
-    return copy;
-  };
-  ExecutionOptions eager, fast_paths, engine;
-  eager.fast_paths = eager.cpu_engine = false;
-  fast_paths.cpu_engine = false;
-  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", with(eager), {}}, {"LibTorch + fast paths", with(fast_paths), {}},
-                           {"tucker-seg engine (oneDNN)", with(engine), {}}};
-  for (auto& r : rows) r.net.Forward(x);  // warm-up (the engine builds its graph)
+  std::vector<Row> rows = {{"LibTorch ops (eager baseline)", MakeExecutor(net.value(), {Backend::kLibTorchReference}), {}},
+                           {"LibTorch + matmul rewrites", MakeExecutor(net.value(), {Backend::kLibTorch}), {}},
+                           {"tucker-seg engine (oneDNN)", MakeExecutor(net.value()), {}}};
+  for (auto& r : rows) r.executor->Forward(x);  // warm-up (the engine builds its graph)
   for (int i = 0; i < repeats; ++i) {
-    for (auto& r : rows) r.times.push_back(Seconds([&] { r.net.Forward(x); }));  // interleaved
+    for (auto& r : rows) r.times.push_back(Seconds([&] { r.executor->Forward(x); }));  // interleaved
   }
 
   std::printf("\nmachine limit: oneDNN matmul 4096^3 float32: %.1f GFLOP/s (%s)\n\n", peak.gflops, peak.kernel.c_str());
@@ -101,7 +95,7 @@ int main(int argc, char** argv) {
 
   for (const auto& r : rows) {
     OpProfile profile;
-    const double total = Seconds([&] { r.net.Forward(x, &profile); });
+    const double total = Seconds([&] { r.executor->Forward(x, &profile); });
     std::vector<std::pair<std::string, OpProfile::Entry>> ops(profile.entries().begin(), profile.entries().end());
     std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
     std::printf("\ntop operations, %s (one profiled pass, %.2f s):\n", r.name, total);

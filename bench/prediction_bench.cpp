@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
   const double rss_input = PeakRssMiB();
   PredictionOptions options;
   options.window.step = step;
-  UNetPatchNetwork patch_net(net);
+  const auto executor = MakeExecutor(net);
+  UNetPatchNetwork patch_net(*executor);
   const auto start = std::chrono::steady_clock::now();
   auto p = Predict(info, patch_net, ct, options);
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -122,7 +122,7 @@ int Overhead(int64_t slices, int repeats) {
   tuckerseg::v1::Timings last;
   for (int r = 0; r < repeats; ++r) {
     auto start = SteadyClock::now();
-    UNetPatchNetwork net(*original->network);
+    UNetPatchNetwork net(*original->executor);
     auto p = Predict(original->info, net, ct, {});
     local.push_back(Since(start));
     start = SteadyClock::now();
@@ -164,7 +164,7 @@ std::string BuildRampStore(const CtVolume& probe_ct) {
   original.weights = PlainConvUNet::RandomWeights(original.info.network, 3);
   if (Status s = SaveModel(original, dir.string()); !s.ok()) std::exit((std::fprintf(stderr, "%s\n", s.message().c_str()), 1));
   const auto reference = PlainConvUNet::Create(original.info.network, original.weights).value();
-  const auto ref_labels = Predict(original.info, UNetPatchNetwork(reference), probe_ct, {}).value().labels;
+  const auto ref_labels = Predict(original.info, UNetPatchNetwork(*MakeExecutor(reference)), probe_ct, {}).value().labels;
   LabelValues ref_values;
   ref_values.geometry = ref_labels.geometry;
   ref_values.voxels.assign(ref_labels.voxels.begin(), ref_labels.voxels.end());
@@ -177,7 +177,7 @@ std::string BuildRampStore(const CtVolume& probe_ct) {
     o.tucker.max_iterations = 0;
     auto v = CompressModel(original, o).value();
     const auto net = PlainConvUNet::Create(v.model.info.network, v.model.weights).value();
-    const auto labels = Predict(v.model.info, UNetPatchNetwork(net), probe_ct, {}).value().labels;
+    const auto labels = Predict(v.model.info, UNetPatchNetwork(*MakeExecutor(net)), probe_ct, {}).value().labels;
     double agreement = 0;
     const auto dice = DicePerLabel(labels, ref_values, ids);
     for (const auto& [id, d] : dice) agreement += d;

@@ -20,13 +20,14 @@
 #include "model_store/compression/compress.h"
 #include "model_store/cpu_engine/gemm_peak.h"
 #include "model_store/cpu_engine/onednn_graph.h"
+#include "model_store/network/executor.h"
 #include "model_store/network/runtime.h"
 
 using namespace tucker_seg;
 
 namespace {
 
-double Seconds(const PlainConvUNet& net, const torch::Tensor& x) {
+double Seconds(const NetworkExecutor& net, const torch::Tensor& x) {
   const auto start = std::chrono::steady_clock::now();
   net.Forward(x);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -34,7 +35,7 @@ double Seconds(const PlainConvUNet& net, const torch::Tensor& x) {
 
 struct Row {
   std::string name;
-  PlainConvUNet net;
+  std::shared_ptr<const NetworkExecutor> net;  // the CPU engine, float32
   int64_t parameters = 0, macs = 0;
   double mac_ratio = 1;
   double first = 0;            // the first run: builds the engine graph
@@ -47,13 +48,11 @@ struct Row {
   }
 };
 
-PlainConvUNet WithOptions(const PlainConvUNet& net, bool engine, bool bf16) {
-  PlainConvUNet copy = net;
-  ExecutionOptions o;
-  o.cpu_engine = engine;
+std::shared_ptr<const NetworkExecutor> WithOptions(const NetworkExecutor& net, Backend backend, bool bf16) {
+  ExecutorOptions o;
+  o.backend = backend;
   o.cpu_bf16 = bf16;
-  copy.set_execution_options(o);
-  return copy;
+  return MakeExecutor(net.network(), o);
 }
 
 // Mean over classes (present in either) of the Dice between two label maps.
@@ -70,7 +69,7 @@ double MeanDice(const torch::Tensor& a, const torch::Tensor& b, int64_t classes)
   return n ? sum / n : 1.0;
 }
 
-void PrintProfile(const std::string& name, const PlainConvUNet& net, const torch::Tensor& x, double peak) {
+void PrintProfile(const std::string& name, const NetworkExecutor& net, const torch::Tensor& x, double peak) {
   OpProfile profile;
   const auto start = std::chrono::steady_clock::now();
   net.Forward(x, &profile);
@@ -133,9 +132,9 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   {
-    Row r{"original", PlainConvUNet::Create(original.info.network, original.weights).value(), 0, 0, 1.0, 0.0, {}};
-    for (const auto& l : r.net.Cost(patch)) r.macs += l.macs;
-    r.parameters = r.net.NumParameters();
+    Row r{"original", MakeExecutor(PlainConvUNet::Create(original.info.network, original.weights).value()), 0, 0, 1.0, 0.0, {}};
+    for (const auto& l : r.net->network().Cost(patch)) r.macs += l.macs;
+    r.parameters = r.net->network().NumParameters();
     rows.push_back(std::move(r));
   }
   for (double df : {0.5, 0.3, 0.1}) {
@@ -144,7 +143,7 @@ int main(int argc, char** argv) {
     o.tucker.max_iterations = 0;
     auto v = CompressModel(original, o).value();
     if (!save_dir.empty()) (void)SaveModel(v.model, save_dir + "/" + o.VariantName());
-    Row r{o.VariantName(), PlainConvUNet::Create(v.model.info.network, v.model.weights).value(), 0, 0, 1.0, 0.0, {}};
+    Row r{o.VariantName(), MakeExecutor(PlainConvUNet::Create(v.model.info.network, v.model.weights).value()), 0, 0, 1.0, 0.0, {}};
     r.parameters = v.manifest.parameters;
     r.macs = v.manifest.macs;
     r.mac_ratio = v.manifest.mac_ratio;
@@ -156,14 +155,14 @@ int main(int argc, char** argv) {
   const auto x = torch::randn({1, 1, patch[0], patch[1], patch[2]});
   if (profile_only) {
     for (auto& r : rows) {
-      (void)Seconds(r.net, x);
-      PrintProfile(r.name, r.net, x, peak.gflops);
+      (void)Seconds(*r.net, x);
+      PrintProfile(r.name, *r.net, x, peak.gflops);
     }
     return 0;
   }
-  for (auto& r : rows) r.first = Seconds(r.net, x);
+  for (auto& r : rows) r.first = Seconds(*r.net, x);
   for (int rep = 0; rep < repeats; ++rep)
-    for (auto& r : rows) r.times.push_back(Seconds(r.net, x));
+    for (auto& r : rows) r.times.push_back(Seconds(*r.net, x));
 
   const double base = rows[0].Median();
   std::printf("\nengine, float32, %d warm runs each, interleaved (first run: builds the graph):\n", repeats);
@@ -180,9 +179,9 @@ int main(int argc, char** argv) {
   std::printf("\nthread scaling (median of %d, after one warm-up):\n%-9s %10s %10s %8s\n", std::max(1, repeats - 1), "variant",
               "1 thread s", (std::to_string(threads) + " threads s").c_str(), "scaling");
   for (auto& r : rows) {
-    (void)Seconds(r.net, x);
+    (void)Seconds(*r.net, x);
     std::vector<double> t;
-    for (int i = 0; i < std::max(1, repeats - 1); ++i) t.push_back(Seconds(r.net, x));
+    for (int i = 0; i < std::max(1, repeats - 1); ++i) t.push_back(Seconds(*r.net, x));
     std::sort(t.begin(), t.end());
     std::printf("%-9s %10.3f %10.3f %7.2fx\n", r.name.c_str(), t[t.size() / 2], r.Median(), t[t.size() / 2] / r.Median());
   }
@@ -192,29 +191,29 @@ int main(int argc, char** argv) {
     std::printf("\nengine, bf16 (activations and weights; statistics and logits float32), median of %d:\n", repeats);
     std::printf("%-9s %8s %10s %10s %18s\n", "variant", "bf16 s", "vs fp32", "vs original", "argmax mean Dice");
     for (auto& r : rows) {
-      const PlainConvUNet half = WithOptions(r.net, true, true);
-      (void)Seconds(half, x);
+      const auto half = WithOptions(*r.net, Backend::kAuto, true);
+      (void)Seconds(*half, x);
       std::vector<double> t;
-      for (int i = 0; i < repeats; ++i) t.push_back(Seconds(half, x));
+      for (int i = 0; i < repeats; ++i) t.push_back(Seconds(*half, x));
       std::sort(t.begin(), t.end());
-      const auto ref = r.net.Forward(x).argmax(1), got = half.Forward(x).argmax(1);
+      const auto ref = r.net->Forward(x).argmax(1).clone(), got = half->Forward(x).argmax(1);
       std::printf("%-9s %8.3f %9.2fx %9.2fx %18.4f\n", r.name.c_str(), t[t.size() / 2], r.Median() / t[t.size() / 2], base / t[t.size() / 2],
-                  MeanDice(got, ref, r.net.config().num_classes));
+                  MeanDice(got, ref, r.net->network().config().num_classes));
     }
   }
 
   if (libtorch) {
-    std::printf("\nLibTorch's ops with the previous fast paths (what the engine replaced), one warm run:\n%-9s %10s %12s\n", "variant",
+    std::printf("\nLibTorch's ops with matmul rewrites (what the engine replaced), one warm run:\n%-9s %10s %12s\n", "variant",
                 "seconds", "engine gain");
     for (const auto& r : rows) {
-      const PlainConvUNet old = WithOptions(r.net, false, false);
-      (void)Seconds(old, x);
-      const double t = Seconds(old, x);
+      const auto old = WithOptions(*r.net, Backend::kLibTorch, false);
+      (void)Seconds(*old, x);
+      const double t = Seconds(*old, x);
       std::printf("%-9s %10.2f %11.2fx\n", r.name.c_str(), t, t / r.Median());
     }
   }
 
-  PrintProfile("original", rows[0].net, x, peak.gflops);
-  PrintProfile("df0.3", rows[2].net, x, peak.gflops);
+  PrintProfile("original", *rows[0].net, x, peak.gflops);
+  PrintProfile("df0.3", *rows[2].net, x, peak.gflops);
   return 0;
 }

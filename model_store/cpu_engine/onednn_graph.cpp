@@ -57,18 +57,15 @@ struct Graph::Impl {
       return memory::desc(Dims5(channels, size), type, ncdhw ? Tag::ncdhw : Tag::ndhwc);
     }
   };
+  // What the graph records as it is built; Finish compiles each into one of the kernels below.
   // A convolution (or transposed one) of one source into dst; `accumulate` adds to dst.
   struct ConvStep {
     Value src = -1, dst = -1;
     ConvSpec spec;
-    std::vector<float> weight, bias;  // owned copies until Finish builds the primitive
+    std::vector<float> weight, bias;  // owned copies until Finish builds the kernel
     bool accumulate = false;
-    bool upsampling = false;  // stride = kernel, no padding: our own kernel keeps the weights
-    std::shared_ptr<ThinConv> thin;  // a thin 3x3x3 convolution on our own kernel
     std::string op;
     int64_t macs = 0;
-    dnnl::primitive primitive;
-    memory weights_mem, bias_mem;
   };
   struct NormStep {
     Value x = -1;
@@ -86,18 +83,75 @@ struct Graph::Impl {
     std::string op;
     int64_t macs = 0;
   };
+  using Step = std::variant<ConvStep, NormStep, NormProjectionStep>;
+
+  // The compiled steps, one type per kernel, their jobs complete but for the data pointers of
+  // the caller's input and output, which Run sets.
+  struct Profiled {
+    std::string op;
+    int64_t macs = 0;
+  };
+  struct OnednnConv : Profiled {  // oneDNN's convolution or deconvolution primitive
+    dnnl::primitive primitive;
+    std::unordered_map<int, memory> args;
+    void Run(Impl& im, float*) { primitive.execute(im.stream, args); }
+  };
+  struct ThinConvKernel : Profiled {  // thin_conv.h
+    std::shared_ptr<ThinConv> kernel;
+    memory src, dst;
+    bool accumulate = false;
+    void Run(Impl& im, float*) {
+      im.stream.wait();
+      kernel->Run(static_cast<const float*>(src.get_data_handle()), static_cast<float*>(dst.get_data_handle()), accumulate);
+    }
+  };
+  struct UpsamplingKernel : Profiled {  // strided_transposed_conv.h
+    StridedTransposedConv job;
+    std::vector<float> weight, bias;  // what job points at
+    memory src, dst;
+    void Run(Impl& im, float*) {
+      im.stream.wait();
+      job.input = src.get_data_handle();
+      job.output = dst.get_data_handle();
+      RunStridedTransposedConv(job);
+    }
+  };
+  struct NormKernel : Profiled {  // norm_kernels.h
+    NormStep step;
+    memory x;
+    bool bf16 = false;
+    int64_t voxels = 0, channels = 0;
+    void Run(Impl& im, float*) {
+      im.stream.wait();
+      InstanceNormLeakyReluChannelsLast(x.get_data_handle(), bf16, voxels, channels, step.gamma.empty() ? nullptr : step.gamma.data(),
+                                        step.beta.empty() ? nullptr : step.beta.data(), step.eps, step.slope);
+    }
+  };
+  struct NormProjectionKernel : Profiled {  // norm_projection.h
+    NormProjectionStep step;  // owns what job points at
+    NormProjection job;
+    memory x;
+    std::vector<memory> outputs;  // empty for the output written into Run's NCDHW logits
+    void Run(Impl& im, float* output) {
+      im.stream.wait();
+      job.input = x.get_data_handle();
+      for (size_t i = 0; i < outputs.size(); ++i) job.outputs[i].data = job.outputs[i].ncdhw ? static_cast<void*>(output) : outputs[i].get_data_handle();
+      RunNormProjection(job);
+    }
+  };
+  using Kernel = std::variant<OnednnConv, ThinConvKernel, UpsamplingKernel, NormKernel, NormProjectionKernel>;
   struct InputStep {  // the caller's float32 NCDHW into the input activation
     Value dst = -1;
     dnnl::reorder primitive;
     memory user;
   };
-  using Step = std::variant<ConvStep, NormStep, NormProjectionStep>;
 
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   Dt type = Dt::f32;
   std::vector<ValueInfo> values;
-  std::vector<Step> steps;
+  std::vector<Step> steps;     // as built
+  std::vector<Kernel> kernels;  // after Finish, one per step
   std::optional<InputStep> input_step;  // unset: the input is read where it lies
   // The result, from its channels-last buffer into the caller's NCDHW logits.
   dnnl::reorder output_reorder;
@@ -143,20 +197,39 @@ struct Graph::Impl {
     for (size_t v = 0; v < values.size(); ++v) values[v].rows = rows[v];
   }
 
-  Status BuildConv(ConvStep* s) {
-    const ValueInfo& src = values[s->src];
-    const ValueInfo& dst = values[s->dst];
-    const ConvSpec& c = s->spec;
+  // The kernel for a convolution step, once layouts and buffers are fixed.
+  Result<Kernel> CompileConv(ConvStep& s) {
+    const ValueInfo& src = values[s.src];
+    const ValueInfo& dst = values[s.dst];
+    const ConvSpec& c = s.spec;
     if (c.transposed && c.stride == c.kernel && c.padding == Int3{0, 0, 0} && src.type == dst.type) {
-      s->upsampling = true;
-      return Status::Ok();
+      UpsamplingKernel k;
+      k.op = s.op;
+      k.macs = s.macs;
+      k.weight = std::move(s.weight);
+      k.bias = std::move(s.bias);
+      k.src = src.mem;
+      k.dst = dst.mem;
+      k.job.bf16 = src.type == Dt::bf16;
+      k.job.in_size = src.size;
+      k.job.in_channels = c.in_channels;
+      k.job.out_channels = c.out_channels;
+      k.job.kernel = c.kernel;
+      k.job.weight = k.weight.data();  // a vector's buffer stays put when the kernel is moved
+      k.job.bias = k.bias.empty() ? nullptr : k.bias.data();
+      k.job.accumulate = s.accumulate;
+      return Kernel(std::move(k));
     }
-    if (IsThin(*s)) {
-      s->thin = std::make_shared<ThinConv>(c.in_channels, c.out_channels, src.size, s->weight.data(),
-                                           s->bias.empty() ? nullptr : s->bias.data(), src.rows, dst.rows);
-      s->weight = {};
-      s->bias = {};
-      return Status::Ok();
+    if (IsThin(s)) {
+      ThinConvKernel k;
+      k.op = s.op;
+      k.macs = s.macs;
+      k.kernel = std::make_shared<ThinConv>(c.in_channels, c.out_channels, src.size, s.weight.data(),
+                                            s.bias.empty() ? nullptr : s.bias.data(), src.rows, dst.rows);
+      k.src = src.mem;
+      k.dst = dst.mem;
+      k.accumulate = s.accumulate;
+      return Kernel(std::move(k));
     }
     const memory::dims w_dims{c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], c.kernel[2]};
     const memory::desc w_any(w_dims, type, Tag::any);
@@ -168,48 +241,94 @@ struct Graph::Impl {
                               : (dst.size[a] - 1) * c.stride[a] + c.kernel[a] - src.size[a] - c.padding[a];
     }
     dnnl::primitive_attr attr;
-    if (s->accumulate) {
+    if (s.accumulate) {
       dnnl::post_ops ops;
       ops.append_sum(1.0f);
       attr.set_post_ops(ops);
     }
-    const bool with_bias = !s->bias.empty();
+    const bool with_bias = !s.bias.empty();
     const memory::desc bias_md = with_bias ? b_md : memory::desc();  // a zero descriptor: no bias
     memory::desc weights_md;
     std::string impl;
+    OnednnConv k;
+    k.op = s.op;
+    k.macs = s.macs;
     try {
       if (c.transposed) {
         impl = MakePrimitive<dnnl::deconvolution_forward>(
             {dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct, src.desc(), w_any, bias_md, dst.desc(),
              strides, pad_l, pad_r},
-            attr, &weights_md, &s->primitive);
+            attr, &weights_md, &k.primitive);
       } else {
         impl = MakePrimitive<dnnl::convolution_forward>(
             {dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src.desc(), w_any, bias_md, dst.desc(),
              strides, pad_l, pad_r},
-            attr, &weights_md, &s->primitive);
+            attr, &weights_md, &k.primitive);
       }
     } catch (const dnnl::error& e) {
-      return Unimplemented("oneDNN cannot run " + s->op + " (" + std::to_string(c.in_channels) + "->" + std::to_string(c.out_channels) +
+      return Unimplemented("oneDNN cannot run " + s.op + " (" + std::to_string(c.in_channels) + "->" + std::to_string(c.out_channels) +
                            " on " + ToText(src.size) + "): " + e.what());
     }
     if (std::string_view(impl).substr(0, 3) == "ref") {
-      return Unimplemented("oneDNN has only its reference kernel for " + s->op + " (" + std::to_string(c.in_channels) + "->" +
+      return Unimplemented("oneDNN has only its reference kernel for " + s.op + " (" + std::to_string(c.in_channels) + "->" +
                            std::to_string(c.out_channels) + " on " + ToText(src.size) + ")");
     }
     // LibTorch's layouts: conv (out, in, k) = oidhw; transposed conv (in, out, k) = iodhw.
     const memory::desc user_md(w_dims, Dt::f32, c.transposed ? Tag::iodhw : Tag::oidhw);
-    memory user(user_md, engine, s->weight.data());
-    s->weights_mem = memory(weights_md, engine);
-    dnnl::reorder(user, s->weights_mem).execute(stream, user, s->weights_mem);
+    memory user(user_md, engine, s.weight.data());
+    memory weights(weights_md, engine);
+    dnnl::reorder(user, weights).execute(stream, user, weights);
+    k.args = {{DNNL_ARG_SRC, src.mem}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst.mem}};
     if (with_bias) {
-      s->bias_mem = memory(b_md, engine);
-      std::copy(s->bias.begin(), s->bias.end(), static_cast<float*>(s->bias_mem.get_data_handle()));
+      memory bias(b_md, engine);
+      std::copy(s.bias.begin(), s.bias.end(), static_cast<float*>(bias.get_data_handle()));
+      k.args.emplace(DNNL_ARG_BIAS, bias);
     }
     stream.wait();
-    s->weight = {};
-    s->bias = {};
-    return Status::Ok();
+    return Kernel(std::move(k));
+  }
+
+  Kernel CompileNorm(NormStep& s) {
+    const ValueInfo& v = values[s.x];
+    NormKernel k;
+    k.op = "instance norm + leaky relu";
+    k.step = std::move(s);
+    k.x = v.mem;
+    k.bf16 = v.type == Dt::bf16;
+    k.voxels = v.voxels();
+    k.channels = v.channels;
+    return k;
+  }
+
+  Kernel CompileNormProjection(NormProjectionStep& s) {
+    NormProjectionKernel k;
+    k.op = s.op;
+    k.macs = s.macs;
+    k.step = std::move(s);
+    const NormProjectionStep& p = k.step;
+    const ValueInfo& x = values[p.x];
+    k.x = x.mem;
+    NormProjection& job = k.job;
+    job.bf16 = x.type == Dt::bf16;
+    job.input_row_width = x.rows ? x.size[2] : 0;
+    job.voxels = x.voxels();
+    job.input_channels = x.channels;
+    if (!p.expansion_weight.empty()) {
+      job.expansion_weight = p.expansion_weight.data();
+      job.expansion_bias = p.expansion_bias.empty() ? nullptr : p.expansion_bias.data();
+    }
+    job.channels = p.channels;
+    job.gamma = p.gamma.empty() ? nullptr : p.gamma.data();
+    job.beta = p.beta.empty() ? nullptr : p.beta.data();
+    job.eps = p.eps;
+    job.slope = p.slope;
+    for (size_t i = 0; i < p.outputs.size(); ++i) {
+      const ValueInfo& out = values[p.outputs[i]];
+      job.outputs.push_back({out.channels, p.weights[i].data(), p.biases[i].empty() ? nullptr : p.biases[i].data(), nullptr, out.ncdhw,
+                             out.rows ? out.size[2] : 0});
+      k.outputs.push_back(out.mem);
+    }
+    return k;
   }
 
   // Buffers are reused: a value takes the smallest free buffer that fits once the values
@@ -436,10 +555,18 @@ Status Graph::Finish(Value output) {
     }, im.steps[i]);
   }
   im.ChooseLayouts();
-  for (auto& step : im.steps) {
-    if (auto* c = std::get_if<Impl::ConvStep>(&step)) TS_RETURN_IF_ERROR(im.BuildConv(c));
-  }
   im.AssignBuffers();
+  for (auto& step : im.steps) {
+    if (auto* c = std::get_if<Impl::ConvStep>(&step)) {
+      TS_ASSIGN_OR_RETURN(Impl::Kernel k, im.CompileConv(*c));
+      im.kernels.push_back(std::move(k));
+    } else if (auto* n = std::get_if<Impl::NormStep>(&step)) {
+      im.kernels.push_back(im.CompileNorm(*n));
+    } else {
+      im.kernels.push_back(im.CompileNormProjection(std::get<Impl::NormProjectionStep>(step)));
+    }
+  }
+  im.steps.clear();  // compiled: their weights now live in the kernels
   if (!im.values[output].ncdhw) {
     const auto& v = im.values[output];
     im.output_user = memory(memory::desc(Dims5(v.channels, v.size), Dt::f32, Tag::ncdhw), im.engine, DNNL_MEMORY_NONE);
@@ -476,80 +603,13 @@ void Graph::Run(const float* input, float* output, const StepObserver* observer)
   } else {
     im.values[im.input].mem.set_data_handle(const_cast<float*>(input));
   }
-  for (auto& step : im.steps) {
+  for (auto& kernel : im.kernels) {
     const auto start = Clock::now();
-    std::string op;
-    int64_t macs = 0;
-    if (auto* c = std::get_if<Impl::ConvStep>(&step); c && c->upsampling) {
-      im.stream.wait();
-      const auto& src = im.values[c->src];
-      StridedTransposedConv job;
-      job.input = src.mem.get_data_handle();
-      job.output = im.values[c->dst].mem.get_data_handle();
-      job.bf16 = src.type == Dt::bf16;
-      job.in_size = src.size;
-      job.in_channels = c->spec.in_channels;
-      job.out_channels = c->spec.out_channels;
-      job.kernel = c->spec.kernel;
-      job.weight = c->weight.data();
-      job.bias = c->bias.empty() ? nullptr : c->bias.data();
-      job.accumulate = c->accumulate;
-      RunStridedTransposedConv(job);
-      op = c->op;
-      macs = c->macs;
-    } else if (c && c->thin) {
-      im.stream.wait();
-      c->thin->Run(static_cast<const float*>(im.values[c->src].mem.get_data_handle()),
-                   static_cast<float*>(im.values[c->dst].mem.get_data_handle()), c->accumulate);
-      op = c->op;
-      macs = c->macs;
-    } else if (c) {
-      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, im.values[c->src].mem},
-                                           {DNNL_ARG_WEIGHTS, c->weights_mem},
-                                           {DNNL_ARG_DST, im.values[c->dst].mem}};
-      if (c->bias_mem) args.emplace(DNNL_ARG_BIAS, c->bias_mem);
-      c->primitive.execute(im.stream, args);
-      op = c->op;
-      macs = c->macs;
-    } else if (auto* p = std::get_if<Impl::NormProjectionStep>(&step)) {
-      im.stream.wait();
-      const auto& x = im.values[p->x];
-      NormProjection job;
-      job.input = x.mem.get_data_handle();
-      job.bf16 = x.type == Dt::bf16;
-      job.input_row_width = x.rows ? x.size[2] : 0;
-      job.voxels = x.voxels();
-      job.input_channels = x.channels;
-      if (!p->expansion_weight.empty()) {
-        job.expansion_weight = p->expansion_weight.data();
-        job.expansion_bias = p->expansion_bias.empty() ? nullptr : p->expansion_bias.data();
-      }
-      job.channels = p->channels;
-      job.gamma = p->gamma.empty() ? nullptr : p->gamma.data();
-      job.beta = p->beta.empty() ? nullptr : p->beta.data();
-      job.eps = p->eps;
-      job.slope = p->slope;
-      for (size_t i = 0; i < p->outputs.size(); ++i) {
-        const auto& out = im.values[p->outputs[i]];
-        job.outputs.push_back({out.channels, p->weights[i].data(), p->biases[i].empty() ? nullptr : p->biases[i].data(),
-                               out.ncdhw ? static_cast<void*>(output) : out.mem.get_data_handle(), out.ncdhw,
-                               out.rows ? out.size[2] : 0});
-      }
-      RunNormProjection(job);
-      op = p->op;
-      macs = p->macs;
-    } else {
-      auto* n = &std::get<Impl::NormStep>(step);
-      im.stream.wait();
-      const auto& v = im.values[n->x];
-      InstanceNormLeakyReluChannelsLast(v.mem.get_data_handle(), v.type == Dt::bf16, v.voxels(), v.channels,
-                                        n->gamma.empty() ? nullptr : n->gamma.data(), n->beta.empty() ? nullptr : n->beta.data(),
-                                        n->eps, n->slope);
-      op = "instance norm + leaky relu";
-    }
+    std::visit([&](auto& k) { k.Run(im, output); }, kernel);
     if (observer) {
       im.stream.wait();
-      (*observer)(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
+      const auto& profiled = std::visit([](const auto& k) -> const Impl::Profiled& { return k; }, kernel);
+      (*observer)(profiled.op, std::chrono::duration<double>(Clock::now() - start).count(), profiled.macs);
     }
   }
   if (im.values[im.output].ncdhw) return;  // written in place by its step

@@ -15,7 +15,7 @@
 
 #include "model_store/format/composite.h"
 #include "model_store/format/model.h"
-#include "model_store/network/network.h"
+#include "model_store/network/executor.h"
 #include "model_store/inference/prediction_timings.h"
 #include "model_store/inference/sliding_window.h"
 #include "vocabulary/volume.h"
@@ -54,20 +54,21 @@ struct Prediction {
   int64_t full_tiles = 0;                                // the tiles a prediction without ROI runs
 };
 
-// Runs a PlainConvUNet as a PatchNetwork on the network's device and in its precision (tiles
-// are cast to the weights' type, logits back to float32 for the accumulation).
+// Runs a network's executor as a PatchNetwork on the network's device and in its precision
+// (tiles are cast to the weights' type, logits back to float32 for the accumulation).
 class UNetPatchNetwork : public PatchNetwork {
  public:
-  explicit UNetPatchNetwork(const PlainConvUNet& net) : net_(net) {}
+  explicit UNetPatchNetwork(const NetworkExecutor& executor) : executor_(executor) {}
   torch::Tensor Forward(const torch::Tensor& x) const override {
-    if (net_.dtype() == torch::kFloat32) return net_.Forward(x);
-    return net_.Forward(x.to(net_.dtype())).to(torch::kFloat32);
+    const torch::ScalarType dtype = executor_.network().dtype();
+    if (dtype == torch::kFloat32) return executor_.Forward(x);
+    return executor_.Forward(x.to(dtype)).to(torch::kFloat32);
   }
-  int64_t num_classes() const override { return net_.config().num_classes; }
-  torch::Device device() const override { return net_.device(); }
+  int64_t num_classes() const override { return executor_.network().config().num_classes; }
+  torch::Device device() const override { return executor_.network().device(); }
 
  private:
-  const PlainConvUNet& net_;
+  const NetworkExecutor& executor_;
 };
 
 // The model's image in network space: transposed, cropped, normalised, resampled (1, N0, N1, N2).

@@ -1,8 +1,6 @@
 #include "model_store/network/device.h"
 
-#if TUCKER_SEG_HAVE_ONEDNN
-#include "model_store/cpu_engine/onednn_graph.h"
-#endif
+#include "model_store/network/cpu_engine_executor.h"
 
 #include <ATen/Context.h>
 #include <torch/cuda.h>
@@ -62,12 +60,10 @@ torch::ScalarType ScalarTypeOf(Precision p) {
 
 Status CheckPrecision(const torch::Device& device, Precision p) {
   if (p == Precision::kFloat32 || device.is_cuda()) return Status::Ok();
-#if TUCKER_SEG_HAVE_ONEDNN
-  if (p == Precision::kBFloat16) {
-    if (cpu_engine::CpuHasBFloat16()) return Status::Ok();
+  if (p == Precision::kBFloat16 && CpuEngineBuilt()) {
+    if (CpuEngineRunsBFloat16()) return Status::Ok();
     return InvalidArgument("precision bf16 on the CPU needs AVX-512 BF16, which this CPU lacks; it computes in fp32");
   }
-#endif
   return InvalidArgument("precision " + PrecisionName(p) + " runs on CUDA devices only (bf16 also on CPUs with AVX-512 BF16); " +
                          device.str() + " computes in fp32");
 }

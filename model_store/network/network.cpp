@@ -1,16 +1,10 @@
 #include "model_store/network/network.h"
 
-#include <torch/utils.h>
-#include <ATen/Parallel.h>
-
 #include <cmath>
-#include <optional>
 #include <set>
 
 namespace tucker_seg {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 int64_t Prod(const Int3& v) { return v[0] * v[1] * v[2]; }
 
@@ -18,87 +12,6 @@ std::string ShapeString(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
-}
-
-// Times `fn` into `profile` under `op` when profiling.
-template <typename F>
-torch::Tensor Timed(OpProfile* profile, const std::string& op, int64_t macs, F fn) {
-  if (!profile) return fn();
-  const auto start = Clock::now();
-  torch::Tensor out = fn();
-  profile->Add(op, std::chrono::duration<double>(Clock::now() - start).count(), macs);
-  return out;
-}
-
-// A 1x1x1 convolution as a matrix product over channels, one GEMM per batch element:
-// (Cout, Cin) x (Cin, V) -> (N, Cout, V). (torch::matmul's broadcasting batch path is several
-// times slower here.)
-torch::Tensor Pointwise(const torch::Tensor& x, const torch::Tensor& w2d, const torch::Tensor& bias) {
-  const auto n = x.size(0);
-  auto x3 = x.reshape({n, x.size(1), -1});
-  torch::Tensor y = torch::empty({n, w2d.size(0), x3.size(2)}, x.options());
-  for (int64_t i = 0; i < n; ++i) {
-    auto out = y.select(0, i);
-    if (bias.defined()) {
-      torch::addmm_out(out, bias.view({-1, 1}), w2d, x3.select(0, i));
-    } else {
-      torch::mm_out(out, w2d, x3.select(0, i));
-    }
-  }
-  return y;
-}
-
-// InstanceNorm3d (biased variance, affine) followed by LeakyReLU, in place, in two passes over
-// each channel (statistics, then scale/shift/activation) instead of LibTorch's three or four.
-// Statistics use the channel's first value as a shift and double accumulators per block, which
-// keeps the variance accurate when the mean is large compared with the spread.
-void InstanceNormLeakyReluInPlace(torch::Tensor& y, const NormLayer& norm, double slope) {
-  const int64_t planes = y.size(0) * y.size(1);
-  const int64_t channels = y.size(1);
-  const int64_t volume = y.numel() / planes;
-  float* data = y.data_ptr<float>();
-  const float* gamma = norm.weight.defined() ? norm.weight.data_ptr<float>() : nullptr;
-  const float* beta = norm.bias.defined() ? norm.bias.data_ptr<float>() : nullptr;
-  at::parallel_for(0, planes, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      float* v = data + p * volume;
-      const float shift = v[0];
-      double sum = 0, sum_sq = 0;
-      constexpr int64_t kBlock = 4096;
-      for (int64_t b = 0; b < volume; b += kBlock) {
-        const int64_t e = std::min(volume, b + kBlock);
-        float s[8] = {}, sq[8] = {};  // eight lanes so that the compiler vectorises without reassociating
-        int64_t i = b;
-        for (; i + 8 <= e; i += 8) {
-          for (int l = 0; l < 8; ++l) {
-            const float d = v[i + l] - shift;
-            s[l] += d;
-            sq[l] += d * d;
-          }
-        }
-        for (; i < e; ++i) {
-          const float d = v[i] - shift;
-          s[0] += d;
-          sq[0] += d * d;
-        }
-        for (int l = 0; l < 8; ++l) {
-          sum += s[l];
-          sum_sq += sq[l];
-        }
-      }
-      const double mean_shifted = sum / static_cast<double>(volume);
-      const double var = std::max(0.0, sum_sq / static_cast<double>(volume) - mean_shifted * mean_shifted);
-      const double inv_std = 1.0 / std::sqrt(var + norm.eps);
-      const int64_t c = p % channels;
-      const float scale = static_cast<float>(inv_std * (gamma ? gamma[c] : 1.0f));
-      const float offset = static_cast<float>((beta ? beta[c] : 0.0f) - (mean_shifted + shift) * inv_std * (gamma ? gamma[c] : 1.0f));
-      const float neg = static_cast<float>(slope);
-      for (int64_t i = 0; i < volume; ++i) {
-        const float t = v[i] * scale + offset;
-        v[i] = std::max(t, t * neg);  // LeakyReLU for 0 <= slope <= 1
-      }
-    }
-  });
 }
 
 ConvLayer MakeConv(std::string name, int64_t in, int64_t out, Int3 kernel, Int3 stride, bool transposed) {
@@ -296,46 +209,6 @@ LayerCost ConvLayer::Cost(const Int3& input) const {
   return c;
 }
 
-torch::Tensor ConvLayer::Forward(const torch::Tensor& x, OpProfile* profile, const ExecutionOptions& options) const {
-  if (factorized()) {
-    torch::Tensor y = x;
-    for (const auto& part : tucker_parts) y = part.Forward(y, profile, options);
-    return y;
-  }
-  const bool pointwise = options.fast_paths && Prod(kernel) == 1 && Prod(stride) == 1 && Prod(padding) == 0;
-  const int64_t n = x.size(0);
-  const Int3 in{x.size(2), x.size(3), x.size(4)};
-  const Int3 out = OutputSize(in);
-  const int64_t macs = n * Cost(in).macs;
-  if (pointwise) {
-    return Timed(profile, "conv 1x1x1 (matmul)", macs, [&] {
-      return Pointwise(x, weight.view({out_channels, in_channels}), bias).view({n, out_channels, out[0], out[1], out[2]});
-    });
-  }
-  if (options.fast_paths && transposed && kernel == stride) {
-    // Kernel == stride: each input voxel writes its own k^3 block, so the transposed conv is a
-    // matrix product to Cout*k^3 channels followed by a depth-to-space shuffle (avoids LibTorch's
-    // slow reference kernel for ConvTranspose3d on CPU).
-    return Timed(profile, "transposed conv (matmul + shuffle)", macs, [&] {
-      auto w2d = weight.view({in_channels, -1}).t();
-      auto y = Pointwise(x, w2d, torch::Tensor());
-      y = y.view({n, out_channels, kernel[0], kernel[1], kernel[2], in[0], in[1], in[2]})
-              .permute({0, 1, 5, 2, 6, 3, 7, 4})
-              .reshape({n, out_channels, out[0], out[1], out[2]});
-      if (bias.defined()) y.add_(bias.view({1, -1, 1, 1, 1}));
-      return y;
-    });
-  }
-  const std::string op = std::string(transposed ? "transposed conv " : "conv ") + ToString(kernel) +
-                         (in_channels < 32 || out_channels < 32 ? " (< 32 channels)" : "");
-  return Timed(profile, op, macs, [&] {
-    if (transposed) {
-      return torch::conv_transpose3d(x, weight, bias, {stride[0], stride[1], stride[2]}, {padding[0], padding[1], padding[2]});
-    }
-    return torch::conv3d(x, weight, bias, {stride[0], stride[1], stride[2]}, {padding[0], padding[1], padding[2]});
-  });
-}
-
 std::vector<TensorSpec> PlainConvUNet::StateDictSpec(const UNetConfig& cfg) {
   const Topology t = MakeTopology(cfg);
   std::vector<TensorSpec> out;
@@ -418,55 +291,6 @@ Status PlainConvUNet::CheckInput(const torch::Tensor& x) const {
   return config_.ValidatePatch({x.size(2), x.size(3), x.size(4)});
 }
 
-torch::Tensor PlainConvUNet::Block(const ConvBlock& b, const torch::Tensor& x, OpProfile* profile) const {
-  torch::Tensor y = b.conv.Forward(x, profile, options_);
-  if (options_.fast_paths && y.is_cpu() && y.scalar_type() == torch::kFloat32 && y.is_contiguous()) {
-    return Timed(profile, "instance norm + leaky relu (fused)", 0, [&] {
-      InstanceNormLeakyReluInPlace(y, b.norm, config_.negative_slope);
-      return y;
-    });
-  }
-  return Timed(profile, "instance norm + leaky relu", 0, [&] {
-    y = torch::instance_norm(y, b.norm.weight, b.norm.bias, {}, {}, /*use_input_stats=*/true, 0.0, b.norm.eps, false);
-    if (options_.autograd) return torch::leaky_relu(y, config_.negative_slope);
-    return config_.negative_slope == 0.0 ? y.relu_() : torch::leaky_relu_(y, config_.negative_slope);
-  });
-}
-
-Result<torch::Tensor> PlainConvUNet::Run(const torch::Tensor& x) const {
-  TS_RETURN_IF_ERROR(CheckInput(x));
-  return StatusFromExceptions("forward pass", [&]() -> Result<torch::Tensor> {
-    torch::NoGradGuard no_grad;
-    return Forward(x);
-  });
-}
-
-torch::Tensor PlainConvUNet::Forward(const torch::Tensor& input, OpProfile* profile) const {
-  std::optional<torch::NoGradGuard> no_grad;
-  if (!options_.autograd) no_grad.emplace();
-  if (EngineApplies(input)) {
-    torch::Tensor logits = EngineForward(input, profile);
-    if (logits.defined()) return logits;
-  }
-  std::vector<torch::Tensor> skips;
-  torch::Tensor x = input;
-  for (const auto& stage : encoder_) {
-    for (const auto& b : stage) x = Block(b, x, profile);
-    skips.push_back(x);
-  }
-  torch::Tensor lres = skips.back();
-  skips.pop_back();
-  for (size_t d = 0; d < decoder_.size(); ++d) {
-    x = transpconvs_[d].Forward(lres, profile, options_);
-    const torch::Tensor& skip = skips.back();
-    x = Timed(profile, "concat", 0, [&] { return torch::cat({x, skip}, 1); });
-    skips.pop_back();
-    for (const auto& b : decoder_[d]) x = Block(b, x, profile);
-    lres = x;
-  }
-  return seg_layers_.back().Forward(lres, profile, options_);
-}
-
 std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {
   std::vector<LayerCost> out;
   auto norm_cost = [](const NormLayer& n, const Int3& size) {
@@ -503,7 +327,6 @@ std::vector<LayerCost> PlainConvUNet::Cost(const Int3& patch) const {
 }
 
 std::vector<ConvLayer*> PlainConvUNet::MutableConvs() {
-  engine_graphs_.Clear();  // the caller may change the weights the graphs hold
   std::vector<ConvLayer*> out;
   for (auto& stage : encoder_)
     for (auto& b : stage) out.push_back(&b.conv);

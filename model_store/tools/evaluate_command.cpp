@@ -43,14 +43,14 @@ void PrintCase(const ModelInfo& info, const EvaluationCase& c, bool with_referen
   }
 }
 
-Result<EvaluationCase> EvaluateCase(const LoadedModel& subject, const LoadedModel* reference, const std::string& image,
+Result<EvaluationCase> EvaluateCase(const RunnableModel& subject, const RunnableModel* reference, const std::string& image,
                                     const std::string& labels, const PredictionOptions& options) {
   const ModelInfo& info = subject.info;
   std::vector<int64_t> ids;
   for (size_t i = 1; i < info.labels.size(); ++i) ids.push_back(info.labels[i].first);
   TS_ASSIGN_OR_RETURN(CtVolume ct, ReadCt(image));
   TS_ASSIGN_OR_RETURN(LabelValues seg, ReadCt(labels));
-  UNetPatchNetwork net(subject.network);
+  UNetPatchNetwork net(*subject.executor);
   TS_ASSIGN_OR_RETURN(Prediction pred, Predict(info, net, ct, options));
   if (!(seg.geometry == ct.geometry)) seg = ResampleLabelsNearest(seg, ct.geometry);
   EvaluationCase c;
@@ -59,7 +59,7 @@ Result<EvaluationCase> EvaluateCase(const LoadedModel& subject, const LoadedMode
   c.dice = DicePerLabel(pred.labels, seg, ids);
   c.mean_dice = Mean(c.dice);
   if (reference) {
-    UNetPatchNetwork ref_net(reference->network);
+    UNetPatchNetwork ref_net(*reference->executor);
     TS_ASSIGN_OR_RETURN(Prediction ref, Predict(reference->info, ref_net, ct, options));
     const LabelValues ref_values{ref.labels.geometry, {ref.labels.voxels.begin(), ref.labels.voxels.end()}};
     c.agreement = DicePerLabel(pred.labels, ref_values, ids);
@@ -73,26 +73,27 @@ int Evaluate(const EvaluateFlags& f, std::ostream& out, std::ostream& err) {
     err << "error: --labels must name one label map per image (" << f.images.size() << " images, " << f.labels.size() << " label maps)\n";
     return command_line::kExitUsage;
   }
-  auto subject = LoadNetwork(f.model);
-  if (!subject.ok()) return command_line::Fail(err, subject.status());
-  std::optional<LoadedModel> reference;
+  auto loaded = LoadNetwork(f.model);
+  if (!loaded.ok()) return command_line::Fail(err, loaded.status());
+  const RunnableModel subject = loaded.value().Runnable();
+  std::optional<RunnableModel> reference;
   if (!f.reference.empty()) {
     auto r = LoadNetwork(f.reference);
     if (!r.ok()) return command_line::Fail(err, r.status());
-    reference.emplace(std::move(r).value());
+    reference = r.value().Runnable();
   }
   PredictionOptions options;
   options.window.step = f.step;
   Evaluation evaluation;
   evaluation.step = f.step;
   for (size_t i = 0; i < f.images.size(); ++i) {
-    auto c = EvaluateCase(subject.value(), reference ? &*reference : nullptr, f.images[i], f.labels[i], options);
+    auto c = EvaluateCase(subject, reference ? &*reference : nullptr, f.images[i], f.labels[i], options);
     if (!c.ok()) return command_line::Fail(err, c.status());
     out << f.images[i] << ": mean Dice " << std::fixed << std::setprecision(3) << c.value().mean_dice << " over "
         << c.value().dice.size() << " classes";
     if (reference) out << ", agreement Dice with " << reference->info.name << " " << *c.value().agreement_dice;
     out << "\n";
-    PrintCase(subject.value().info, c.value(), reference.has_value(), out);
+    PrintCase(subject.info, c.value(), reference.has_value(), out);
     evaluation.cases.push_back(std::move(c).value());
   }
   const Status written = WriteFileAtomically((fs::path(f.model) / (f.tag + ".json")).string(), ToJson(evaluation).dump(2) + "\n");

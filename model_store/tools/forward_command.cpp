@@ -41,17 +41,15 @@ Command AddForwardCommand(CLI::App& parent) {
             const Int3 patch = f->patch.value_or(info.patch_size);
             auto x = ReadRawFloat32(f->input, {1, info.network.input_channels, patch[0], patch[1], patch[2]});
             if (!x.ok()) return command_line::Fail(err, x.status());
-            PlainConvUNet& net = model.value().network;
-            if (f->libtorch) {
-              ExecutionOptions o = net.execution_options();
-              o.cpu_engine = false;
-              net.set_execution_options(o);
-            }
+            const PlainConvUNet& net = model.value().network;
+            ExecutorOptions execution = model.value().execution;
+            if (f->libtorch) execution.backend = Backend::kLibTorch;
+            const auto executor = MakeExecutor(net, execution);
             const torch::Tensor input = x.value().to(net.device()).to(net.dtype());
             // One timed run: the logits on the CPU in float32 (which waits for the device).
             auto run = [&]() -> Result<std::pair<torch::Tensor, double>> {
               const auto start = std::chrono::steady_clock::now();
-              TS_ASSIGN_OR_RETURN(torch::Tensor logits, net.Run(input));
+              TS_ASSIGN_OR_RETURN(torch::Tensor logits, executor->Run(input));
               logits = logits.to(torch::kCPU).to(torch::kFloat32);
               return std::make_pair(logits, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
             };
@@ -70,7 +68,7 @@ Command AddForwardCommand(CLI::App& parent) {
             out << "forward " << info.name << ": input " << ToString(patch) << " -> logits " << y.sizes() << " in "
                 << std::fixed << std::setprecision(3) << seconds << " s on " << net.device() << " "
                 << f->device.precision << " (" << torch::get_num_threads() << " CPU threads, "
-                << (net.device().is_cpu() && !f->libtorch && net.EngineStatus(patch).ok() ? "CPU engine" : "LibTorch ops") << ")\n";
+                << (executor->Serves(patch).ok() ? executor->name() : "LibTorch ops") << ")\n";
             if (!warm.empty()) {
               std::sort(warm.begin(), warm.end());
               out << "warm runs: " << warm.size() << ", median " << std::fixed << std::setprecision(3) << warm[warm.size() / 2]

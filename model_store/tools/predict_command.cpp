@@ -42,8 +42,8 @@ struct PredictFlags {
 // model, and the --roi-coarse network.
 struct PredictModel {
   std::optional<CompositeModel> composite;
-  std::vector<LoadedModel> parts;  // one entry for an ordinary model or variant
-  std::optional<LoadedModel> coarse;
+  std::vector<RunnableModel> parts;  // one entry for an ordinary model or variant
+  std::optional<RunnableModel> coarse;
   std::vector<std::string> roi_names;
   Provenance provenance;
 };
@@ -59,13 +59,13 @@ Result<PredictModel> LoadPredictModel(const PredictFlags& f) {
   }
   for (const auto& folder : folders) {
     TS_ASSIGN_OR_RETURN(LoadedModel loaded, LoadNetworkOn(folder, f.device));
-    m.parts.push_back(std::move(loaded));
+    m.parts.push_back(loaded.Runnable());
   }
   // A coarse pass only with a cheaper network to run it: with the model itself it would cost
   // about what it saves.
   if (!f.roi_subset.empty() && !f.roi_coarse.empty()) {
     TS_ASSIGN_OR_RETURN(LoadedModel coarse, LoadNetworkOn(f.roi_coarse, f.device));
-    m.coarse = std::move(coarse);
+    m.coarse = coarse.Runnable();
   }
   std::stringstream names(f.roi_subset);
   for (std::string name; std::getline(names, name, ',');) m.roi_names.push_back(name);
@@ -93,13 +93,13 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
     std::fflush(stderr);
   };
   std::optional<UNetPatchNetwork> coarse;
-  if (m.coarse) coarse.emplace(m.coarse->network);
+  if (m.coarse) coarse.emplace(*m.coarse->executor);
   const std::set<std::string> roi(m.roi_names.begin(), m.roi_names.end());
   Prediction combined;
   if (m.composite) combined.labels = LabelMap{ct.geometry, std::vector<uint8_t>(ct.voxels.size(), 0)};
   for (size_t part = 0; part < m.parts.size(); ++part) {
-    const LoadedModel& model = m.parts[part];
-    UNetPatchNetwork patch_net(model.network);
+    const RunnableModel& model = m.parts[part];
+    UNetPatchNetwork patch_net(*model.executor);
     PredictionOptions options = prediction;
     if (!roi.empty()) {
       const std::vector<int64_t> outputs = OutputsNamed(model.info, roi);

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "model_store/inference/predictor.h"
+#include "model_store/network/libtorch_executor.h"
 #include "model_store/format/safetensors.h"
 #include "model_store/inference/sliding_window.h"
 
@@ -203,8 +204,6 @@ Result<TrainingLog> Loop(PlainConvUNet& net, PatchSampler& sampler, const Traine
   if (o.optimizer != "adamw" && o.optimizer != "sgd") return InvalidArgument("optimizer must be 'adamw' or 'sgd', got '" + o.optimizer + "'");
   if (o.schedule != "poly" && o.schedule != "constant") return InvalidArgument("schedule must be 'poly' or 'constant', got '" + o.schedule + "'");
   torch::manual_seed(o.seed);
-  const ExecutionOptions saved_options = net.execution_options();
-  net.set_execution_options({false, true});
   auto params = Parameters(net);
   auto opt = MakeOptimizer(params, o);
   TrainingLog log;
@@ -230,7 +229,6 @@ Result<TrainingLog> Loop(PlainConvUNet& net, PatchSampler& sampler, const Traine
     }
   }
   for (auto& p : params) p.requires_grad_(false);
-  net.set_execution_options(saved_options);
   log.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return log;
 }
@@ -256,7 +254,7 @@ Result<TrainingLog> Train(PlainConvUNet& net, const Int3& patch, const std::vect
     if (!c.labels.defined()) return InvalidArgument("training needs labels for every case");
   PatchSampler sampler(cases, patch, o);
   return Loop(net, sampler, o, [&](const torch::Tensor& images, const torch::Tensor& labels) {
-    return DiceCrossEntropyLoss(net.Forward(images), labels);
+    return DiceCrossEntropyLoss(LibTorchForward(net, images, LibTorchOps::Training()), labels);
   });
 }
 
@@ -265,9 +263,10 @@ Result<TrainingLog> Distill(PlainConvUNet& student, const PlainConvUNet& teacher
   if (images.empty()) return InvalidArgument("no images to distill on");
   // The teacher's whole-image predictions stand in for labels when sampling patches.
   std::vector<TrainingCase> pseudo_labeled;
+  const auto teacher_executor = MakeExecutor(teacher);
   {
     torch::NoGradGuard no_grad;
-    const UNetPatchNetwork teacher_net(teacher);
+    const UNetPatchNetwork teacher_net(*teacher_executor);
     for (const auto& c : images) {  // c.labels is never read
       auto logits = SlidingWindowLogits(c.image, patch, teacher_net, {});
       if (!logits.ok()) return logits.status();
@@ -280,9 +279,9 @@ Result<TrainingLog> Distill(PlainConvUNet& student, const PlainConvUNet& teacher
     torch::Tensor teacher_logits;
     {
       torch::NoGradGuard no_grad;
-      teacher_logits = teacher.Forward(batch);
+      teacher_logits = teacher_executor->Forward(batch);
     }
-    const auto student_logits = student.Forward(batch);
+    const auto student_logits = LibTorchForward(student, batch, LibTorchOps::Training());
     const auto target = (teacher_logits / t).softmax(1);
     const auto log_student = (student_logits / t).log_softmax(1);
     const auto soft = F::kl_div(log_student, target, F::KLDivFuncOptions().reduction(torch::kBatchMean)) * (t * t) /

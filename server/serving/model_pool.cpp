@@ -28,10 +28,10 @@ Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
   v.name = name;
   v.dir = dir.string();
   v.info = loaded.value().info;
-  auto net = std::make_shared<PlainConvUNet>(std::move(loaded.value().network));
-  v.parameters = net->NumParameters();
-  for (const auto& layer : net->Cost(v.info.patch_size)) v.macs_per_tile += layer.macs;
-  v.network = std::move(net);
+  const PlainConvUNet& net = loaded.value().network;
+  v.parameters = net.NumParameters();
+  for (const auto& layer : net.Cost(v.info.patch_size)) v.macs_per_tile += layer.macs;
+  v.executor = loaded.value().Executor();
   if (name == "original") {
     v.quality = 1.0;
     return v;
@@ -166,11 +166,12 @@ Result<ModelCatalog> PlaceOnDevice(const ModelCatalog& catalog, const torch::Dev
   for (auto& model : placed.models) {
     model.device = label;
     for (auto& v : model.variants) {
-      if (v.network->device() == device && v.network->dtype() == dtype) continue;
+      const PlainConvUNet& network = v.executor->network();
+      if (network.device() == device && network.dtype() == dtype) continue;
       TS_ASSIGN_OR_RETURN(PlainConvUNet moved,
                           StatusFromExceptions("placing " + model.name + "/" + v.name + " on " + device.str(),
-                                               [&]() -> Result<PlainConvUNet> { return v.network->To(device, dtype); }));
-      v.network = std::make_shared<const PlainConvUNet>(std::move(moved));
+                                               [&]() -> Result<PlainConvUNet> { return network.To(device, dtype); }));
+      v.executor = MakeExecutor(moved);
     }
   }
   return placed;
@@ -182,11 +183,11 @@ Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
   for (auto& v : model->variants) {
     const auto& p = v.info.patch_size;
     const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]})
-                       .to(torch::TensorOptions().device(v.network->device()).dtype(v.network->dtype()));
+                       .to(torch::TensorOptions().device(v.executor->network().device()).dtype(v.executor->network().dtype()));
     std::vector<double> times;
     for (int i = 0; i < options.warmup + std::max(1, options.repeats); ++i) {
       const auto start = Clock::now();
-      const auto y = v.network->Run(x);
+      const auto y = v.executor->Run(x);
       if (!y.ok()) return Annotate(y.status(), "calibrating " + model->name + "/" + v.name);
       // Reading one value back waits for a GPU to finish the tile (a no-op wait on the CPU).
       auto done = StatusFromExceptions("calibrating " + model->name + "/" + v.name,
@@ -201,13 +202,13 @@ Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
     ct.geometry.size = ToXyz(v.info.patch_size);
     ct.geometry.spacing = ToXyz(v.info.spacing);
     ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
-    const UNetPatchNetwork net(*v.network);
+    const UNetPatchNetwork net(*v.executor);
     const auto start = Clock::now();
     const auto whole = Predict(v.info, net, ct, {});
     if (!whole.ok()) return Annotate(whole.status(), "calibrating " + model->name + "/" + v.name + " on a one-tile CT");
     const double tiles = static_cast<double>(EstimateTiles(v.info, ct.geometry));
     v.fixed_seconds = std::max(0.0, std::chrono::duration<double>(Clock::now() - start).count() - v.seconds_per_tile * tiles);
-    if (v.network->device().is_cuda() && options.memory_used) {
+    if (v.executor->network().device().is_cuda() && options.memory_used) {
       if (const auto used = options.memory_used()) v.device_memory_bytes = *used;
     }
   }

@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "model_store/format/composite.h"
 #include "model_store/format/model.h"
-#include "model_store/network/network.h"
+#include "model_store/network/executor.h"
 #include "vocabulary/status.h"
 
 namespace tucker_seg::server {
@@ -22,7 +22,7 @@ struct VariantEntry {
   std::string name;  // "original" or the variant folder's name
   std::string dir;
   ModelInfo info;
-  std::shared_ptr<const PlainConvUNet> network;
+  std::shared_ptr<const NetworkExecutor> executor;  // runs the variant's network on the served device
   int64_t parameters = 0;
   int64_t macs_per_tile = 0;
   // Mean agreement Dice with the original from the manifest's evaluation; 1 for the original,

@@ -69,7 +69,7 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
   PredictionOptions options;
   std::optional<UNetPatchNetwork> coarse;
   if (roi) {
-    coarse.emplace(*roi->coarse->network);
+    coarse.emplace(*roi->coarse->executor);
     options.roi = RoiOptions{&*coarse, roi->outputs};
   }
   options.window.step = step;
@@ -80,7 +80,7 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
     job->tiles_total = total;
     job->changed.SignalAll();
   };
-  UNetPatchNetwork net(*variant.network);
+  UNetPatchNetwork net(*variant.executor);
   return Predict(variant.info, net, ct, options);
 }
 

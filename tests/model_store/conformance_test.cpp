@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_store/format/model.h"
+#include "model_store/network/executor.h"
 #include "model_store/import/nnunet_import.h"
 #include "model_store/format/raw_tensor.h"
 #include "model_store/network/network.h"
@@ -48,11 +49,15 @@ TEST_P(Conformance, ImportedModelMatchesReferenceLogits) {
   auto ref = ReadRawFloat32((ConformanceCase(GetParam()) / "logits.f32").string(), golden["logits_shape"].get<std::vector<int64_t>>());
   ASSERT_TRUE(x.ok() && ref.ok());
   ASSERT_TRUE(net.value().CheckInput(x.value()).ok());
-  const torch::Tensor y = net.value().Forward(x.value());
-  ASSERT_EQ(y.sizes(), ref.value().sizes());
-  const double max_abs = (y - ref.value()).abs().max().item<double>();
-  EXPECT_LE(max_abs, 1e-4);
-  EXPECT_TRUE(torch::equal(y.argmax(1), ref.value().argmax(1)));
+  for (const Backend backend : {Backend::kAuto, Backend::kLibTorchReference}) {
+    const auto executor = MakeExecutor(net.value(), {backend});
+    SCOPED_TRACE(executor->name());
+    const torch::Tensor y = executor->Forward(x.value());
+    ASSERT_EQ(y.sizes(), ref.value().sizes());
+    const double max_abs = (y - ref.value()).abs().max().item<double>();
+    EXPECT_LE(max_abs, 1e-4);
+    EXPECT_TRUE(torch::equal(y.argmax(1), ref.value().argmax(1)));
+  }
 }
 
 TEST_P(Conformance, EveryStateDictKeyIsUsedOrAnAlias) {

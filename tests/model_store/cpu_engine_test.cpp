@@ -11,6 +11,7 @@
 #include "model_store/cpu_engine/onednn_graph.h"
 #include "model_store/format/raw_tensor.h"
 #include "model_store/import/nnunet_import.h"
+#include "model_store/network/executor.h"
 #include "model_store/network/network.h"
 #include "test_paths.h"
 
@@ -26,12 +27,16 @@ double RelativeError(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 torch::Tensor ReferenceLogits(const PlainConvUNet& net, const torch::Tensor& x) {
-  PlainConvUNet reference = net;
-  ExecutionOptions o;
-  o.fast_paths = false;
-  o.cpu_engine = false;
-  reference.set_execution_options(o);
-  return reference.Run(x).value();
+  return MakeExecutor(net, {Backend::kLibTorchReference})->Run(x).value();
+}
+
+// The CPU engine for `net` (what MakeExecutor picks for a float32 network on the CPU).
+std::shared_ptr<const NetworkExecutor> Engine(const PlainConvUNet& net, bool bf16 = false) {
+  ExecutorOptions o;
+  o.cpu_bf16 = bf16;
+  auto executor = MakeExecutor(net, o);
+  EXPECT_EQ(executor->name(), bf16 ? "CPU engine (bfloat16)" : "CPU engine (float32)");
+  return executor;
 }
 
 struct Golden {
@@ -63,15 +68,15 @@ TEST_P(CpuEngine, GoldenModelMatchesNnUNetsLogitsAndLibTorch) {
   const Golden g = LoadGolden(GetParam());
   auto net = PlainConvUNet::Create(g.model.info.network, g.model.weights);
   ASSERT_TRUE(net.ok()) << net.status().message();
-  const Status served = net.value().EngineStatus(PatchOf(g.input));
+  const auto engine = Engine(net.value());
+  const Status served = engine->Serves(PatchOf(g.input));
   ASSERT_TRUE(served.ok()) << served.message();
-  const torch::Tensor y = net.value().Run(g.input).value();
+  const torch::Tensor y = engine->Run(g.input).value();
   EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), g.input)), 1e-4);
   EXPECT_LE(RelativeError(y, g.logits), 1e-4);
   EXPECT_TRUE(torch::equal(y.argmax(1), g.logits.argmax(1)));
   OpProfile profile;  // the engine ran: its steps are in the profile
-  torch::NoGradGuard no_grad;
-  net.value().Forward(g.input, &profile);
+  engine->Forward(g.input, &profile);
   EXPECT_EQ(profile.entries().count("norm + leaky relu + segmentation head"), 1u);  // the fused head
 }
 
@@ -86,9 +91,10 @@ TEST_P(CpuEngine, EveryVariantMatchesLibTorch) {
       ASSERT_TRUE(variant.ok()) << variant.status().message();
       auto net = PlainConvUNet::Create(variant.value().model.info.network, variant.value().model.weights);
       ASSERT_TRUE(net.ok()) << net.status().message();
-      const Status served = net.value().EngineStatus(PatchOf(g.input));
+      const auto engine = Engine(net.value());
+      const Status served = engine->Serves(PatchOf(g.input));
       ASSERT_TRUE(served.ok()) << o.VariantName() << ": " << served.message();
-      const torch::Tensor y = net.value().Run(g.input).value();
+      const torch::Tensor y = engine->Run(g.input).value();
       EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), g.input)), 1e-4) << o.VariantName();
     }
   }
@@ -117,24 +123,28 @@ TEST(CpuEngineBatches, SeveralChannelsAndSamplesMatchLibTorch) {
   ASSERT_TRUE(net.ok()) << net.status().message();
   torch::manual_seed(3);
   const torch::Tensor x = torch::randn({2, 3, 8, 24, 16}) * 50 + 20;  // CT-like offset and scale
-  ASSERT_TRUE(net.value().EngineStatus({8, 24, 16}).ok());
-  const torch::Tensor y = net.value().Run(x).value();
+  const auto engine = Engine(net.value());
+  ASSERT_TRUE(engine->Serves({8, 24, 16}).ok());
+  const torch::Tensor y = engine->Run(x).value();
   EXPECT_LE(RelativeError(y, ReferenceLogits(net.value(), x)), 1e-4);
   // Each sample is normalised on its own: the second alone gives the same logits.
-  const torch::Tensor second = net.value().Run(x.narrow(0, 1, 1)).value();
+  const torch::Tensor second = engine->Run(x.narrow(0, 1, 1)).value();
   EXPECT_LE(RelativeError(second, y.narrow(0, 1, 1)), 1e-6);
 }
 
-TEST(CpuEngineBatches, GraphsAreKeptPerShapeAndDroppedWhenWeightsChange) {
+TEST(CpuEngineBatches, GraphsAreKeptPerShapeAndANewExecutorRunsChangedWeights) {
   torch::set_num_threads(2);
   const UNetConfig config = SmallConfig(1);
   auto net = PlainConvUNet::Create(config, PlainConvUNet::RandomWeights(config, 11)).value();
   const torch::Tensor a = torch::randn({1, 1, 8, 16, 16}), b = torch::randn({1, 1, 16, 16, 32});
-  const torch::Tensor ya = net.Run(a).value();
-  EXPECT_LE(RelativeError(net.Run(b).value(), ReferenceLogits(net, b)), 1e-4);
-  EXPECT_TRUE(torch::equal(net.Run(a).value(), ya));  // the kept graph gives the same result
+  const auto engine = Engine(net);
+  const torch::Tensor ya = engine->Run(a).value().clone();  // the engine refills its logits buffer
+  EXPECT_LE(RelativeError(engine->Run(b).value(), ReferenceLogits(net, b)), 1e-4);
+  EXPECT_TRUE(torch::equal(engine->Run(a).value(), ya));  // the kept graph gives the same result
   for (ConvLayer* c : net.MutableConvs()) c->weight.mul_(2);
-  EXPECT_LE(RelativeError(net.Run(a).value(), ReferenceLogits(net, a)), 1e-4);
+  const torch::Tensor changed = ReferenceLogits(net, a);
+  EXPECT_GT(RelativeError(changed, ya), 1e-2);
+  EXPECT_LE(RelativeError(Engine(net)->Run(a).value(), changed), 1e-4);
 }
 
 TEST(CpuEngineBatches, BFloat16AgreesWithFloat32) {
@@ -142,13 +152,10 @@ TEST(CpuEngineBatches, BFloat16AgreesWithFloat32) {
   torch::set_num_threads(2);
   const Golden g = LoadGolden("iso4");
   auto net = PlainConvUNet::Create(g.model.info.network, g.model.weights).value();
-  ExecutionOptions o;
-  o.cpu_bf16 = true;
-  PlainConvUNet half = net;
-  half.set_execution_options(o);
-  ASSERT_TRUE(half.EngineStatus(PatchOf(g.input)).ok());
-  const torch::Tensor y = half.Run(g.input).value();
-  const torch::Tensor ref = net.Run(g.input).value();
+  const auto half = Engine(net, true);
+  ASSERT_TRUE(half->Serves(PatchOf(g.input)).ok());
+  const torch::Tensor y = half->Run(g.input).value();
+  const torch::Tensor ref = Engine(net)->Run(g.input).value();
   // bf16 keeps 8 bits of mantissa: logits within a few percent, nearly every voxel's class kept.
   EXPECT_LE(RelativeError(y, ref), 0.05);
   EXPECT_GE(y.argmax(1).eq(ref.argmax(1)).to(torch::kFloat32).mean().item<double>(), 0.98);

@@ -4,6 +4,7 @@
 #include <torch/utils.h>
 
 #include "model_store/network/device.h"
+#include "model_store/network/executor.h"
 #include "model_store/network/network.h"
 
 namespace tucker_seg {
@@ -60,12 +61,13 @@ TEST(Device, MovedNetworkRunsTheGenericPathAndAgreesWithTheCpuKernels) {
 
   torch::manual_seed(3);
   const auto x = torch::randn({1, 1, 16, 16, 16});
-  const auto reference = net.value().Run(x);
+  const auto reference = MakeExecutor(net.value())->Run(x);
   ASSERT_TRUE(reference.ok());
-  const auto wrong_type = moved.Run(x);
+  const auto moved_executor = MakeExecutor(moved);
+  const auto wrong_type = moved_executor->Run(x);
   ASSERT_FALSE(wrong_type.ok());
   EXPECT_NE(wrong_type.status().message().find("input must be Double"), std::string::npos) << wrong_type.status().message();
-  const auto generic = moved.Run(x.to(torch::kFloat64));
+  const auto generic = moved_executor->Run(x.to(torch::kFloat64));
   ASSERT_TRUE(generic.ok()) << generic.status().message();
   const double max_abs = (generic.value().to(torch::kFloat32) - reference.value()).abs().max().item<double>();
   EXPECT_LT(max_abs, 1e-4);

@@ -1,5 +1,8 @@
 #include "model_store/network/network.h"
 
+#include "model_store/network/executor.h"
+#include "model_store/network/libtorch_executor.h"
+
 #include "model_store/format/model.h"
 
 #include <fstream>
@@ -34,7 +37,8 @@ UNetConfig Small() {
 }
 
 TEST(Network, TotalSegmentatorShapedParameterCountsMatchTheReference) {
-  // ../shared/conformance/nnunet-v2/index.json: counts of dynamic-network-architectures' PlainConvUNet.
+  // The parameter counts dynamic-network-architectures' PlainConvUNet (nnU-Net's own network class)
+  // reports for these two architectures, recorded when the conformance checkpoints were made.
   auto ts3 = ArchitectureFile("totalseg_3mm_shaped.json");
   auto net3 = PlainConvUNet::Create(ts3, PlainConvUNet::RandomWeights(ts3, 1));
   ASSERT_TRUE(net3.ok()) << net3.status().message();
@@ -83,18 +87,19 @@ TEST(Network, FastConvolutionPathsEqualLibTorchReference) {
   up.bias = torch::randn({4});
   const auto x = torch::randn({2, 6, 3, 5, 4});
   const auto ref = torch::conv_transpose3d(x, up.weight, up.bias, {1, 2, 2});
-  EXPECT_LE((up.Forward(x, nullptr) - ref).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((ConvForward(up, x, LibTorchOps{}) - ref).abs().max().item<double>(), 1e-5);
 
   ConvLayer pw;
   pw.in_channels = 6;
   pw.out_channels = 5;
   pw.weight = torch::randn({5, 6, 1, 1, 1});
   pw.bias = torch::randn({5});
-  EXPECT_LE((pw.Forward(x, nullptr) - torch::conv3d(x, pw.weight, pw.bias)).abs().max().item<double>(), 1e-5);
+  EXPECT_LE((ConvForward(pw, x, LibTorchOps{}) - torch::conv3d(x, pw.weight, pw.bias)).abs().max().item<double>(), 1e-5);
 }
 
-// The fused InstanceNorm + LeakyReLU and the GEMM paths give LibTorch's result, also for
-// activations with a large mean (where a naive E[x^2] - E[x]^2 loses the variance).
+// The default executor (the CPU engine where built, with its fused InstanceNorm + LeakyReLU) and
+// the GEMM rewrites give LibTorch's result, also for activations with a large mean (where a naive
+// E[x^2] - E[x]^2 loses the variance).
 TEST(Network, FastPathsMatchLibTorchOpsOnAWholeNetwork) {
   const UNetConfig c = Small();
   WeightMap w = PlainConvUNet::RandomWeights(c, 5);
@@ -103,11 +108,12 @@ TEST(Network, FastPathsMatchLibTorchOpsOnAWholeNetwork) {
   auto net = PlainConvUNet::Create(c, w);
   ASSERT_TRUE(net.ok());
   const auto x = 100.0 * torch::randn({2, 1, 8, 16, 16}) + 1000.0;
-  net.value().set_execution_options({true});
-  const auto fast = net.value().Forward(x);
-  net.value().set_execution_options({false});
-  const auto reference = net.value().Forward(x);
-  EXPECT_LE((fast - reference).abs().max().item<double>(), 1e-3 * reference.abs().max().item<double>());
+  const auto reference = MakeExecutor(net.value(), {Backend::kLibTorchReference})->Forward(x);
+  for (const Backend backend : {Backend::kAuto, Backend::kLibTorch}) {
+    const auto executor = MakeExecutor(net.value(), {backend});
+    SCOPED_TRACE(executor->name());
+    EXPECT_LE((executor->Forward(x) - reference).abs().max().item<double>(), 1e-3 * reference.abs().max().item<double>());
+  }
 }
 
 TEST(Network, InputThatDoesNotFitIsRejectedWithTheLimit) {
@@ -120,7 +126,7 @@ TEST(Network, InputThatDoesNotFitIsRejectedWithTheLimit) {
   st = net.value().CheckInput(torch::zeros({1, 2, 4, 8, 8}));
   EXPECT_THAT(st.message(), HasSubstr("input has 2 channels, the network takes 1"));
   EXPECT_TRUE(net.value().CheckInput(torch::zeros({1, 1, 4, 8, 8})).ok());
-  EXPECT_EQ(net.value().Forward(torch::zeros({1, 1, 4, 8, 8})).sizes(), (std::vector<int64_t>{1, 3, 4, 8, 8}));
+  EXPECT_EQ(MakeExecutor(net.value())->Run(torch::zeros({1, 1, 4, 8, 8})).value().sizes(), (std::vector<int64_t>{1, 3, 4, 8, 8}));
 }
 
 TEST(Network, CostCountsMacsOfAppliedLayersOnly) {

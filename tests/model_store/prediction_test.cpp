@@ -339,12 +339,13 @@ TEST(Prediction, DeviceGenericPathAgreesWithTheCpuKernels) {
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   const ModelInfo& info = model.value().info;
 
-  UNetPatchNetwork cpu_net(model.value().network);
+  const auto cpu_executor = model.value().Executor();
+  UNetPatchNetwork cpu_net(*cpu_executor);
   auto fused = Predict(info, cpu_net, ct.value(), {});
   ASSERT_TRUE(fused.ok()) << fused.status().message();
 
-  const PlainConvUNet generic_weights = model.value().network.To(torch::kCPU, torch::kFloat64);
-  UNetPatchNetwork generic_net(generic_weights);
+  const auto generic_executor = MakeExecutor(model.value().network.To(torch::kCPU, torch::kFloat64));
+  UNetPatchNetwork generic_net(*generic_executor);
   PredictionOptions generic_options;
   generic_options.cpu_export_kernel = false;
   auto generic = Predict(info, generic_net, ct.value(), generic_options);

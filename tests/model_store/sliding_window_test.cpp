@@ -73,7 +73,8 @@ TEST(SlidingWindow, GoldenLogitsAndArgmaxMatchNnUNet) {
   const auto steps = ComputeSteps({32, in_shape[2], in_shape[3]}, tile, 0.5);  // padded 30 -> 32
   for (int a = 0; a < 3; ++a) EXPECT_EQ(steps[a], meta["steps"][a].get<std::vector<int64_t>>());
 
-  UNetPatchNetwork patch_net(net.value());
+  const auto executor = MakeExecutor(net.value());
+  UNetPatchNetwork patch_net(*executor);
   SlidingWindowOptions o;
   o.step = 0.5;
   o.batch = 2;

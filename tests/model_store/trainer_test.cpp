@@ -56,7 +56,8 @@ TEST(Trainer, LearnsASyntheticVolume) {
   EXPECT_LT(log.value().losses.back(), log.value().losses.front());
   // Held-out volume: same shapes, new noise.
   const TrainingCase test = Synthetic(2);
-  UNetPatchNetwork patch_net(net);
+  const auto executor = MakeExecutor(net);
+  UNetPatchNetwork patch_net(*executor);
   auto logits = SlidingWindowLogits(test.image, {16, 32, 32}, patch_net, {});
   ASSERT_TRUE(logits.ok());
   EXPECT_GT(MeanDice(logits.value().argmax(0), test.labels, 3), 0.9);
@@ -127,8 +128,9 @@ TEST(Trainer, DistillationPullsAStudentTowardsItsTeacher) {
   ASSERT_TRUE(Train(teacher, {16, 32, 32}, {Synthetic(1)}, teach).ok());
   auto student = PlainConvUNet::Create(c, PlainConvUNet::RandomWeights(c, 6)).value();
   const TrainingCase data = Synthetic(4);
-  UNetPatchNetwork t(teacher), s(student);
-  auto agreement = [&] {
+  auto agreement = [&] {  // new executors each time: they run the weights the network has when made
+    const auto teacher_executor = MakeExecutor(teacher), student_executor = MakeExecutor(student);
+    const UNetPatchNetwork t(*teacher_executor), s(*student_executor);
     const auto a = SlidingWindowLogits(data.image, {16, 32, 32}, t, {}).value().argmax(0);
     const auto b = SlidingWindowLogits(data.image, {16, 32, 32}, s, {}).value().argmax(0);
     return (a == b).to(torch::kFloat32).mean().item<double>();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_store/compression/compress.h"
+#include "model_store/network/libtorch_executor.h"
 #include "model_store/import/nnunet_import.h"
 #include "model_store/format/raw_tensor.h"
 #include "test_paths.h"
@@ -81,7 +82,7 @@ TEST(Tucker, DecomposedLayerEqualsConvolutionWithReconstructedKernel) {
     const auto expected = transposed ? torch::conv_transpose3d(x, w_hat, c.bias, 2) : torch::conv3d(x, w_hat, c.bias, 2, 1);
     c.SetTucker(t.core, t.u0, t.u1);
     ASSERT_TRUE(c.factorized());
-    const auto y = c.Forward(x, nullptr);
+    const auto y = ConvForward(c, x, LibTorchOps{});
     EXPECT_LE((y - expected).abs().max().item<double>(), 1e-4) << (transposed ? "transposed" : "conv");
   }
 }
@@ -103,7 +104,7 @@ TEST(Tucker, FullRankVariantReproducesTheOriginalLogits) {
   auto x = ReadRawFloat32((c / "input.f32").string(), {1, 1, 32, 48, 40});
   auto ref = ReadRawFloat32((c / "logits.f32").string(), {1, 6, 32, 48, 40});
   ASSERT_TRUE(x.ok() && ref.ok());
-  EXPECT_LE((net.value().Forward(x.value()) - ref.value()).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((MakeExecutor(net.value())->Forward(x.value()) - ref.value()).abs().max().item<double>(), 1e-4);
 }
 
 TEST(Tucker, ManifestErrorsAreTheTrueReconstructionErrors) {

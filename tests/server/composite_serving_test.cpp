@@ -65,7 +65,8 @@ TEST(CompositeServing, OneRequestRunsEveryPartAndMergesTheirLabels) {
   for (size_t p = 0; p < spec.value().part_dirs.size(); ++p) {
     auto model = LoadNetwork(spec.value().part_dirs[p]);
     ASSERT_TRUE(model.ok()) << model.status().message();
-    UNetPatchNetwork net(model.value().network);
+    const auto executor = model.value().Executor();
+    UNetPatchNetwork net(*executor);
     auto prediction = Predict(model.value().info, net, ct, {});
     ASSERT_TRUE(prediction.ok()) << prediction.status().message();
     ASSERT_TRUE(MergePartLabels(spec.value(), p, prediction.value().labels, &merged).ok());

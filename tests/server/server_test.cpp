@@ -89,7 +89,7 @@ TEST_F(Server, SegmentingARealCtGivesTheInProcessLabels) {
   const auto catalog = server_->state().devices[0]->catalog.Get();
   const VariantEntry* variant = catalog->models[0].Find(h.variant());
   ASSERT_NE(variant, nullptr);
-  UNetPatchNetwork net(*variant->network);
+  UNetPatchNetwork net(*variant->executor);
   auto local = Predict(variant->info, net, ct.value(), {});
   ASSERT_TRUE(local.ok()) << local.status().message();
   ASSERT_EQ(call.labels.size(), local.value().labels.voxels.size());

@@ -1,55 +1,61 @@
-// PlainConvUNet on the CPU engine: the network's topology written as a cpu_engine::Graph.
+// The CPU engine executor: PlainConvUNet's topology written as a cpu_engine::Graph.
+#include "model_store/network/cpu_engine_executor.h"
+
 #include <algorithm>
-#include <chrono>
+#include <array>
+#include <map>
+#include <vector>
 
-#include "model_store/network/network.h"
-
-#if TUCKER_SEG_HAVE_ONEDNN
 #include "model_store/cpu_engine/onednn_graph.h"
-#endif
+#include "model_store/network/libtorch_executor.h"
+#include "vocabulary/mutex.h"
 
 namespace tucker_seg {
+namespace {
 
+using cpu_engine::ConvSpec;
+using cpu_engine::Graph;
+
+// A compiled graph and the logits buffer it last filled.
 struct EngineGraph {
-#if TUCKER_SEG_HAVE_ONEDNN
-  cpu_engine::Graph graph;
-#endif
+  Graph graph;
   // The logits of the last call. Handed out as is and refilled by the next call when nobody holds
   // it any more: a fresh 0.7 GB tensor per tile would cost the kernel's page zeroing every time.
   torch::Tensor logits;
 };
 
-std::shared_ptr<EngineGraph> EngineGraphPool::Take(const Key& key, Status* status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return nullptr;
-  *status = it->second.failure;
-  if (it->second.idle.empty()) return nullptr;
-  auto graph = std::move(it->second.idle.back());
-  it->second.idle.pop_back();
-  return graph;
-}
+// Graphs per input shape; a shape that failed to build keeps its failure.
+class EngineGraphPool {
+ public:
+  using Key = std::array<int64_t, 3>;
+  // An idle graph for `key`, or null (then `*status` says why the shape has none when it failed before).
+  std::shared_ptr<EngineGraph> Take(const Key& key, Status* status) TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return nullptr;
+    *status = it->second.failure;
+    if (it->second.idle.empty()) return nullptr;
+    auto graph = std::move(it->second.idle.back());
+    it->second.idle.pop_back();
+    return graph;
+  }
+  void Return(const Key& key, std::shared_ptr<EngineGraph> graph) TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    entries_[key].idle.push_back(std::move(graph));
+  }
+  void RecordFailure(const Key& key, const Status& status) TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    entries_[key].failure = status;
+  }
 
-void EngineGraphPool::Return(const Key& key, std::shared_ptr<EngineGraph> graph) {
-  std::lock_guard<std::mutex> lock(mu_);
-  entries_[key].idle.push_back(std::move(graph));
-}
-
-void EngineGraphPool::RecordFailure(const Key& key, const Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
-  entries_[key].failure = status;
-}
-
-void EngineGraphPool::Clear() {
-  std::lock_guard<std::mutex> lock(mu_);
-  entries_.clear();
-}
-
-#if TUCKER_SEG_HAVE_ONEDNN
-namespace {
-
-using cpu_engine::ConvSpec;
-using cpu_engine::Graph;
+ private:
+  struct Entry {
+    Status failure;
+    std::vector<std::shared_ptr<EngineGraph>> idle;
+  };
+  Mutex mu_;
+  std::map<Key, Entry> entries_ TS_GUARDED_BY(mu_);
+};
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -213,30 +219,26 @@ ConvLayer FoldProjectionIntoTransposed(const ConvLayer& transposed, const torch:
   return folded;
 }
 
-}  // namespace
-
-bool PlainConvUNet::EngineApplies(const torch::Tensor& x) const {
-  return options_.cpu_engine && options_.fast_paths && !options_.autograd && x.is_cpu() &&
-         x.scalar_type() == torch::kFloat32 && dtype() == torch::kFloat32 && x.dim() == 5;
-}
-
-Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3& patch) const {
-  auto built = std::make_shared<EngineGraph>(
-      EngineGraph{Graph(options_.cpu_bf16 ? cpu_engine::DataType::kBFloat16 : cpu_engine::DataType::kFloat32), {}});
+Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, const Int3& patch, bool bf16) {
+  auto built = std::make_shared<EngineGraph>(EngineGraph{Graph(bf16 ? cpu_engine::DataType::kBFloat16 : cpu_engine::DataType::kFloat32), {}});
   Graph& g = built->graph;
-  const double slope = config_.negative_slope;
-  const Graph::Value input = g.Input(config_.input_channels, patch);
-  Pending x{input, config_.input_channels, nullptr, nullptr, config_.input_channels};
+  const UNetConfig& config = net.config();
+  const auto& encoder = net.encoder();
+  const auto& decoder = net.decoder();
+  const auto& transpconvs = net.transpconvs();
+  const double slope = config.negative_slope;
+  const Graph::Value input = g.Input(config.input_channels, patch);
+  Pending x{input, config.input_channels, nullptr, nullptr, config.input_channels};
   // What each decoder stage reads of its skip: encoder stage s feeds decoder stage S - 2 - s.
-  const size_t stages = encoder_.size();
+  const size_t stages = encoder.size();
   auto skip_reader = [&](size_t s, int64_t channels) {
     const size_t d = stages - 2 - s;
-    return TuckerInputOf(decoder_[d].front().conv, transpconvs_[d].out_channels, channels);
+    return TuckerInputOf(decoder[d].front().conv, transpconvs[d].out_channels, channels);
   };
   std::vector<std::pair<Graph::Value, int64_t>> skips;  // what the decoder reads of each (projected or whole)
   for (size_t s = 0; s < stages; ++s) {
-    for (size_t b = 0; b < encoder_[s].size(); ++b) {
-      const ConvBlock& block = encoder_[s][b];
+    for (size_t b = 0; b < encoder[s].size(); ++b) {
+      const ConvBlock& block = encoder[s][b];
       std::vector<Reader> readers{TuckerInputOf(block.conv, 0, x.channels)};
       const bool reads_skip = s > 0 && b == 0;  // the previous stage's output is also a skip
       if (reads_skip) readers.push_back(skip_reader(s - 1, x.channels));
@@ -245,14 +247,14 @@ Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&
       TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], readers[0].channels(x.channels), block.conv, block.norm));
     }
   }
-  for (size_t d = 0; d < decoder_.size(); ++d) {
-    const ConvLayer& up_layer = transpconvs_[d];
+  for (size_t d = 0; d < decoder.size(); ++d) {
+    const ConvLayer& up_layer = transpconvs[d];
     const Reader up_reader = TuckerInputOf(up_layer, 0, x.channels);
     TS_ASSIGN_OR_RETURN(auto up_read, Read(g, x, {up_reader}, slope));
     const int64_t up_in_channels = up_reader.channels(x.channels);
     const auto [skip, skip_channels] = skips.back();
     skips.pop_back();
-    const ConvBlock& first = decoder_[d].front();
+    const ConvBlock& first = decoder[d].front();
     if (first.conv.factorized()) {
       // The skip was read through its slice of this layer's input factor; the upsampling, with
       // the other slice folded in, adds its part into that value.
@@ -274,63 +276,77 @@ Result<std::shared_ptr<EngineGraph>> PlainConvUNet::BuildEngineGraph(const Int3&
       TS_ASSIGN_OR_RETURN(const Graph::Value pre, AddLayer(g, {up, skip}, {up_layer.out_channels, skip_channels}, first.conv));
       x = Pending{pre, first.conv.out_channels, nullptr, &first.norm, first.conv.out_channels};
     }
-    for (size_t b = 1; b < decoder_[d].size(); ++b) {
-      const ConvBlock& block = decoder_[d][b];
+    for (size_t b = 1; b < decoder[d].size(); ++b) {
+      const ConvBlock& block = decoder[d][b];
       const Reader reader = TuckerInputOf(block.conv, 0, x.channels);
       TS_ASSIGN_OR_RETURN(auto read, Read(g, x, {reader}, slope));
       TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], reader.channels(x.channels), block.conv, block.norm));
     }
   }
-  TS_ASSIGN_OR_RETURN(auto logits, Read(g, x, {HeadReader(seg_layers_.back())}, slope));
+  TS_ASSIGN_OR_RETURN(auto logits, Read(g, x, {HeadReader(net.seg_layers().back())}, slope));
   TS_RETURN_IF_ERROR(g.Finish(logits[0]));
   return built;
 }
 
-Result<std::shared_ptr<EngineGraph>> PlainConvUNet::AcquireEngineGraph(const Int3& patch) const {
-  Status failed;
-  if (auto graph = engine_graphs_.Take(patch, &failed)) return graph;
-  TS_RETURN_IF_ERROR(failed);  // built before and failed: not tried again
-  auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(patch); });
-  if (!built.ok()) engine_graphs_.RecordFailure(patch, built.status());
-  return built;
-}
+class CpuEngineExecutor final : public NetworkExecutor {
+ public:
+  CpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16) : NetworkExecutor(std::move(network)), bf16_(bf16) {}
 
-Status PlainConvUNet::EngineStatus(const Int3& patch) const {
-  TS_RETURN_IF_ERROR(config_.ValidatePatch(patch));
-  TS_ASSIGN_OR_RETURN(auto graph, AcquireEngineGraph(patch));
-  engine_graphs_.Return(patch, std::move(graph));
-  return Status::Ok();
-}
+  std::string name() const override { return bf16_ ? "CPU engine (bfloat16)" : "CPU engine (float32)"; }
 
-torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor& input, OpProfile* profile) const {
-  const Int3 patch{input.size(2), input.size(3), input.size(4)};
-  auto acquired = AcquireEngineGraph(patch);
-  if (!acquired.ok()) return {};
-  std::shared_ptr<EngineGraph> graph = std::move(acquired).value();
-  const torch::Tensor x = input.contiguous();
-  const int64_t n = x.size(0);
-  const std::vector<int64_t> shape{n, graph->graph.output_channels(), patch[0], patch[1], patch[2]};
-  torch::Tensor& y = graph->logits;
-  const bool held = y.defined() && (y.use_count() > 1 || y.storage().use_count() > 1);  // a caller still holds it (or a view)
-  if (held || !y.defined() || y.sizes() != shape) {
-    y = torch::empty(shape, x.options());
+  Status Serves(const Int3& patch) const override {
+    TS_RETURN_IF_ERROR(network().config().ValidatePatch(patch));
+    TS_ASSIGN_OR_RETURN(auto graph, Acquire(patch));
+    graphs_.Return(patch, std::move(graph));
+    return Status::Ok();
   }
-  cpu_engine::StepObserver observer = [&](const std::string& op, double seconds, int64_t macs) { profile->Add(op, seconds, macs); };
-  const int64_t in_stride = x[0].numel(), out_stride = y[0].numel();
-  for (int64_t i = 0; i < n; ++i) {
-    graph->graph.Run(x.data_ptr<float>() + i * in_stride, y.data_ptr<float>() + i * out_stride, profile ? &observer : nullptr);
+
+  torch::Tensor Forward(const torch::Tensor& input, OpProfile* profile) const override {
+    const Int3 patch{input.size(2), input.size(3), input.size(4)};
+    auto acquired = Acquire(patch);
+    if (!acquired.ok()) return LibTorchForward(network(), input, LibTorchOps{}, profile);
+    std::shared_ptr<EngineGraph> graph = std::move(acquired).value();
+    const torch::Tensor x = input.contiguous();
+    const int64_t n = x.size(0);
+    const std::vector<int64_t> shape{n, graph->graph.output_channels(), patch[0], patch[1], patch[2]};
+    torch::Tensor& y = graph->logits;
+    const bool held = y.defined() && (y.use_count() > 1 || y.storage().use_count() > 1);  // a caller still holds it (or a view)
+    if (held || !y.defined() || y.sizes() != shape) {
+      y = torch::empty(shape, x.options());
+    }
+    cpu_engine::StepObserver observer = [&](const std::string& op, double seconds, int64_t macs) { profile->Add(op, seconds, macs); };
+    const int64_t in_stride = x[0].numel(), out_stride = y[0].numel();
+    for (int64_t i = 0; i < n; ++i) {
+      graph->graph.Run(x.data_ptr<float>() + i * in_stride, y.data_ptr<float>() + i * out_stride, profile ? &observer : nullptr);
+    }
+    torch::Tensor logits = y;
+    graphs_.Return(patch, std::move(graph));
+    return logits;
   }
-  torch::Tensor logits = y;
-  engine_graphs_.Return(patch, std::move(graph));
-  return logits;
+
+ private:
+  // An idle graph for this patch from the pool, or a new one; a shape that failed to build once
+  // gives its failure again without another attempt.
+  Result<std::shared_ptr<EngineGraph>> Acquire(const Int3& patch) const {
+    Status failed;
+    if (auto graph = graphs_.Take(patch, &failed)) return graph;
+    TS_RETURN_IF_ERROR(failed);
+    auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(network(), patch, bf16_); });
+    if (!built.ok()) graphs_.RecordFailure(patch, built.status());
+    return built;
+  }
+
+  bool bf16_;
+  mutable EngineGraphPool graphs_;
+};
+
+}  // namespace
+
+std::shared_ptr<const NetworkExecutor> MakeCpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16) {
+  return std::make_shared<CpuEngineExecutor>(std::move(network), bf16);
 }
 
-#else  // no oneDNN in this build
-
-bool PlainConvUNet::EngineApplies(const torch::Tensor&) const { return false; }
-Status PlainConvUNet::EngineStatus(const Int3&) const { return Unimplemented("this build has no oneDNN (the CPU engine)"); }
-torch::Tensor PlainConvUNet::EngineForward(const torch::Tensor&, OpProfile*) const { return {}; }
-
-#endif
+bool CpuEngineBuilt() { return true; }
+bool CpuEngineRunsBFloat16() { return cpu_engine::CpuHasBFloat16(); }
 
 }  // namespace tucker_seg
