@@ -11,6 +11,7 @@
 #include <ATen/Parallel.h>
 
 #include "model_store/inference/resample.h"
+#include "model_store/inference/trilinear_argmax.h"
 
 namespace tucker_seg {
 namespace {
@@ -46,13 +47,23 @@ class SlabExporter {
   // rows: (K, n, N1, N2), valid only during the call. The output rows they complete are written
   // from views of them; only the rows later output rows still need are copied (one or two).
   void Add(int64_t first_row, const torch::Tensor& rows) {
-    for (int64_t r = 0; r < rows.size(1); ++r) buffer_.push_back({rows.select(1, r), false});
+    const bool cpu = cpu_kernel_ && rows.is_cpu() && rows.scalar_type() == torch::kFloat32 && rows.stride(3) == 1 && rows.size(0) < 255;
+    if (cpu && !argmax_) argmax_.emplace(rows.size(0), n_[1], n_[2], out_[1], out_[2]);
+    for (int64_t r = 0; r < rows.size(1); ++r) {
+      Row row{rows.select(1, r), false, {}};
+      if (cpu) row.top = argmax_->TopClasses(PlaneOf(row.logits));
+      buffer_.push_back(std::move(row));
+    }
     received_ = first_row + rows.size(1);
     Flush();
     for (auto& row : buffer_) {
-      if (!row.owned) row = {row.logits.clone(torch::MemoryFormat::Contiguous), true};
+      if (!row.owned) row.logits = row.logits.clone(torch::MemoryFormat::Contiguous), row.owned = true;
     }
   }
+
+  // Output voxels labelled on the CPU, and those of them that needed interpolation.
+  int64_t labelled() const { return argmax_ ? argmax_->labelled() : 0; }
+  int64_t interpolated() const { return argmax_ ? argmax_->interpolated() : 0; }
 
  private:
   // Source rows and weight of the next row for output row o.
@@ -74,16 +85,15 @@ class SlabExporter {
       double w;
       Source(next_, &r0, &r1, &w);
       if (r1 >= received_) return;
-      const torch::Tensor& a = buffer_[static_cast<size_t>(r0 - buffer_first_)].logits;
-      const torch::Tensor& b = buffer_[static_cast<size_t>(r1 - buffer_first_)].logits;
-      if (w != 0 && !plane_.defined()) plane_ = torch::empty(a.sizes(), a.options());
-      const torch::Tensor plane = w == 0 ? a : torch::lerp_out(plane_, a, b, w);  // (K, N1, N2)
-      if (cpu_kernel_ && plane.is_cpu() && plane.scalar_type() == torch::kFloat32 && plane.stride(2) == 1) {
+      const Row& a = buffer_[static_cast<size_t>(r0 - buffer_first_)];
+      const Row& b = buffer_[static_cast<size_t>(r1 - buffer_first_)];
+      if (!a.top.empty()) {
         uint8_t* row = row_.data_ptr<uint8_t>();
-        ArgmaxOfBilinear(plane.data_ptr<float>(), plane.size(0), plane.size(1), plane.size(2), plane.stride(0), plane.stride(1), out_[1],
-                         out_[2], row);
+        argmax_->Slice(r0, PlaneOf(a.logits), a.top.data(), r1, PlaneOf(b.logits), b.top.data(), static_cast<float>(w), row);
         for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
       } else {
+        if (w != 0 && !plane_.defined()) plane_ = torch::empty(a.logits.sizes(), a.logits.options());
+        const torch::Tensor plane = w == 0 ? a.logits : torch::lerp_out(plane_, a.logits, b.logits, w);  // (K, N1, N2)
         if (!label_lut_.defined()) {
           label_lut_ = torch::tensor(std::vector<int64_t>(label_ids_.begin(), label_ids_.end())).to(torch::kUInt8).to(plane.device());
         }
@@ -114,11 +124,14 @@ class SlabExporter {
   torch::Tensor row_;
   torch::Tensor label_lut_;  // output index -> label id, on the rows' device
   struct Row {
-    torch::Tensor logits;  // (K, N1, N2)
-    bool owned;            // false: a view of the caller's buffer, valid during Add only
+    torch::Tensor logits;      // (K, N1, N2)
+    bool owned;                // false: a view of the caller's buffer, valid during Add only
+    std::vector<uint8_t> top;  // TrilinearArgmax::TopClasses; empty off the CPU kernel
   };
+  static LogitPlane PlaneOf(const torch::Tensor& logits) { return {logits.data_ptr<float>(), logits.stride(0), logits.stride(1)}; }
   std::deque<Row> buffer_;  // rows [buffer_first_, received_)
-  torch::Tensor plane_;     // the z-interpolated plane
+  std::optional<TrilinearArgmax> argmax_;  // the CPU kernel
+  torch::Tensor plane_;     // the z-interpolated plane (off the CPU kernel)
   int64_t buffer_first_ = 0;
   int64_t received_ = 0;
   int64_t next_ = 0;
@@ -423,6 +436,8 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   result.timings.aggregation_seconds += stats.aggregation_seconds;
   result.tiles = stats.tiles;
   result.peak_logits_bytes = stats.peak_buffer_bytes;
+  result.exported_voxels = exporter.labelled();
+  result.interpolated_voxels = exporter.interpolated();
   result.label_table = info.labels;
   return result;
 }

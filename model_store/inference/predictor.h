@@ -52,6 +52,10 @@ struct Prediction {
   int64_t peak_logits_bytes = 0;                         // the sliding window's slab buffer
   int64_t coarse_tiles = 0;                              // --roi-subset: the coarse pass's tiles
   int64_t full_tiles = 0;                                // the tiles a prediction without ROI runs
+  // The CPU export: output voxels labelled, and those whose label needed interpolation (the
+  // others lie in cells whose 8 network voxels agree on their class).
+  int64_t exported_voxels = 0;
+  int64_t interpolated_voxels = 0;
 };
 
 // Runs a network's executor as a PatchNetwork on the network's device and in its precision

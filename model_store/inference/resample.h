@@ -31,14 +31,4 @@ int SeparateZAxis(const std::array<double, 3>& current, const std::array<double,
 // instead, as nnU-Net's separate-z rule does along the coarse axis.
 torch::Tensor ResampleCubic(const torch::Tensor& volume, const Int3& shape, int nearest_axis);
 
-// The argmax over classes of `plane` (classes, h, w float32 with the given class and row strides,
-// columns contiguous; classes <= 256) resized bilinearly to (out_h, out_w) with the grid-mode
-// mapping, written as class indices (ties: the lowest class). The resized logits are never
-// written: for each cell between four source pixels, only the classes whose largest corner
-// reaches the largest smallest corner can win anywhere inside it (every interpolated value lies
-// between its corners), and only those are interpolated. Peaked logits (a trained model's) leave
-// one or two candidates per cell.
-void ArgmaxOfBilinear(const float* plane, int64_t classes, int64_t h, int64_t w, int64_t class_stride, int64_t row_stride,
-                      int64_t out_h, int64_t out_w, uint8_t* out);
-
 }  // namespace tucker_seg

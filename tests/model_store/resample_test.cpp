@@ -1,6 +1,8 @@
 // Resampling as nnU-Net does it (cubic B-splines, nearest along a separate z).
 #include "model_store/inference/resample.h"
 
+#include "model_store/inference/trilinear_argmax.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -27,38 +29,82 @@ TEST(Resample, CubicReproducesSmoothFunctionsAndNearestKeepsValues) {
   for (int64_t i = 0; i < 10; ++i) EXPECT_TRUE(torch::equal(nn[i], v[2 * i + 1])) << i;
 }
 
-// The pruned argmax labels like LibTorch's bilinear upsampling (align_corners=false: the same
-// grid mapping) followed by argmax, wherever the two best interpolated classes are not tied;
-// smooth logits with a large class count, up and down in size, and a plane of exact ties.
-TEST(Resample, ArgmaxOfBilinearMatchesUpsamplingThenArgmax) {
+// The export labels like LibTorch's trilinear resize (align_corners=false: the same grid mapping)
+// followed by argmax, wherever the two best interpolated classes are not tied: smooth logits with a
+// large class count, up and down in size, on strided views of the sliding window's buffer.
+TEST(Resample, TrilinearArgmaxMatchesResizingThenArgmax) {
   torch::manual_seed(2);
-  for (const auto& [in, out] : std::vector<std::pair<std::array<int64_t, 2>, std::array<int64_t, 2>>>{
-           {{23, 17}, {80, 61}}, {{40, 40}, {25, 33}}, {{9, 12}, {9, 12}}}) {
+  for (const auto& [in, out] : std::vector<std::pair<std::array<int64_t, 3>, std::array<int64_t, 3>>>{
+           {{6, 23, 17}, {11, 80, 61}}, {{5, 40, 40}, {4, 25, 33}}, {{4, 9, 12}, {4, 9, 12}}}) {
     const int64_t k = 118;
-    // Smooth logits (organ-like blobs): a coarse random field upsampled, plus per-class offsets.
-    torch::Tensor logits = torch::upsample_bilinear2d(torch::randn({1, k, 5, 5}) * 4, {in[0], in[1]}, false).squeeze(0);
-    logits += torch::randn({k, 1, 1});
-    const torch::Tensor resized = torch::upsample_bilinear2d(logits.unsqueeze(0), {out[0], out[1]}, false).squeeze(0);
+    // Smooth logits (organ-like blobs): a coarse random field resized, plus per-class offsets.
+    torch::Tensor logits = torch::upsample_trilinear3d(torch::randn({1, k, 3, 5, 5}) * 4, {in[0], in[1], in[2]}, false).squeeze(0);
+    logits += torch::randn({k, 1, 1, 1});
+    const torch::Tensor resized = torch::upsample_trilinear3d(logits.unsqueeze(0), {out[0], out[1], out[2]}, false).squeeze(0);
     const torch::Tensor top2 = std::get<0>(resized.topk(2, 0));
     const torch::Tensor decided = (top2[0] - top2[1]) > 1e-4;
-    torch::Tensor labels = torch::empty({out[0], out[1]}, torch::kUInt8);
-    // A strided view, as the exporter passes rows of the sliding window's buffer: 3 columns and a
-    // row of padding around each class plane.
-    const torch::Tensor padded = torch::zeros({k, in[0] + 2, in[1] + 3});
-    padded.narrow(1, 1, in[0]).narrow(2, 2, in[1]).copy_(logits);
-    const torch::Tensor view = padded.narrow(1, 1, in[0]).narrow(2, 2, in[1]);
-    ArgmaxOfBilinear(view.data_ptr<float>(), k, in[0], in[1], view.stride(0), view.stride(1), out[0], out[1], labels.data_ptr<uint8_t>());
+    // Rows as the exporter has them: (K, Y, X) views with 3 columns and a row of padding around.
+    const torch::Tensor padded = torch::zeros({k, in[0], in[1] + 2, in[2] + 3});
+    padded.narrow(2, 1, in[1]).narrow(3, 2, in[2]).copy_(logits);
+    const torch::Tensor view = padded.narrow(2, 1, in[1]).narrow(3, 2, in[2]);
+    TrilinearArgmax argmax(k, in[1], in[2], out[1], out[2]);
+    std::vector<std::vector<uint8_t>> tops;
+    auto plane = [&](int64_t r) {
+      const torch::Tensor row = view.select(1, r);
+      return LogitPlane{row.data_ptr<float>(), row.stride(0), row.stride(1)};
+    };
+    for (int64_t r = 0; r < in[0]; ++r) tops.push_back(argmax.TopClasses(plane(r)));
+    torch::Tensor labels = torch::empty({out[0], out[1], out[2]}, torch::kUInt8);
+    for (int64_t o = 0; o < out[0]; ++o) {
+      const LinearTap t = GridLinearTap(o, in[0], out[0]);
+      argmax.Slice(t.i0, plane(t.i0), tops[t.i0].data(), t.i1, plane(t.i1), tops[t.i1].data(), static_cast<float>(t.w1),
+                   labels[o].data_ptr<uint8_t>());
+    }
     const torch::Tensor expected = resized.argmax(0).to(torch::kUInt8);
-    EXPECT_GT(decided.sum().item<int64_t>(), out[0] * out[1] * 9 / 10);
-    EXPECT_TRUE(torch::equal(labels.masked_select(decided), expected.masked_select(decided)))
-        << in[0] << "x" << in[1] << " -> " << out[0] << "x" << out[1];
-    EXPECT_GT(std::get<0>(torch::_unique(expected)).numel(), 3);  // several classes win somewhere
+    const std::string shape = std::to_string(in[1]) + "x" + std::to_string(in[2]) + " -> " + std::to_string(out[1]) + "x" + std::to_string(out[2]);
+    EXPECT_GT(decided.sum().item<int64_t>(), expected.numel() * 9 / 10) << shape;
+    EXPECT_TRUE(torch::equal(labels.masked_select(decided), expected.masked_select(decided))) << shape;
+    EXPECT_GT(std::get<0>(torch::_unique(expected)).numel(), 3) << shape;  // several classes win somewhere
+    EXPECT_EQ(argmax.labelled(), expected.numel());
   }
+}
+
+// Classes that form regions (a trained model's peaked logits): only voxels in cells across a
+// region's border are interpolated, and the labels are still the resized argmax.
+TEST(Resample, TrilinearArgmaxInterpolatesOnlyAtRegionBorders) {
+  torch::manual_seed(3);
+  const int64_t k = 9, depth = 6, side = 24;
+  const torch::Tensor y = torch::arange(side).div(8, "floor").view({1, side, 1}), x = torch::arange(side).div(8, "floor").view({1, 1, side});
+  const torch::Tensor regions = (y * 3 + x).expand({depth, side, side});  // 3 x 3 boxes of 8 x 8
+  const torch::Tensor logits = (5 * torch::one_hot(regions, k).permute({3, 0, 1, 2}).to(torch::kFloat32) + 0.1 * torch::randn({k, depth, side, side})).contiguous();
+  const std::array<int64_t, 3> out{11, 70, 70};
+  const torch::Tensor expected = torch::upsample_trilinear3d(logits.unsqueeze(0), {out[0], out[1], out[2]}, false).squeeze(0).argmax(0).to(torch::kUInt8);
+  TrilinearArgmax argmax(k, side, side, out[1], out[2]);
+  auto plane = [&](int64_t r) { return LogitPlane{logits.data_ptr<float>() + r * side * side, depth * side * side, side}; };
+  std::vector<std::vector<uint8_t>> tops;
+  for (int64_t r = 0; r < depth; ++r) tops.push_back(argmax.TopClasses(plane(r)));
+  torch::Tensor labels = torch::empty({out[0], out[1], out[2]}, torch::kUInt8);
+  for (int64_t o = 0; o < out[0]; ++o) {
+    const LinearTap t = GridLinearTap(o, depth, out[0]);
+    argmax.Slice(t.i0, plane(t.i0), tops[t.i0].data(), t.i1, plane(t.i1), tops[t.i1].data(), static_cast<float>(t.w1), labels[o].data_ptr<uint8_t>());
+  }
+  EXPECT_TRUE(torch::equal(labels, expected));
+  // The cells across the two inner borders of each axis: about 2 x 2 / 23 of the rows and columns.
+  EXPECT_GT(argmax.interpolated(), 0);
+  EXPECT_LT(argmax.interpolated(), argmax.labelled() * 3 / 10);
+}
+
+TEST(Resample, TrilinearArgmaxBreaksTiesLikeArgmax) {
   // All classes equal: the lowest wins, as argmax's first maximum does.
   const torch::Tensor flat = torch::ones({5, 6, 6});
+  TrilinearArgmax argmax(5, 6, 6, 10, 10);
+  const LogitPlane plane{flat.data_ptr<float>(), 36, 6};
+  const std::vector<uint8_t> top = argmax.TopClasses(plane);
+  EXPECT_EQ(top[0], TrilinearArgmax::kNoTop);
   torch::Tensor labels = torch::empty({10, 10}, torch::kUInt8);
-  ArgmaxOfBilinear(flat.data_ptr<float>(), 5, 6, 6, 36, 6, 10, 10, labels.data_ptr<uint8_t>());
+  argmax.Slice(0, plane, top.data(), 0, plane, top.data(), 0.0f, labels.data_ptr<uint8_t>());
   EXPECT_EQ(labels.max().item<int>(), 0);
+  EXPECT_EQ(argmax.interpolated(), 100);
 }
 
 }  // namespace

@@ -1,0 +1,61 @@
+// The label map's export on the CPU: the argmax over classes of logits resized trilinearly
+// (nnU-Net's grid mapping: source = (i + 0.5) * in / out - 0.5, edges clamped), one output slice
+// at a time, without writing the resized logits.
+//
+// Every interpolated value is a convex combination of the 8 network voxels around it. Where one
+// class is the strict best at all 8 corners, it is the best of every combination inside the cell:
+// the label needs no interpolation at all. Elsewhere (class boundaries) only the classes whose
+// largest corner reaches the largest smallest corner of any class can win, and only those are
+// interpolated. Both facts are decided per cell once per pair of network rows and shared by the
+// output slices between them. A trained model's peaked logits leave interpolation to the
+// boundaries only.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tucker_seg {
+
+// One network row (axis 0) of logits: (classes, h, w) float32, columns contiguous.
+struct LogitPlane {
+  const float* data = nullptr;
+  int64_t class_stride = 0, row_stride = 0;
+};
+
+class TrilinearArgmax {
+ public:
+  static constexpr uint8_t kNoTop = 255;  // no class is the best by more than rounding
+
+  // classes <= 255; (h, w) the network rows' size, (out_h, out_w) the output slices'.
+  TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t out_h, int64_t out_w);
+
+  // Each voxel's strict best class, or kNoTop: (h, w) bytes. Once per network row.
+  std::vector<uint8_t> TopClasses(const LogitPlane& plane) const;
+
+  // Class indices (out_h, out_w) of the output slice at weight wz (of r1) between network rows r0
+  // and r1 (r1 == r0 for a nearest-neighbour slice), with their TopClasses. Ties between
+  // interpolated values go to the lowest class, as argmax's first maximum does.
+  void Slice(int64_t r0, const LogitPlane& a, const uint8_t* top_a, int64_t r1, const LogitPlane& b, const uint8_t* top_b, float wz,
+             uint8_t* out);
+
+  // Output voxels labelled so far, and those of them whose label needed interpolation.
+  int64_t labelled() const { return labelled_; }
+  int64_t interpolated() const { return interpolated_; }
+
+ private:
+  struct Tap {
+    int64_t i0, i1;
+    float w1;
+  };
+  // The candidate classes of every cell between rows r0 and r1.
+  void Candidates(const LogitPlane& a, const uint8_t* top_a, const LogitPlane& b, const uint8_t* top_b);
+
+  int64_t k_, h_, w_, out_h_, out_w_;
+  std::vector<Tap> ty_, tx_;
+  int64_t r0_ = -1, r1_ = -1;        // the row pair the candidates are for
+  std::vector<uint8_t> count_;       // per cell (h x w, by its low corner): number of candidates
+  std::vector<uint8_t> candidates_;  // per cell: k slots
+  int64_t labelled_ = 0, interpolated_ = 0;
+};
+
+}  // namespace tucker_seg
