@@ -4,11 +4,11 @@
 //
 // Every interpolated value is a convex combination of the 8 network voxels around it. Where one
 // class is the strict best at all 8 corners, it is the best of every combination inside the cell:
-// the label needs no interpolation at all. Elsewhere (class boundaries) only the classes whose
-// largest corner reaches the largest smallest corner of any class can win, and only those are
-// interpolated. Both facts are decided per cell once per pair of network rows and shared by the
-// output slices between them. A trained model's peaked logits leave interpolation to the
-// boundaries only.
+// the label needs no interpolation at all (decided per cell once per pair of network rows, shared
+// by the output slices between them). Elsewhere (class boundaries) the slice's plane is
+// interpolated along z for the rows those cells need, and within each cell only the classes whose
+// largest corner reaches the largest smallest corner of any class can win and are interpolated.
+// A trained model's peaked logits leave interpolation to the boundaries only.
 #pragma once
 
 #include <cstdint>
@@ -47,14 +47,15 @@ class TrilinearArgmax {
     int64_t i0, i1;
     float w1;
   };
-  // The candidate classes of every cell between rows r0 and r1.
-  void Candidates(const LogitPlane& a, const uint8_t* top_a, const LogitPlane& b, const uint8_t* top_b);
+  // Which cells between rows r0 and r1 have one class at all 8 corners.
+  void UniformCells(const uint8_t* top_a, const uint8_t* top_b);
 
   int64_t k_, h_, w_, out_h_, out_w_;
   std::vector<Tap> ty_, tx_;
-  int64_t r0_ = -1, r1_ = -1;        // the row pair the candidates are for
-  std::vector<uint8_t> count_;       // per cell (h x w, by its low corner): number of candidates
-  std::vector<uint8_t> candidates_;  // per cell: k slots
+  int64_t r0_ = -1, r1_ = -1;      // the row pair uniform_ is for
+  std::vector<uint8_t> uniform_;   // per cell (h x w, by its low corner): its class, or kNoTop
+  std::vector<int64_t> first_, last_;  // per row of cells: the first and last cell that is not uniform (last < 0: none)
+  std::vector<float> plane_;       // (k, h, w): the slice's plane interpolated along z, the rows boundary cells need
   int64_t labelled_ = 0, interpolated_ = 0;
 };
 

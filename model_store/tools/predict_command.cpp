@@ -138,7 +138,12 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
       << window.step << ", batch " << window.batch << (window.mirror ? ", mirrored" : "") << ", "
       << f.device.device << " " << f.device.precision << ", " << torch::get_num_threads() << " CPU threads)\n"
       << "  preprocess " << t.preprocess_seconds << " s, network " << t.network_seconds << " s, aggregation "
-      << t.aggregation_seconds << " s, export " << t.export_seconds << " s\n";
+      << t.aggregation_seconds << " s, export " << t.export_seconds << " s";
+  if (p->exported_voxels > 0) {
+    out << " (" << std::setprecision(1) << 100.0 * static_cast<double>(p->interpolated_voxels) / static_cast<double>(p->exported_voxels)
+        << "% of voxels interpolated, the rest in cells of one class)" << std::setprecision(2);
+  }
+  out << "\n";
   if (p->coarse_tiles > 0) {
     out << "  roi-subset: coarse pass " << p->coarse_tiles << " tiles at step 1, then " << p->tiles << " of " << p->full_tiles
         << " tiles\n";
