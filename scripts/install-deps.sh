@@ -13,7 +13,7 @@ build_packages=(
   prometheus-cpp-dev
   libdcmtk-dev libcurl4-openssl-dev
   libinsighttoolkit5-dev
-  libcli11-dev clang
+  libcli11-dev clang libdeflate-dev
   python3
 )
 # Tests, demo and deployment checks: a real Prometheus, an independent Python gRPC client, a real
