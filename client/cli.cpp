@@ -180,7 +180,8 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   if (!result.ok()) return result.status();
   SegmentResult& r = result.value();
   if (!options.roi_subset.empty()) TS_RETURN_IF_ERROR(KeepOnlyClasses(options.roi_subset, &r.label_table, &r.labels));
-  const Provenance provenance{r.model, r.variant, r.variant_quality, command_line::ProjectVersion()};
+  const Provenance provenance{r.model, r.variant, r.variant_quality, command_line::ProjectVersion(),
+                              r.step > 0 ? std::optional<double>(r.step) : std::nullopt};
   if (!c.output.empty()) {
     TS_RETURN_IF_ERROR(WriteSegmentationFiles(c.output, r.labels, r.label_table, {c.type, input.value().nifti_codes, provenance}));
   }
@@ -305,6 +306,8 @@ void AddSelectionFlags(CLI::App* app, SegmentJob* job) {
   app->add_option("--model", job->options.model, "Model name (default: the server's only model)");
   app->add_option("--variant", job->options.variant, "auto, or a variant name (see `tucker-seg models`)")->capture_default_str();
   app->add_option("--min-quality", job->options.min_quality, "auto only: lowest agreement Dice acceptable")->check(CLI::Range(0.0, 1.0));
+  app->add_option("--step", job->options.step, "Sliding-window step as a fraction of the patch, 0.1-1 (TotalSegmentator: 0.8; 0: the server's 0.5)")
+      ->check(CLI::Range(0.0, 1.0));
   app->add_option("--timeout", job->options.timeout_seconds, "Seconds the whole request may take (0: no deadline)")
       ->check(CLI::NonNegativeNumber);
   app->add_flag("--quiet", job->quiet, "No progress bar");

@@ -113,6 +113,7 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
   header->set_variant(o.variant);
   header->set_min_quality(o.min_quality);
   for (const auto& name : o.roi_subset) header->add_roi_subset(name);
+  header->set_step(o.step);
   wire::ToWire(ct.geometry, o.voxel_type, header->mutable_volume());
   bool open = stream->Write(request);
   report(SegmentProgress::Stage::kSending);
@@ -160,6 +161,7 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
       result.selection_detail = h.selection_detail();
       result.device = h.device();
       if (h.variant_quality_known()) result.variant_quality = h.variant_quality();
+      result.step = h.step();
       result.request_id = h.request_id();
       result.timings = h.timings();
       for (const auto& l : h.labels()) result.label_table.emplace_back(l.id(), l.name());

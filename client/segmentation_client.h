@@ -54,6 +54,8 @@ struct SegmentOptions {
   // Class names: the server computes only the tiles these need (a coarse pass finds them); other
   // classes in the result may be partial, so callers keep only these (the CLI does).
   std::vector<std::string> roi_subset;
+  // The sliding window's step as a fraction of the patch (TotalSegmentator: 0.8); 0: the server's.
+  double step = 0;
   int64_t chunk_bytes = 2 << 20;
   // INT16 halves the bytes for integer-valued CTs (the usual case); FLOAT32 keeps any value.
   tuckerseg::v1::VoxelType voxel_type = tuckerseg::v1::VOXEL_TYPE_INT16;
@@ -65,6 +67,7 @@ struct SegmentResult {
   std::vector<std::pair<int64_t, std::string>> label_table;
   std::string model, variant, selection_reason, selection_detail, device, request_id;
   std::optional<double> variant_quality;  // the variant's mean agreement Dice with the original, when known
+  double step = 0;                        // the sliding window's step the server used (0: a server that does not say)
   tuckerseg::v1::Timings timings;
   int attempts = 0;
 };

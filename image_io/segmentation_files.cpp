@@ -92,6 +92,7 @@ Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels,
                             {"software_version", options.provenance.software_version},
                             {"labels", nlohmann::json::object()}};
   sidecar["agreement"] = options.provenance.quality ? nlohmann::json(*options.provenance.quality) : nlohmann::json(nullptr);
+  sidecar["step"] = options.provenance.step ? nlohmann::json(*options.provenance.step) : nlohmann::json(nullptr);
   for (const auto& [id, name] : table)
     if (id != 0) sidecar["labels"][std::to_string(id)] = name;
   return WriteFileAtomically(WithoutImageExtension(output) + ".json", sidecar.dump(2) + "\n");
@@ -157,6 +158,7 @@ Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap
   stats["meta"] = {{"model", provenance.model},
                    {"variant", provenance.variant},
                    {"agreement", provenance.quality ? nlohmann::json(*provenance.quality) : nlohmann::json(nullptr)},
+                   {"step", provenance.step ? nlohmann::json(*provenance.step) : nlohmann::json(nullptr)},
                    {"software_version", provenance.software_version},
                    {"units", {{"volume", "mm3"}, {"intensity", "HU (mean)"}}},
                    {"exclude_masks_at_border", exclude_masks_at_border},

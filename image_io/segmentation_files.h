@@ -24,7 +24,9 @@ struct Provenance {
   std::string model, variant;
   std::optional<double> quality;  // the variant's mean agreement Dice with the original
   std::string software_version;
-  // "tucker-seg 0.1.0 model=<m> variant=<v> agreement=0.958" (agreement only when known).
+  std::optional<double> step;     // the sliding window's step, when known (sidecar and statistics)
+  // "tucker-seg 0.1.0 model=<m> variant=<v> agreement=0.958" (agreement only when known; NIfTI's
+  // 80-character description has no room for more).
   std::string Describe() const;
 };
 

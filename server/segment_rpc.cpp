@@ -100,6 +100,7 @@ RequestSpec SpecOf(tuckerseg::v1::SegmentHeader& header, const grpc::ServerConte
   spec.variant = header.variant();
   spec.min_quality = header.min_quality();
   spec.roi_subset.assign(header.roi_subset().begin(), header.roi_subset().end());
+  spec.step = header.step();
   spec.volume = std::move(*header.mutable_volume());
   if (context.deadline() != std::chrono::system_clock::time_point::max()) spec.deadline = context.deadline();
   return spec;
@@ -150,6 +151,7 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const 
   result.set_device(record.device);
   result.set_variant_quality(outcome.quality.value_or(0));
   result.set_variant_quality_known(outcome.quality.has_value());
+  result.set_step(outcome.step);
   AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);

@@ -72,7 +72,8 @@ Result<PredictModel> LoadPredictModel(const PredictFlags& f) {
   const auto manifest = ReadVariantManifest(f.model);  // variants only; the original has agreement 1
   const std::string variant = m.composite ? (f.variant.empty() ? "original" : f.variant) : VariantName(f.model);
   const std::optional<double> quality = manifest.ok() ? manifest.value().Quality() : variant == "original" ? std::optional<double>(1.0) : std::nullopt;
-  m.provenance = {m.composite ? m.composite->name : m.parts[0].info.name, variant, quality, command_line::ProjectVersion()};
+  m.provenance = {m.composite ? m.composite->name : m.parts[0].info.name, variant, quality, command_line::ProjectVersion(),
+                  f.prediction.window.step};
   return m;
 }
 

@@ -12,6 +12,13 @@
 namespace tucker_seg::server {
 namespace {
 
+// A number as a person writes it: 0.5, not 0.500000.
+std::string ShortNumber(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
 using SteadyClock = std::chrono::steady_clock;
 
 double Since(SteadyClock::time_point t) { return std::chrono::duration<double>(SteadyClock::now() - t).count(); }
@@ -90,6 +97,7 @@ struct PartWork {
   const ModelEntry* model = nullptr;
   SelectionRequest wanted;
   std::optional<RoiRequest> roi;
+  double step = 0.5;  // the sliding window's
 };
 
 // Queues the prediction on the device's workers, reports QUEUED (position, estimated wait, the
@@ -101,7 +109,7 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
   auto job = std::make_shared<Job>();
   const auto enqueued = SteadyClock::now();
   item.work = [job, enqueued, &progress, selector = state.selector, part = std::move(part), ct = std::move(ct),
-               step = state.window_step](const Dispatch& dispatch) {
+               step = part.step](const Dispatch& dispatch) {
     auto chosen = selector->Dispatch(*part.model, part.wanted, dispatch.view);
     if (chosen.ok()) dispatch.expect(chosen.value().run_seconds);
     {
@@ -204,7 +212,7 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
   SelectionRequest wanted;
   wanted.variant = spec.variant;
   wanted.min_quality = spec.min_quality;
-  wanted.tiles = EstimateTiles(m.variants[0].info, ct.geometry, state.window_step);
+  wanted.tiles = EstimateTiles(m.variants[0].info, ct.geometry, spec.step);
   if (spec.deadline) wanted.deadline_seconds = std::chrono::duration<double>(*spec.deadline - std::chrono::system_clock::now()).count();
   std::vector<DeviceCandidate> candidates;
   for (size_t d = 0; d < state.devices.size(); ++d) {
@@ -236,7 +244,7 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
     }
   }
 
-  PartWork work{&placed_model, wanted, std::nullopt};
+  PartWork work{&placed_model, wanted, std::nullopt, spec.step};
   if (!roi_outputs.empty()) work.roi = RoiRequest{roi_outputs, &FastestSelectable(placed_model)};
   const int64_t voxels = ct.geometry.NumVoxels();
   auto ran = RunOnWorker(state, device, progress, std::move(work), std::move(ct), std::move(item), placement.selection,
@@ -296,6 +304,12 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
       return NotFound("header.variant '" + spec.variant + "' of model '" + m->name + "' does not exist (have: " + m->VariantNames() +
                       ", auto)");
     }
+  // The sliding window's step: the client's (TotalSegmentator uses 0.8), or the server's.
+  if (spec.step != 0 && !(spec.step >= 0.1 && spec.step <= 1)) {
+    return InvalidArgument("header.step must be 0 (the server's " + ShortNumber(state.window_step) + ") or in [0.1, 1], got " +
+                           ShortNumber(spec.step));
+  }
+  const double step = spec.step != 0 ? spec.step : state.window_step;
   // --roi-subset: every name must be a class of the model; a composite's parts without any of
   // them are not run at all.
   constexpr size_t kMaxRoiNames = 256;
@@ -315,7 +329,7 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   // reserved from the server's budget until it ends.
   int64_t work_bytes = 0;
   for (const ModelEntry* m : a.parts_) {
-    auto work = EstimateWork(m->variants[0].info, a.volume_.geometry, state.window_step, {state.limits.max_grid_voxels, state.limits.max_tiles});
+    auto work = EstimateWork(m->variants[0].info, a.volume_.geometry, step, {state.limits.max_grid_voxels, state.limits.max_tiles});
     if (!work.ok()) return Annotate(work.status(), "header.volume");
     work_bytes = std::max(work_bytes, work.value().window_bytes + static_cast<int64_t>(sizeof(float)) * work.value().grid_voxels);
   }
@@ -326,6 +340,7 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   a.in_flight_ = std::make_unique<GaugeHold>(state.metrics->in_flight());
   a.reserved_bytes_ = std::make_unique<GaugeHold>(state.metrics->memory_reserved_bytes(), static_cast<double>(a.memory_.bytes()));
   a.spec_ = spec;
+  a.spec_.step = step;
   // The budget, counted from now: the latency target or the client's deadline, whichever is sooner.
   SelectionRequest budgeted;
   if (spec.deadline) budgeted.deadline_seconds = std::chrono::duration<double>(*spec.deadline - std::chrono::system_clock::now()).count();
@@ -343,6 +358,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
   const bool roi = !admission.spec_.roi_subset.empty();
   SegmentOutcome outcome;
   outcome.quality = 1.0;
+  outcome.step = admission.spec_.step;
   std::string variants, reasons;
   size_t last_part = parts.size() - 1;
   while (roi && last_part > 0 && roi_outputs[last_part].empty()) --last_part;

@@ -26,6 +26,7 @@ struct RequestSpec {
   std::string variant;     // empty or "auto": the selector picks
   double min_quality = 0;
   std::vector<std::string> roi_subset;
+  double step = 0;  // the sliding window's step as a fraction of the patch; 0: the server's (Admit sets the one used)
   tuckerseg::v1::VolumeGeometry volume;
   std::optional<std::chrono::system_clock::time_point> deadline;
 };
@@ -57,6 +58,7 @@ class ProgressSink {
 // What Run produces: the (merged) prediction and how it was chosen.
 struct SegmentOutcome {
   Prediction prediction;
+  double step = 0;                // the sliding window's step used
   std::string detail;             // the selector's reasoning, per part
   std::optional<double> quality;  // the lowest quality of the variants used, when every one is known
 };

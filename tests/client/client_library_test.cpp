@@ -101,7 +101,9 @@ TEST_F(ClientLibrary, DicomSeriesRoundTripAndDicomSegReadBack) {
   ExpectSameGeometry(result.value().labels.geometry, input.value().ct.geometry);
 
   const auto path = (tucker_seg::testing::TempDir("client-seg") / "seg.dcm").string();
-  const Provenance provenance{result.value().model, result.value().variant, result.value().variant_quality, TUCKER_SEG_VERSION};
+  EXPECT_EQ(result.value().step, 0.5);  // the server's default, reported in the result header
+  const Provenance provenance{result.value().model, result.value().variant, result.value().variant_quality, TUCKER_SEG_VERSION,
+                              result.value().step};
   ASSERT_TRUE(WriteDicomSeg(path, result.value().labels, series, result.value().label_table, provenance).ok());
 
   std::set<int64_t> present(result.value().labels.voxels.begin(), result.value().labels.voxels.end());

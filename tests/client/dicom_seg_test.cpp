@@ -37,7 +37,7 @@ class DicomSeg : public ::testing::Test {
           labels.voxels[static_cast<size_t>((z * size[1] + y) * size[0] + x)] = id;
         }
     const LabelTable table{{0, "background"}, {3, "kidney_left"}, {5, "liver"}, {200, "not_in_the_mapping"}};
-    status_ = new Status(WriteDicomSeg(*path_, labels, *input_->dicom, table, {"tucker-abdomen-3mm", "df0.3", 0.936, "9.9.9"}));
+    status_ = new Status(WriteDicomSeg(*path_, labels, *input_->dicom, table, {"tucker-abdomen-3mm", "df0.3", 0.936, "9.9.9", 0.5}));
   }
   static void TearDownTestSuite() {
     delete input_;

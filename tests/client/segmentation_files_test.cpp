@@ -48,7 +48,7 @@ Case MakeCase() {
   return c;
 }
 
-const Provenance kProvenance{"tucker-abdomen-3mm", "df0.3", 0.9361, "9.9.9"};
+const Provenance kProvenance{"tucker-abdomen-3mm", "df0.3", 0.9361, "9.9.9", 0.8};
 
 std::string Decompressed(const std::filesystem::path& path) {
   gzFile in = gzopen(path.c_str(), "rb");
@@ -116,6 +116,7 @@ TEST(SegmentationFiles, MultilabelCarriesItsLabelTableCodesAndProvenance) {
   EXPECT_EQ(sidecar["labels"]["3"], "kidney_left");
   EXPECT_EQ(sidecar["variant"], "df0.3");
   EXPECT_DOUBLE_EQ(sidecar["agreement"].get<double>(), 0.9361);
+  EXPECT_EQ(sidecar["step"], 0.8);
 }
 
 TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
@@ -134,6 +135,7 @@ TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
   EXPECT_EQ(stats["meta"]["model"], "tucker-abdomen-3mm");
   EXPECT_EQ(stats["meta"]["variant"], "df0.3");
   EXPECT_EQ(stats["meta"]["software_version"], "9.9.9");
+  EXPECT_EQ(stats["meta"]["step"], 0.8);
   EXPECT_FALSE(stats.contains("background"));
   LabelMap other = c.labels;
   other.voxels.pop_back();

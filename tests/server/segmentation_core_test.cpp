@@ -2,6 +2,9 @@
 // run on the bundled model whose progress goes to a recording sink.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <map>
+
 #include <ATen/Parallel.h>
 
 #include "server/serving/segmentation_core.h"
@@ -84,6 +87,15 @@ TEST_F(SegmentationCore, RefusesFromTheHeaderNamingTheField) {
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("header.roi_subset: 'unicorn'"), std::string::npos) << refused.status().message();
 
+  for (const double step : {0.05, 1.5, std::nan("")}) {
+    spec = Request({32, 32, 20}, 3);
+    spec.step = step;
+    refused = Admit(state_, spec, &record);
+    EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << step;
+    EXPECT_NE(refused.status().message().find("header.step must be 0 (the server's 0.5) or in [0.1, 1]"), std::string::npos)
+        << refused.status().message();
+  }
+
   spec = Request({1, 1, 1}, 1e12);  // one voxel whose grid at the model's spacing is astronomical
   refused = Admit(state_, spec, &record);
   EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
@@ -138,9 +150,34 @@ TEST_F(SegmentationCore, RunsAnAdmittedRequestAndReportsItsProgress) {
   EXPECT_GT(sink.tiles_total_, 0);
   EXPECT_EQ(sink.tiles_done_, sink.tiles_total_);
 
+  EXPECT_EQ(outcome.value().step, 0.5);  // the server's, nnU-Net's default
+
   RecordingSink gone;
   gone.cancelled_ = true;
   EXPECT_EQ(server::Run(state_, admitted.value(), ct, gone, &record).status().code(), StatusCode::kCancelled);
+}
+
+// TotalSegmentator's step of 0.8 (here 1: tiles side by side) runs fewer tiles than the server's
+// 0.5, and the outcome says which step ran.
+TEST_F(SegmentationCore, TheClientsStepDecidesTheTiles) {
+  std::map<double, int64_t> tiles;
+  for (const double step : {0.0, 1.0}) {
+    RequestRecord record;
+    auto spec = Request({150, 150, 40}, 3);  // patch 32 x 96 x 96: 3 x 3 x 2 tiles at 0.5, 2 x 2 x 2 at 1
+    spec.variant = "df0.3";
+    spec.step = step;
+    auto admitted = Admit(state_, spec, &record);
+    ASSERT_TRUE(admitted.ok()) << admitted.status().message();
+    CtVolume ct;
+    ct.geometry = admitted.value().volume().geometry;
+    ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+    RecordingSink sink;
+    auto outcome = server::Run(state_, admitted.value(), ct, sink, &record);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().message();
+    tiles[outcome.value().step] = outcome.value().prediction.tiles;
+  }
+  ASSERT_EQ(tiles.size(), 2u);  // 0 ran as the server's 0.5
+  EXPECT_LT(tiles.at(1.0), tiles.at(0.5));
 }
 
 TEST_F(SegmentationCore, ADeadlineNoVariantCanMeetIsRefusedBeforeItIsQueued) {
