@@ -131,7 +131,7 @@ struct Graph::Impl {
     NormProjectionStep step;  // owns what job points at
     NormProjection job;
     memory x;
-    std::vector<memory> outputs;  // empty for the output written into Run's NCDHW logits
+    std::vector<memory> outputs;  // one per output; the NCDHW logits go to Run's `output` instead
     void Run(Impl& im, float* output) {
       im.stream.wait();
       job.input = x.get_data_handle();

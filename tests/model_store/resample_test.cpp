@@ -1,14 +1,14 @@
 // Resampling as nnU-Net does it (cubic B-splines, nearest along a separate z).
 #include "model_store/inference/resample.h"
 
-#include "model_store/inference/trilinear_argmax.h"
-
 #include <gtest/gtest.h>
 
 #include <array>
 #include <tuple>
 #include <utility>
 #include <vector>
+
+#include "model_store/inference/trilinear_argmax.h"
 
 namespace tucker_seg {
 namespace {

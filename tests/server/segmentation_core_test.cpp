@@ -46,6 +46,13 @@ class SegmentationCore : public ::testing::Test {
     wire::ToWire(ct.geometry, tuckerseg::v1::VOXEL_TYPE_INT16, &spec.volume);
     return spec;
   }
+  // The CT an admitted header announced, every voxel soft tissue (40 HU).
+  static CtVolume SoftTissueCt(const Admission& admitted) {
+    CtVolume ct;
+    ct.geometry = admitted.volume().geometry;
+    ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+    return ct;
+  }
 
   ServiceState state_;
   VariantSelector selector_{SelectorOptions{}};
@@ -136,9 +143,7 @@ TEST_F(SegmentationCore, RunsAnAdmittedRequestAndReportsItsProgress) {
   spec.variant = "df0.3";
   auto admitted = Admit(state_, spec, &record);
   ASSERT_TRUE(admitted.ok()) << admitted.status().message();
-  CtVolume ct;
-  ct.geometry = admitted.value().volume().geometry;
-  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+  const CtVolume ct = SoftTissueCt(admitted.value());
   RecordingSink sink;
   auto outcome = server::Run(state_, admitted.value(), ct, sink, &record);
   ASSERT_TRUE(outcome.ok()) << outcome.status().message();
@@ -168,9 +173,7 @@ TEST_F(SegmentationCore, TheClientsStepDecidesTheTiles) {
     spec.step = step;
     auto admitted = Admit(state_, spec, &record);
     ASSERT_TRUE(admitted.ok()) << admitted.status().message();
-    CtVolume ct;
-    ct.geometry = admitted.value().volume().geometry;
-    ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+    const CtVolume ct = SoftTissueCt(admitted.value());
     RecordingSink sink;
     auto outcome = server::Run(state_, admitted.value(), ct, sink, &record);
     ASSERT_TRUE(outcome.ok()) << outcome.status().message();
@@ -188,9 +191,7 @@ TEST_F(SegmentationCore, ADeadlineNoVariantCanMeetIsRefusedBeforeItIsQueued) {
   ASSERT_TRUE(admitted.ok()) << admitted.status().message();
   ASSERT_TRUE(record.budget_seconds.has_value());
   EXPECT_LE(*record.budget_seconds, 2.0);
-  CtVolume ct;
-  ct.geometry = admitted.value().volume().geometry;
-  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 40.0f);
+  const CtVolume ct = SoftTissueCt(admitted.value());
   RecordingSink sink;
   const auto refused = server::Run(state_, admitted.value(), ct, sink, &record);
   EXPECT_EQ(refused.status().code(), StatusCode::kDeadlineExceeded) << refused.status().message();
