@@ -60,4 +60,14 @@ DispatchChoice ChooseAtDispatch(const std::vector<double>& candidate_run_seconds
   return {fastest, true};
 }
 
+bool InterleaveNow(const RunningWork& running, const WaitingRequest& waiting, const std::vector<double>& other_workers_free_in) {
+  if (!(waiting.fastest_run_seconds <= waiting.seconds_left)) return false;  // late whatever happens
+  if (running.interleaved_seconds >= 2 * running.own_seconds) return false;  // its third of the worker is used up
+  double first_free = running.remaining_seconds;
+  for (double f : other_workers_free_in) first_free = std::min(first_free, f);
+  if (first_free + waiting.fastest_run_seconds <= waiting.seconds_left) return false;  // in time by waiting
+  const bool running_in_time = running.remaining_seconds <= running.seconds_left;
+  return !running_in_time || running.remaining_seconds + waiting.fastest_run_seconds <= running.seconds_left;
+}
+
 }  // namespace tucker_seg::server

@@ -36,6 +36,8 @@ class ServerMetrics {
   void Served(const std::string& device, const std::string& model, const std::string& variant, int64_t voxels,
               double queue_wait_seconds, const PredictionTimings& timings);
   void Selected(const std::string& device, const std::string& model, const std::string& variant, const std::string& reason);
+  // A request that ran between the steps of another one on the same worker (scheduler.h).
+  void Interleaved(const std::string& device, const std::string& model) { interleaved_.Add({{"device", device}, {"model", model}}).Increment(); }
   void Calibrated(const std::string& device, const std::string& model, const std::string& variant, double seconds_per_tile,
                   bool selectable);
   void SetQueueDepth(const std::string& device, int depth) { queue_depth_.Add({{"device", device}}).Set(depth); }
@@ -59,6 +61,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& stage_seconds_;
   prometheus::Family<prometheus::Counter>& selections_;
   prometheus::Family<prometheus::Counter>& budgeted_;
+  prometheus::Family<prometheus::Counter>& interleaved_;
   prometheus::Family<prometheus::Gauge>& variant_seconds_per_tile_;
   prometheus::Family<prometheus::Gauge>& variant_selectable_;
   prometheus::Family<prometheus::Gauge>& queue_depth_;

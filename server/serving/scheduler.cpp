@@ -103,6 +103,19 @@ void Scheduler::Shutdown() {
     if (w.joinable()) w.join();
 }
 
+Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint now) const {
+  Dispatch dispatch;
+  dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
+  dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
+  for (const auto& behind : queue_) dispatch.view.behind.push_back({SecondsUntil(now, behind.work.due), behind.work.fastest_seconds});
+  // The arrival rate, lower when nothing has come for longer than the usual gap.
+  const double gap = std::max(mean_arrival_gap_, SecondsBetween(last_arrival_, now));
+  dispatch.view.arrivals_per_second = mean_arrival_gap_ > 0 && gap > 0 ? 1 / gap : 0;
+  dispatch.view.budget_seconds = item.work.due == Clock::TimePoint::max() ? kNoBudget : SecondsBetween(item.submitted, item.work.due);
+  dispatch.view.fastest_run_seconds = item.work.fastest_seconds;
+  return dispatch;
+}
+
 void Scheduler::WorkerLoop(size_t index) {
   for (;;) {
     Item item;
@@ -114,24 +127,68 @@ void Scheduler::WorkerLoop(size_t index) {
       item = std::move(queue_.front());
       queue_.pop_front();
       const auto now = options_.clock->Now();
-      running_[index] = {true, item.work.estimated_seconds, now};
-      dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
-      dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
-      for (const auto& behind : queue_) dispatch.view.behind.push_back({SecondsUntil(now, behind.work.due), behind.work.fastest_seconds});
-      // The arrival rate, lower when nothing has come for longer than the usual gap.
-      const double gap = std::max(mean_arrival_gap_, SecondsBetween(last_arrival_, now));
-      dispatch.view.arrivals_per_second = mean_arrival_gap_ > 0 && gap > 0 ? 1 / gap : 0;
-      dispatch.view.budget_seconds = item.work.due == Clock::TimePoint::max() ? kNoBudget : SecondsBetween(item.submitted, item.work.due);
-      dispatch.view.fastest_run_seconds = item.work.fastest_seconds;
+      running_[index] = {true, item.work.estimated_seconds, now, now, 0};
+      dispatch = DispatchFor(index, item, now);
     }
     dispatch.expect = [this, index](double seconds) {
       absl::MutexLock lock(&mutex_);
       running_[index].estimated_seconds = seconds;
     };
+    dispatch.between_steps = [this, index, due = item.work.due](double remaining_seconds) {
+      return Interleave(index, due, remaining_seconds);
+    };
     item.work.work(dispatch);
     absl::MutexLock lock(&mutex_);
     running_[index].busy = false;
   }
+}
+
+double Scheduler::Interleave(size_t index, Clock::TimePoint due, double remaining_seconds) {
+  double took = 0;
+  size_t limit = 0;  // work that arrives while interleaved work runs waits for the next call
+  {
+    absl::MutexLock lock(&mutex_);
+    running_[index].estimated_seconds = remaining_seconds;
+    running_[index].start = options_.clock->Now();
+    limit = queue_.size();
+  }
+  for (size_t n = 0; n < limit; ++n) {
+    Item item;
+    Dispatch dispatch;
+    {
+      absl::MutexLock lock(&mutex_);
+      const auto now = options_.clock->Now();
+      Running& worker = running_[index];
+      const double interleaved = worker.interleaved_seconds;
+      const RunningWork running{remaining_seconds, SecondsUntil(now, due), SecondsBetween(worker.taken, now) - interleaved, interleaved};
+      const std::vector<double> others = WorkersFreeIn(now, index);
+      const auto picked = std::find_if(queue_.begin(), queue_.end(), [&](const Item& queued) {
+        return InterleaveNow(running, {SecondsUntil(now, queued.work.due), queued.work.fastest_seconds}, others);
+      });
+      if (picked == queue_.end()) return took;
+      item = std::move(*picked);
+      queue_.erase(picked);
+      worker.estimated_seconds = item.work.estimated_seconds + remaining_seconds;
+      worker.start = now;
+      dispatch = DispatchFor(index, item, now);
+      // The interrupted work waits behind it, first.
+      dispatch.view.behind.insert(dispatch.view.behind.begin(), WaitingRequest{running.seconds_left, remaining_seconds});
+      dispatch.interleaved = true;
+    }
+    dispatch.expect = [this, index, remaining_seconds](double seconds) {
+      absl::MutexLock lock(&mutex_);
+      running_[index].estimated_seconds = seconds + remaining_seconds;
+    };
+    item.work.work(dispatch);
+    absl::MutexLock lock(&mutex_);
+    Running& worker = running_[index];
+    const auto now = options_.clock->Now();
+    worker.interleaved_seconds += SecondsBetween(worker.start, now);
+    took += SecondsBetween(worker.start, now);
+    worker.estimated_seconds = remaining_seconds;
+    worker.start = now;
+  }
+  return took;
 }
 
 }  // namespace tucker_seg::server

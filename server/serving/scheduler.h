@@ -3,8 +3,12 @@
 // Submit takes the work only when it returns OK (RESOURCE_EXHAUSTED when the queue is full,
 // UNAVAILABLE once shutting down). A worker that takes work hands it a Dispatch: how long it has,
 // what the other workers still have to do, what waits behind it and how fast work has been
-// arriving, so that the work can choose its variant then (late binding, dispatch_policy.h). Shutdown drains: queued work still runs,
-// then the workers stop. No gRPC here.
+// arriving, so that the work can choose its variant then (late binding, dispatch_policy.h).
+// Work calls Dispatch::between_steps between its steps (a prediction: slabs of preprocessing,
+// tiles): queued work that would miss its budget waiting for it runs then, on the same worker
+// (InterleaveNow; one level deep: interleaved work is not interrupted in turn), so that
+// single-tile requests are not stuck behind a whole CT.
+// Shutdown drains: queued work still runs, then the workers stop. No gRPC here.
 #pragma once
 
 #include <chrono>
@@ -32,6 +36,11 @@ struct Dispatch {
   DispatchView view;  // seconds measured from the moment the worker took the work
   // The run time the work expects once it has chosen (for the wait estimates of later requests).
   std::function<void(double seconds)> expect;
+  // For the work to call between its steps with its estimated run time left: runs the queued work
+  // that InterleaveNow picks before it goes on, and returns the seconds that took (not the
+  // work's own run time). Empty for work that is itself interleaved.
+  std::function<double(double remaining_seconds)> between_steps;
+  bool interleaved = false;  // this work runs between the steps of other work
 };
 
 struct WorkItem {
@@ -74,8 +83,16 @@ class Scheduler {
     bool busy = false;
     double estimated_seconds = 0;  // its own estimate until it has chosen, then the chosen variant's
     Clock::TimePoint start;
+    // For interleaving: when the worker took its work, and the time interleaved work has had since.
+    Clock::TimePoint taken;
+    double interleaved_seconds = 0;
   };
   void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
+  // What the worker `index` tells `item`, taken now.
+  Dispatch DispatchFor(size_t index, const Item& item, Clock::TimePoint now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Between the steps of the work running on worker `index` (due at `due`, `remaining_seconds`
+  // left): the queued work that InterleaveNow picks, run on this thread; the seconds it took.
+  double Interleave(size_t index, Clock::TimePoint due, double remaining_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
   // Seconds until each worker but `except` is done, by the estimates (0 for idle ones).
   std::vector<double> WorkersFreeIn(Clock::TimePoint now, size_t except) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -54,11 +55,13 @@ struct Job {
   absl::Mutex mutex;
   absl::CondVar changed;
   bool started ABSL_GUARDED_BY(mutex) = false;
+  bool interleaved ABSL_GUARDED_BY(mutex) = false;  // run between the steps of another request
   Selection selection ABSL_GUARDED_BY(mutex);  // the worker's choice, set when it starts
   bool done ABSL_GUARDED_BY(mutex) = false;
   std::optional<Result<Prediction>> result ABSL_GUARDED_BY(mutex);
   double queue_wait_seconds ABSL_GUARDED_BY(mutex) = 0;
-  double run_seconds ABSL_GUARDED_BY(mutex) = 0;
+  double run_seconds ABSL_GUARDED_BY(mutex) = 0;          // its own, without work interleaved between its tiles
+  double interleaved_seconds ABSL_GUARDED_BY(mutex) = 0;  // other requests' work run between its tiles
   int64_t tiles_done ABSL_GUARDED_BY(mutex) = 0;
   int64_t tiles_total ABSL_GUARDED_BY(mutex) = 0;
 };
@@ -69,9 +72,12 @@ struct RoiRequest {
   const VariantEntry* coarse = nullptr;
 };
 
-// Runs on a worker; stops early when the call is no longer wanted.
+// Runs on a worker; stops early when the call is no longer wanted. Between its steps (slabs of
+// preprocessing, tiles), `between_steps` (when set) is told the estimated run time left of
+// `run_seconds` and may run other requests first (their time goes to job->interleaved_seconds).
 Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, ProgressSink& progress, Job* job,
-                                 const std::optional<RoiRequest>& roi) {
+                                 const std::optional<RoiRequest>& roi, double run_seconds,
+                                 const std::function<double(double)>& between_steps) {
   TS_RETURN_IF_ERROR(progress.StillWanted());
   PredictionOptions options;
   std::optional<UNetPatchNetwork> coarse;
@@ -80,7 +86,19 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
     options.roi = RoiOptions{&*coarse, roi->outputs};
   }
   options.window.step = step;
-  options.window.should_continue = [&progress] { return progress.StillWanted(); };
+  options.window.should_continue = [&progress, job, run_seconds, &between_steps]() -> Status {
+    if (between_steps) {
+      double share_done = 0;
+      {
+        absl::MutexLock lock(&job->mutex);
+        if (job->tiles_total > 0) share_done = static_cast<double>(job->tiles_done) / static_cast<double>(job->tiles_total);
+      }
+      const double interleaved = between_steps(run_seconds * (1 - share_done));
+      absl::MutexLock lock(&job->mutex);
+      job->interleaved_seconds += interleaved;
+    }
+    return progress.StillWanted();
+  };
   options.window.on_tiles = [job](int64_t done, int64_t total) {
     absl::MutexLock lock(&job->mutex);
     job->tiles_done = done;
@@ -115,15 +133,17 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
     {
       absl::MutexLock lock(&job->mutex);
       job->started = true;
+      job->interleaved = dispatch.interleaved;
       if (chosen.ok()) job->selection = chosen.value();
       job->queue_wait_seconds = Since(enqueued);
       job->changed.SignalAll();
     }
     const auto run_start = SteadyClock::now();
-    Result<Prediction> result = chosen.ok() ? RunPrediction(*chosen.value().variant, ct, step, progress, job.get(), part.roi)
+    Result<Prediction> result = chosen.ok() ? RunPrediction(*chosen.value().variant, ct, step, progress, job.get(), part.roi,
+                                                            chosen.value().run_seconds, dispatch.between_steps)
                                             : Result<Prediction>(chosen.status());
     absl::MutexLock lock(&job->mutex);
-    job->run_seconds = Since(run_start);
+    job->run_seconds = Since(run_start) - job->interleaved_seconds;
     job->result = std::move(result);
     job->done = true;
     job->changed.SignalAll();
@@ -192,6 +212,7 @@ struct PartResult {
   std::optional<double> quality;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
+  bool interleaved = false;
 };
 
 // The coarse pass of --roi-subset: the variant with the fewest calibrated seconds per tile among
@@ -264,6 +285,8 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
   part.quality = selection.variant->quality;
   part.prediction = std::move(job->result->value());
   state.metrics->Selected(part.device, m.name, part.variant, part.reason);
+  if (job->interleaved) state.metrics->Interleaved(part.device, m.name);
+  part.interleaved = job->interleaved;
   state.selector->Observe(placed_model, *selection.variant, job->run_seconds, part.tiles);
   state.metrics->Served(part.device, m.name, part.variant, voxels, job->queue_wait_seconds, part.prediction.timings);
   return part;
@@ -377,6 +400,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
     record->device = part.device;
     record->tiles += part.tiles;
     record->queue_wait_seconds += part.queue_wait_seconds;
+    record->interleaved = record->interleaved || part.interleaved;
     outcome.quality = outcome.quality && part.quality ? std::optional<double>(std::min(*outcome.quality, *part.quality)) : std::nullopt;
     if (!composite) {
       outcome.prediction = std::move(part.prediction);
@@ -394,9 +418,10 @@ void FinishRequest(ServiceState& state, const RequestRecord& record, const Statu
   const LogLevel level = status.ok() ? LogLevel::kInfo
                          : status.code() == StatusCode::kInternal || status.code() == StatusCode::kDataLoss ? LogLevel::kError
                                                                                                              : LogLevel::kWarning;
-  Log(level, "request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs total=%.3fs status=%s%s%s",
+  Log(level, "request id=%s model=%s variant=%s device=%s reason=%s voxels=%lld tiles=%lld queue_wait=%.3fs%s total=%.3fs status=%s%s%s",
       record.id.empty() ? "-" : record.id.c_str(), record.model.c_str(), record.variant.c_str(), record.device.c_str(), record.reason.c_str(),
-      static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds, seconds, code.c_str(),
+      static_cast<long long>(record.voxels), static_cast<long long>(record.tiles), record.queue_wait_seconds,
+      record.interleaved ? " interleaved" : "", seconds, code.c_str(),
       status.ok() ? "" : " message=", status.ok() ? "" : status.message().c_str());
 }
 

@@ -41,6 +41,7 @@ struct RequestRecord {
   int64_t voxels = 0;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
+  bool interleaved = false;  // ran (a part) between the steps of a longer request
   std::optional<double> budget_seconds;  // the latency target or the deadline, whichever is sooner
 };
 
@@ -96,7 +97,8 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
 // Selection, queueing, prediction and composite merging for an admitted request and its CT. The
 // device is chosen when the request is queued; the variant when a worker takes it (late binding:
 // the most accurate one that keeps this request and those queued behind it within their budgets,
-// dispatch_policy.h). DEADLINE_EXCEEDED at once when even the fastest variant cannot meet the
+// dispatch_policy.h); a request that would miss its budget behind a long one runs between that
+// one's tiles (scheduler.h). DEADLINE_EXCEEDED at once when even the fastest variant cannot meet the
 // client's deadline behind the queue. Sets record->variant, reason, device, tiles and
 // queue_wait_seconds.
 Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume ct, ProgressSink& progress, RequestRecord* record);

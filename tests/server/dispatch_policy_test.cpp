@@ -78,5 +78,31 @@ TEST(DispatchPolicy, ASingleCandidateIsAlwaysChosen) {
   EXPECT_EQ(ChooseAtDispatch({}, {}).candidate, 0u);
 }
 
+TEST(DispatchPolicy, ARequestThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
+  // 3 s of a whole CT left, already past its budget; a one-tile request with 1.5 s left and 0.4 s
+  // at its fastest would finish at 3.4 s after it, so it goes first.
+  const RunningWork late_ct{3.0, 1.0, /*own_seconds=*/2.0, /*interleaved_seconds=*/0};
+  EXPECT_TRUE(InterleaveNow(late_ct, {1.5, 0.4}, {}));
+  // In time by waiting: it waits.
+  EXPECT_FALSE(InterleaveNow(late_ct, {3.5, 0.4}, {}));
+  // Another worker is free in 0.5 s: it waits for that one.
+  EXPECT_FALSE(InterleaveNow(late_ct, {1.5, 0.4}, {0.5}));
+  // Late even if it ran now, or without a budget: no reason to interrupt.
+  EXPECT_FALSE(InterleaveNow(late_ct, {0.3, 0.4}, {}));
+  EXPECT_FALSE(InterleaveNow(late_ct, {kNoBudget, 0.4}, {}));
+  // Interleaved work has had twice the worker time the CT has had: the CT's turn.
+  EXPECT_FALSE(InterleaveNow({3.0, 1.0, 2.0, 4.0}, {1.5, 0.4}, {}));
+  EXPECT_TRUE(InterleaveNow({3.0, 1.0, 2.0, 3.9}, {1.5, 0.4}, {}));
+}
+
+TEST(DispatchPolicy, InterleavingDoesNotMakeRunningWorkLateThatWouldBeInTime) {
+  // The running work has 3 s left of 3.2 s: 0.4 s more would make it late.
+  EXPECT_FALSE(InterleaveNow({3.0, 3.2, 1.0}, {1.5, 0.4}, {}));
+  // With 3.5 s it can afford the 0.4 s.
+  EXPECT_TRUE(InterleaveNow({3.0, 3.5, 1.0}, {1.5, 0.4}, {}));
+  // Running work without a budget is never late.
+  EXPECT_TRUE(InterleaveNow({3.0, kNoBudget, 1.0}, {1.5, 0.4}, {}));
+}
+
 }  // namespace
 }  // namespace tucker_seg::server

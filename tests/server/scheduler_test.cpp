@@ -124,5 +124,57 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   EXPECT_TRUE(seen[2].view.behind.empty());
 }
 
+TEST(Scheduler, WorkThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
+  ManualClock clock;
+  std::promise<void> queued_all;
+  std::shared_future<void> all_queued = queued_all.get_future().share();
+  std::mutex mutex;
+  std::vector<std::string> order;
+  std::vector<Dispatch> seen;
+  const auto record = [&](const std::string& name) {
+    return [&, name](const Dispatch& d) {
+      std::lock_guard<std::mutex> lock(mutex);
+      order.push_back(name);
+      seen.push_back(d);
+    };
+  };
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
+  const auto now = clock.Now();
+  // A whole CT: four tiles of 1 s, no budget; between tiles it says what is left.
+  std::promise<void> started;
+  ASSERT_TRUE(scheduler
+                  .Submit({[&](const Dispatch& d) {
+                             started.set_value();
+                             all_queued.wait();
+                             for (int tile = 1; tile < 4; ++tile) {
+                               {
+                                 std::lock_guard<std::mutex> lock(mutex);
+                                 order.push_back("ct tile " + std::to_string(tile));
+                               }
+                               clock.Advance(std::chrono::seconds(1));
+                               EXPECT_EQ(d.between_steps(4.0 - tile), 0.0);  // the interleaved work took no clock time
+                             }
+                           },
+                           4.0, 4.0})
+                  .ok());
+  started.get_future().wait();
+  // Behind it: one request due in 2 s (late if it waits 3 s more), one without a budget.
+  ASSERT_TRUE(scheduler.Submit({record("no budget"), 0.5, 0.5}).ok());
+  ASSERT_TRUE(scheduler.Submit({record("due in 2 s"), 0.5, 0.5, now + std::chrono::seconds(2)}).ok());
+  queued_all.set_value();
+  scheduler.Shutdown();
+  ASSERT_EQ(order, (std::vector<std::string>{"ct tile 1", "due in 2 s", "ct tile 2", "ct tile 3", "no budget"}));
+  // The interleaved request, 1 s into its 2, sees the CT's 3 s left behind it, and gets no way to
+  // interrupt in turn.
+  EXPECT_DOUBLE_EQ(seen[0].view.seconds_left, 1.0);
+  ASSERT_EQ(seen[0].view.behind.size(), 2u);
+  EXPECT_EQ(seen[0].view.behind[0].seconds_left, kNoBudget);
+  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].fastest_run_seconds, 3.0);
+  EXPECT_FALSE(seen[0].between_steps);
+  EXPECT_TRUE(seen[0].interleaved);
+  EXPECT_TRUE(seen[1].between_steps);
+  EXPECT_FALSE(seen[1].interleaved);
+}
+
 }  // namespace
 }  // namespace tucker_seg::server
