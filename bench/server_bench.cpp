@@ -28,6 +28,10 @@
 //     mm) again and again while two clients send the ramp's one-tile CT in a closed loop. Per
 //     policy: the one-tile requests' p50/p95 and share within the target, the big CT's times.
 //
+//   ramp, open and mixed take --model ts-shaped (default: the store below, for speed) or --model
+//   bundled (the repository's model store and its variants' measured agreement Dice, on the
+//   example CT: the quality served under load).
+//
 //   server_bench ramp [--target S] [--requests 3] [--levels 1,2,4,8,4,1] [--policies auto,original]
 //     A model where Tucker variants are faster on this CPU (TotalSegmentator-shaped 3 mm network,
 //     random weights, 64^3 patch, HOSVD variants DF 0.5/0.3/0.1 whose quality is their measured
@@ -55,6 +59,7 @@
 #include <torch/utils.h>
 
 #include "client/segmentation_client.h"
+#include "image_io/image_io.h"
 #include "model_store/compression/compress.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/training/training_data.h"
@@ -233,11 +238,18 @@ struct LoadSetup {
   std::map<std::string, double> quality;  // variant -> agreement Dice with the original
 };
 
-LoadSetup PrepareLoad(double target) {
+// `model`: "ts-shaped" (the ramp's store: speed) or "bundled" (the repository's model and its
+// variants with their measured agreement Dice, on the example CT: quality).
+LoadSetup PrepareLoad(double target, const std::string& model) {
   LoadSetup setup;
-  // A 192 mm cube at 1.5 x 1.5 x 3 mm: one 64^3 tile at 3 mm, little resampling around it.
-  setup.ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
-  setup.store = BuildRampStore(setup.ct);
+  if (model == "bundled") {
+    setup.ct = ReadCt(std::string(TUCKER_SEG_SOURCE_DIR) + "/tests/data/totalsegmentator/example_ct.nii.gz").value();
+    setup.store = std::string(TUCKER_SEG_SOURCE_DIR) + "/models";
+  } else {
+    // A 192 mm cube at 1.5 x 1.5 x 3 mm: one 64^3 tile at 3 mm, little resampling around it.
+    setup.ct = bench::SyntheticCt(64, 128, {1.5, 1.5, 3.0});
+    setup.store = BuildRampStore(setup.ct);
+  }
   auto probe_server = StartServer(setup.store, 0);
   const auto probe_catalog = probe_server->state().devices[0]->catalog.Get();
   for (const auto& v : probe_catalog->models[0].variants) {
@@ -288,8 +300,8 @@ std::vector<std::string> Split(const std::string& list) {
   return out;
 }
 
-int Ramp(double target_option, int requests, const std::vector<int>& levels, const std::vector<std::string>& policies) {
-  const LoadSetup setup = PrepareLoad(target_option);
+int Ramp(double target_option, const std::string& model, int requests, const std::vector<int>& levels, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option, model);
   const CtVolume& ct = setup.ct;
   const std::string& store = setup.store;
   const double target = setup.target;
@@ -330,8 +342,8 @@ int Ramp(double target_option, int requests, const std::vector<int>& levels, con
   return 0;
 }
 
-int OpenLoop(double target_option, double seconds, const std::vector<double>& loads, const std::vector<std::string>& policies) {
-  const LoadSetup setup = PrepareLoad(target_option);
+int OpenLoop(double target_option, const std::string& model, double seconds, const std::vector<double>& loads, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option, model);
   const double capacity = 1 / setup.idle_original_seconds;
   std::printf("\nlatency target %.2f s; the original's capacity %.2f req/s (one idle request: %.2f s); %.0f s of Poisson arrivals per row\n",
               setup.target, capacity, setup.idle_original_seconds, seconds);
@@ -366,8 +378,8 @@ int OpenLoop(double target_option, double seconds, const std::vector<double>& lo
   return 0;
 }
 
-int Mixed(double target_option, double seconds, const std::vector<std::string>& policies) {
-  const LoadSetup setup = PrepareLoad(target_option);
+int Mixed(double target_option, const std::string& model, double seconds, const std::vector<std::string>& policies) {
+  const LoadSetup setup = PrepareLoad(target_option, model);
   const CtVolume big = bench::SyntheticCt(128, 256, {1.5, 1.5, 3.0});
   std::printf("\nlatency target %.2f s; one client sends a %lldx%lldx%lld CT, two send one-tile CTs, %.0f s per policy\n", setup.target,
               static_cast<long long>(big.geometry.size[0]), static_cast<long long>(big.geometry.size[1]),
@@ -639,6 +651,7 @@ int main(int argc, char** argv) {
   std::vector<double> loads{0.5, 1, 2, 4};
   std::vector<std::string> policies;
   bool seconds_given = false;
+  std::string model = "ts-shaped";
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--slices") slices = std::stoll(v);
@@ -652,6 +665,7 @@ int main(int argc, char** argv) {
       for (const auto& l : Split(v)) loads.push_back(std::stod(l));
     }
     else if (k == "--clients") clients = std::stoi(v);
+    else if (k == "--model") model = v;
     else if (k == "--load") load = std::stod(v);
     else if (k == "--levels") {
       levels.clear();
@@ -660,8 +674,8 @@ int main(int argc, char** argv) {
     }
   }
   if (mode == "cluster") return Cluster(target, requests);
-  if (mode == "mixed") return Mixed(target, seconds_given ? seconds : 30, policies.empty() ? Split("auto,original,df0.1") : policies);
-  if (mode == "open") return OpenLoop(target, seconds_given ? seconds : 40, loads, policies.empty() ? Split("auto,original,df0.1") : policies);
+  if (mode == "mixed") return Mixed(target, model, seconds_given ? seconds : 30, policies.empty() ? Split("auto,original,df0.1") : policies);
+  if (mode == "open") return OpenLoop(target, model, seconds_given ? seconds : 40, loads, policies.empty() ? Split("auto,original,df0.1") : policies);
   if (mode == "overload") return Overload(seconds, clients, load, target);
-  return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, requests, levels, policies.empty() ? Split("auto,original") : policies) : 2;
+  return mode == "overhead" ? Overhead(slices, repeats) : mode == "ramp" ? Ramp(target, model, requests, levels, policies.empty() ? Split("auto,original") : policies) : 2;
 }

@@ -40,9 +40,10 @@ torch::Tensor DeviceArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, 
 class SlabExporter {
  public:
   SlabExporter(const Int3& network_shape, const std::array<int64_t, 3>& out_shape, int separate_z_axis,
-               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels, bool cpu_kernel)
+               std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels, bool cpu_kernel,
+               std::function<void(double exported)> after_slice)
       : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
-        cpu_kernel_(cpu_kernel), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
+        cpu_kernel_(cpu_kernel), after_slice_(std::move(after_slice)), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
 
   // rows: (K, n, N1, N2), valid only during the call. The output rows they complete are written
   // from views of them; only the rows later output rows still need are copied (one or two).
@@ -111,6 +112,7 @@ class SlabExporter {
         Source(next_, &r0, &r1, &w);
         while (buffer_first_ < r0 && !buffer_.empty()) buffer_.pop_front(), ++buffer_first_;
       }
+      if (after_slice_) after_slice_(static_cast<double>(next_) / static_cast<double>(out_[0]));
     }
   }
 
@@ -121,6 +123,7 @@ class SlabExporter {
   std::array<bool, 3> flip_;
   torch::Tensor* labels_;
   bool cpu_kernel_;
+  std::function<void(double exported)> after_slice_;  // with the share of output slices done
   torch::Tensor row_;
   torch::Tensor label_lut_;  // output index -> label id, on the rows' device
   struct Row {
@@ -386,7 +389,13 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   torch::NoGradGuard no_grad;
   Prediction result;
   auto start = Clock::now();
-  auto pre = Preprocess(info, ct, options.window.should_continue);
+  // Between steps: the caller's other work first, then whether this prediction is still wanted.
+  double exported = 0;  // share of the output slices labelled
+  const std::function<Status()> checkpoint = [&options, &exported]() -> Status {
+    if (options.between_steps) options.between_steps(exported);
+    return options.window.should_continue ? options.window.should_continue() : Status::Ok();
+  };
+  auto pre = Preprocess(info, ct, checkpoint);
   if (!pre.ok()) return pre.status();
   const Preprocessed& p = pre.value();
   for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);
@@ -405,7 +414,11 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
                             .narrow(2, p.crop_begin[2], p.crop_shape[2]);
   std::vector<uint8_t> label_ids;
   for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
-  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels, options.cpu_export_kernel);
+  SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels, options.cpu_export_kernel,
+                        [&options, &exported](double share) {
+                          exported = share;
+                          if (options.between_steps) options.between_steps(share);
+                        });
   double export_seconds = 0;
   const Int3 n = result.network_shape;
   auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
@@ -416,10 +429,11 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
     export_seconds += Since(t0);
   };
   SlidingWindowOptions window = options.window;
+  window.should_continue = checkpoint;
   const auto steps = ComputeSteps(Int3{{padded.size(1), padded.size(2), padded.size(3)}}, info.patch_size, window.step);
   result.full_tiles = static_cast<int64_t>(steps[0].size() * steps[1].size() * steps[2].size());
   if (options.roi) {
-    TS_ASSIGN_OR_RETURN(const std::optional<RoiBox> box, FindRoi(padded, info.patch_size, net, *options.roi, options.window, &result));
+    TS_ASSIGN_OR_RETURN(const std::optional<RoiBox> box, FindRoi(padded, info.patch_size, net, *options.roi, window, &result));
     if (box) {
       window.include_tile = [box = *box, tile = info.patch_size](const Int3& start) {
         for (int a = 0; a < 3; ++a)

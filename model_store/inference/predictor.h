@@ -41,6 +41,11 @@ struct PredictionOptions {
   // On the CPU, the slab export's fused resample-and-argmax kernel; false runs the LibTorch ops
   // every other device runs (upsample + argmax on the device), so tests cover that path on CPU.
   bool cpu_export_kernel = true;
+  // Called between the prediction's steps (each preprocessing slab, each tile, each exported
+  // output slice) with the share of output slices labelled so far, where the caller may run other
+  // work on this thread: the server runs short requests there that would miss their budget
+  // waiting for a long one.
+  std::function<void(double exported)> between_steps;
 };
 
 struct Prediction {

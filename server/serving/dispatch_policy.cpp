@@ -62,6 +62,7 @@ DispatchChoice ChooseAtDispatch(const std::vector<double>& candidate_run_seconds
 
 bool InterleaveNow(const RunningWork& running, const WaitingRequest& waiting, const std::vector<double>& other_workers_free_in) {
   if (!(waiting.fastest_run_seconds <= waiting.seconds_left)) return false;  // late whatever happens
+  if (running.remaining_seconds < kInterleaveLongerBy * waiting.fastest_run_seconds) return false;  // not long work
   if (running.interleaved_seconds >= 2 * running.own_seconds) return false;  // its third of the worker is used up
   double first_free = running.remaining_seconds;
   for (double f : other_workers_free_in) first_free = std::min(first_free, f);

@@ -73,8 +73,12 @@ struct RoiRequest {
 };
 
 // Runs on a worker; stops early when the call is no longer wanted. Between its steps (slabs of
-// preprocessing, tiles), `between_steps` (when set) is told the estimated run time left of
-// `run_seconds` and may run other requests first (their time goes to job->interleaved_seconds).
+// preprocessing, tiles, exported slices), `between_steps` (when set) is told the estimated run
+// time left and may run other requests first (their time goes to job->interleaved_seconds). The
+// estimate left is the larger of `run_seconds`' share for the tiles not done and this run's own
+// pace at labelling output slices: the per-request cost model counts tiles, but a large CT's
+// preprocessing and export grow with its voxels, and its last slices are exported after its
+// last tile.
 Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, ProgressSink& progress, Job* job,
                                  const std::optional<RoiRequest>& roi, double run_seconds,
                                  const std::function<double(double)>& between_steps) {
@@ -86,19 +90,20 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
     options.roi = RoiOptions{&*coarse, roi->outputs};
   }
   options.window.step = step;
-  options.window.should_continue = [&progress, job, run_seconds, &between_steps]() -> Status {
-    if (between_steps) {
-      double share_done = 0;
+  options.window.should_continue = [&progress] { return progress.StillWanted(); };
+  if (between_steps) {
+    options.between_steps = [job, run_seconds, run_start = SteadyClock::now(), &between_steps](double exported) {
+      double left = run_seconds;
       {
         absl::MutexLock lock(&job->mutex);
-        if (job->tiles_total > 0) share_done = static_cast<double>(job->tiles_done) / static_cast<double>(job->tiles_total);
+        if (job->tiles_total > 0) left *= 1 - static_cast<double>(job->tiles_done) / static_cast<double>(job->tiles_total);
+        if (exported > 0) left = std::max(left, (Since(run_start) - job->interleaved_seconds) * (1 - exported) / exported);
       }
-      const double interleaved = between_steps(run_seconds * (1 - share_done));
+      const double interleaved = between_steps(left);
       absl::MutexLock lock(&job->mutex);
       job->interleaved_seconds += interleaved;
-    }
-    return progress.StillWanted();
-  };
+    };
+  }
   options.window.on_tiles = [job](int64_t done, int64_t total) {
     absl::MutexLock lock(&job->mutex);
     job->tiles_done = done;

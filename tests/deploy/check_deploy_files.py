@@ -46,7 +46,8 @@ def main():
             for d in documents:
                 assert "apiVersion" in d and "kind" in d and "metadata" in d, f"{path}: not a Kubernetes object"
                 kinds.add(d["kind"])
-    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap", "NetworkPolicy"}
+    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor", "ConfigMap", "NetworkPolicy",
+                "ScaledObject"}
     assert expected <= kinds, f"missing Kubernetes kinds: {expected - kinds}"
 
     for path in files:
@@ -56,6 +57,14 @@ def main():
             for d in yaml.safe_load_all(f):
                 if d and d["kind"] == "Deployment":
                     check_restricted(path, d)
+
+    # KEDA's alternative scales the same Deployment, on metrics the server exports.
+    with open(os.path.join(deploy, "k8s", "keda-scaledobject.yaml")) as f:
+        scaled = yaml.safe_load(f)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "tucker-seg-server", scaled["spec"]
+    triggers = " ".join(t["metadata"]["query"] for t in scaled["spec"]["triggers"] if t["type"] == "prometheus")
+    for metric in ("tuckerseg_in_flight_requests", "tuckerseg_budgeted_requests_total"):
+        assert metric in triggers, f"keda-scaledobject.yaml does not query {metric}"
 
     with open(os.path.join(deploy, "compose.yaml")) as f:
         compose = yaml.safe_load(f)

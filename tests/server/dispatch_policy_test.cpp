@@ -90,6 +90,8 @@ TEST(DispatchPolicy, ARequestThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
   // Late even if it ran now, or without a budget: no reason to interrupt.
   EXPECT_FALSE(InterleaveNow(late_ct, {0.3, 0.4}, {}));
   EXPECT_FALSE(InterleaveNow(late_ct, {kNoBudget, 0.4}, {}));
+  // Work about as short as the waiting request is not interrupted: 1 s left against 0.4 s.
+  EXPECT_FALSE(InterleaveNow({1.0, 0.5, 2.0, 0}, {0.9, 0.4}, {}));
   // Interleaved work has had twice the worker time the CT has had: the CT's turn.
   EXPECT_FALSE(InterleaveNow({3.0, 1.0, 2.0, 4.0}, {1.5, 0.4}, {}));
   EXPECT_TRUE(InterleaveNow({3.0, 1.0, 2.0, 3.9}, {1.5, 0.4}, {}));
