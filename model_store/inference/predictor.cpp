@@ -390,9 +390,16 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   Prediction result;
   auto start = Clock::now();
   // Between steps: the caller's other work first, then whether this prediction is still wanted.
-  double exported = 0;  // share of the output slices labelled
-  const std::function<Status()> checkpoint = [&options, &exported]() -> Status {
-    if (options.between_steps) options.between_steps(exported);
+  double exported = 0;         // share of the output slices labelled
+  double between_seconds = 0;  // spent in options.between_steps (the caller's work): not this prediction's stages
+  const auto between = [&options, &between_seconds](double share) {
+    if (!options.between_steps) return;
+    const auto t = Clock::now();
+    options.between_steps(share);
+    between_seconds += Since(t);
+  };
+  const std::function<Status()> checkpoint = [&options, &exported, &between]() -> Status {
+    between(exported);
     return options.window.should_continue ? options.window.should_continue() : Status::Ok();
   };
   auto pre = Preprocess(info, ct, checkpoint);
@@ -401,7 +408,7 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);
   Int3 pad{};
   const torch::Tensor padded = PadToTile(p.image, info.patch_size, &pad);
-  result.timings.preprocess_seconds = Since(start);
+  result.timings.preprocess_seconds = Since(start) - between_seconds;
 
   // The exporter writes straight into the output's voxels, through a transposed, cropped view.
   result.labels.geometry = ct.geometry;
@@ -415,18 +422,19 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   std::vector<uint8_t> label_ids;
   for (const auto& [id, name] : info.labels) label_ids.push_back(static_cast<uint8_t>(id));
   SlabExporter exporter(result.network_shape, p.crop_shape, p.separate_z_axis, label_ids, p.flip, &cropped_labels, options.cpu_export_kernel,
-                        [&options, &exported](double share) {
+                        [&exported, &between](double share) {
                           exported = share;
-                          if (options.between_steps) options.between_steps(share);
+                          between(share);
                         });
   double export_seconds = 0;
   const Int3 n = result.network_shape;
   auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
     const auto t0 = Clock::now();
+    const double between_before = between_seconds;
     // Padded rows -> network rows; drop the in-plane padding.
     const int64_t lo = std::max(first, pad[0]), hi = std::min(first + rows.size(1), pad[0] + n[0]);
     if (hi > lo) exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]));
-    export_seconds += Since(t0);
+    export_seconds += Since(t0) - (between_seconds - between_before);
   };
   SlidingWindowOptions window = options.window;
   window.should_continue = checkpoint;

@@ -97,7 +97,8 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
       {
         absl::MutexLock lock(&job->mutex);
         if (job->tiles_total > 0) left *= 1 - static_cast<double>(job->tiles_done) / static_cast<double>(job->tiles_total);
-        if (exported > 0) left = std::max(left, (Since(run_start) - job->interleaved_seconds) * (1 - exported) / exported);
+        // From half the slices on (earlier, a few slices' pace overstates a short run's rest).
+        if (exported >= 0.5) left = std::max(left, (Since(run_start) - job->interleaved_seconds) * (1 - exported) / exported);
       }
       const double interleaved = between_steps(left);
       absl::MutexLock lock(&job->mutex);

@@ -83,7 +83,7 @@ def main():
     queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     for metric in ("tuckerseg_requests_total", "tuckerseg_voxels_processed_total", "tuckerseg_request_duration_seconds_bucket",
                    "tuckerseg_queue_depth", "tuckerseg_selections_total", "tuckerseg_gpu_utilization_ratio",
-                   "tuckerseg_budgeted_requests_total", "tuckerseg_queue_wait_seconds_bucket"):
+                   "tuckerseg_budgeted_requests_total", "tuckerseg_queue_wait_seconds_bucket", "tuckerseg_interleaved_requests_total"):
         assert metric in queries, f"dashboard does not query {metric}"
     print(f"ok: {len(files)} YAML files, Kubernetes kinds {sorted(kinds)}, {len(dashboard['panels'])} dashboard panels")
 
