@@ -8,12 +8,12 @@
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
 // Interleaving (InterleaveNow): a request queued behind work that is running may run on that
-// worker between the running work's tiles, when waiting would make it late and running now would
-// not, and the running work, if it was going to finish within its budget, still does; only long
-// work is interrupted (kInterleaveLongerBy). The running
-// work keeps at least a third of its worker's time meanwhile, so that a stream of short requests
-// slows a whole CT down at most about threefold and never starves it (server_bench mixed: with half,
-// two closed-loop one-tile clients kept 91-92% within target, with a third 96%).
+// worker between the running work's steps (preprocessing slabs, tiles, exported slices), when
+// waiting would make it late and running now would not, and the running work, if it was going to
+// finish within its budget, still does; only long work is interrupted (kInterleaveLongerBy). The
+// running work keeps at least a third of its worker's time meanwhile, so that a stream of short
+// requests slows a whole CT down at most about threefold and never starves it (server_bench
+// mixed: with half, two closed-loop one-tile clients kept 91-92% within target, with a third 96%).
 // Pure functions over numbers, so that they are tested on synthetic queues (dispatch_policy_test).
 #pragma once
 
@@ -69,7 +69,7 @@ struct RunningWork {
   double interleaved_seconds = 0;   // worker time interleaved work has had since it started
 };
 
-// Whether `waiting` should run now, between `running`'s tiles on its worker, rather than after it
+// Whether `waiting` should run now, between `running`'s steps on its worker, rather than after it
 // or on the first of the other workers to be free.
 bool InterleaveNow(const RunningWork& running, const WaitingRequest& waiting, const std::vector<double>& other_workers_free_in);
 

@@ -101,7 +101,7 @@ ServerMetrics::ServerMetrics(const std::vector<DeviceProfile>& devices)
                           "SLO attainment is within / (within + over)")
                     .Register(*registry_)),
       interleaved_(prometheus::BuildCounter().Name("tuckerseg_interleaved_requests_total")
-                       .Help("Requests run between the steps (tiles, preprocessing slabs) of a longer one on the same worker, "
+                       .Help("Requests run between the steps (preprocessing slabs, tiles, exported slices) of a longer one on the same worker, "
                              "because waiting for it would have made them late")
                        .Register(*registry_)),
       variant_seconds_per_tile_(prometheus::BuildGauge().Name("tuckerseg_variant_calibrated_seconds_per_tile")

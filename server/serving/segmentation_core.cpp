@@ -60,8 +60,8 @@ struct Job {
   bool done ABSL_GUARDED_BY(mutex) = false;
   std::optional<Result<Prediction>> result ABSL_GUARDED_BY(mutex);
   double queue_wait_seconds ABSL_GUARDED_BY(mutex) = 0;
-  double run_seconds ABSL_GUARDED_BY(mutex) = 0;          // its own, without work interleaved between its tiles
-  double interleaved_seconds ABSL_GUARDED_BY(mutex) = 0;  // other requests' work run between its tiles
+  double run_seconds ABSL_GUARDED_BY(mutex) = 0;          // its own, without work interleaved between its steps
+  double interleaved_seconds ABSL_GUARDED_BY(mutex) = 0;  // other requests' work run between its steps
   int64_t tiles_done ABSL_GUARDED_BY(mutex) = 0;
   int64_t tiles_total ABSL_GUARDED_BY(mutex) = 0;
 };

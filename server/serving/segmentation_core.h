@@ -98,7 +98,7 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
 // device is chosen when the request is queued; the variant when a worker takes it (late binding:
 // the most accurate one that keeps this request and those queued behind it within their budgets,
 // dispatch_policy.h); a request that would miss its budget behind a long one runs between that
-// one's tiles (scheduler.h). DEADLINE_EXCEEDED at once when even the fastest variant cannot meet the
+// one's steps (scheduler.h). DEADLINE_EXCEEDED at once when even the fastest variant cannot meet the
 // client's deadline behind the queue. Sets record->variant, reason, device, tiles and
 // queue_wait_seconds.
 Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume ct, ProgressSink& progress, RequestRecord* record);

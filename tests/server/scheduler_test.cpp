@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <mutex>
 
@@ -15,6 +16,27 @@ WorkItem Item(std::function<void()> work, double estimated_seconds, double faste
               Clock::TimePoint due = Clock::TimePoint::max()) {
   return {[work = std::move(work)](const Dispatch&) { work(); }, estimated_seconds, fastest_seconds, due};
 }
+
+// What the workers handed each piece of work, in the order the work ran. Declared before the
+// scheduler, so that the scheduler joins its workers before the log goes away.
+struct DispatchLog {
+  std::mutex mutex;
+  std::vector<std::string> order;
+  std::vector<Dispatch> seen;
+  // Work that logs itself as `name`; with `expect` > 0 it then reports that run estimate.
+  std::function<void(const Dispatch&)> Work(const std::string& name, double expect = 0) {
+    return [this, name, expect](const Dispatch& d) {
+      std::lock_guard<std::mutex> lock(mutex);
+      order.push_back(name);
+      seen.push_back(d);
+      if (expect > 0) d.expect(expect);
+    };
+  }
+  void Note(const std::string& name) {
+    std::lock_guard<std::mutex> lock(mutex);
+    order.push_back(name);
+  }
+};
 
 TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   ManualClock clock;
@@ -89,55 +111,36 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   std::promise<void> started;
-  std::mutex mutex;
-  std::vector<std::string> order;
-  std::vector<Dispatch> seen;
-  const auto record = [&](const std::string& name) {
-    return [&, name](const Dispatch& d) {
-      std::lock_guard<std::mutex> lock(mutex);
-      order.push_back(name);
-      seen.push_back(d);
-      d.expect(2.5);
-    };
-  };
+  DispatchLog log;
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
   ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 1.0)).ok());
   started.get_future().wait();
   const auto now = clock.Now();
-  ASSERT_TRUE(scheduler.Submit({record("no budget"), 1.0, 0.5}).ok());
-  ASSERT_TRUE(scheduler.Submit({record("due in 9 s"), 1.0, 0.5, now + std::chrono::seconds(9)}).ok());
-  ASSERT_TRUE(scheduler.Submit({record("due in 3 s"), 1.0, 0.25, now + std::chrono::seconds(3)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("no budget", 2.5), 1.0, 0.5}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("due in 9 s", 2.5), 1.0, 0.5, now + std::chrono::seconds(9)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("due in 3 s", 2.5), 1.0, 0.25, now + std::chrono::seconds(3)}).ok());
   // Work due in 5 s would wait behind the running job (1 s) and the one due in 3 s at its fastest.
   EXPECT_DOUBLE_EQ(scheduler.FastestWaitSeconds(now + std::chrono::seconds(5)), 1.25);
   clock.Advance(std::chrono::seconds(1));
   release.set_value();
   scheduler.Shutdown();
-  ASSERT_EQ(order, (std::vector<std::string>{"due in 3 s", "due in 9 s", "no budget"}));
+  ASSERT_EQ(log.order, (std::vector<std::string>{"due in 3 s", "due in 9 s", "no budget"}));
   // The first one dispatched: 2 s left of its 3, two requests behind it (8 s left, and none).
-  EXPECT_DOUBLE_EQ(seen[0].view.seconds_left, 2.0);
-  ASSERT_EQ(seen[0].view.behind.size(), 2u);
-  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].seconds_left, 8.0);
-  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].fastest_run_seconds, 0.5);
-  EXPECT_EQ(seen[0].view.behind[1].seconds_left, kNoBudget);
-  EXPECT_TRUE(seen[0].view.other_workers_free_in.empty());  // one worker
-  EXPECT_EQ(seen[2].view.seconds_left, kNoBudget);
-  EXPECT_TRUE(seen[2].view.behind.empty());
+  EXPECT_DOUBLE_EQ(log.seen[0].view.seconds_left, 2.0);
+  ASSERT_EQ(log.seen[0].view.behind.size(), 2u);
+  EXPECT_DOUBLE_EQ(log.seen[0].view.behind[0].seconds_left, 8.0);
+  EXPECT_DOUBLE_EQ(log.seen[0].view.behind[0].fastest_run_seconds, 0.5);
+  EXPECT_EQ(log.seen[0].view.behind[1].seconds_left, kNoBudget);
+  EXPECT_TRUE(log.seen[0].view.other_workers_free_in.empty());  // one worker
+  EXPECT_EQ(log.seen[2].view.seconds_left, kNoBudget);
+  EXPECT_TRUE(log.seen[2].view.behind.empty());
 }
 
 TEST(Scheduler, WorkThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
   ManualClock clock;
   std::promise<void> queued_all;
   std::shared_future<void> all_queued = queued_all.get_future().share();
-  std::mutex mutex;
-  std::vector<std::string> order;
-  std::vector<Dispatch> seen;
-  const auto record = [&](const std::string& name) {
-    return [&, name](const Dispatch& d) {
-      std::lock_guard<std::mutex> lock(mutex);
-      order.push_back(name);
-      seen.push_back(d);
-    };
-  };
+  DispatchLog log;
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
   const auto now = clock.Now();
   // A whole CT: four tiles of 1 s, no budget; between tiles it says what is left.
@@ -147,10 +150,7 @@ TEST(Scheduler, WorkThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
                              started.set_value();
                              all_queued.wait();
                              for (int tile = 1; tile < 4; ++tile) {
-                               {
-                                 std::lock_guard<std::mutex> lock(mutex);
-                                 order.push_back("ct tile " + std::to_string(tile));
-                               }
+                               log.Note("ct tile " + std::to_string(tile));
                                clock.Advance(std::chrono::seconds(1));
                                EXPECT_EQ(d.between_steps(4.0 - tile), 0.0);  // the interleaved work took no clock time
                              }
@@ -159,21 +159,21 @@ TEST(Scheduler, WorkThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
                   .ok());
   started.get_future().wait();
   // Behind it: one request due in 2 s (late if it waits 3 s more), one without a budget.
-  ASSERT_TRUE(scheduler.Submit({record("no budget"), 0.5, 0.5}).ok());
-  ASSERT_TRUE(scheduler.Submit({record("due in 2 s"), 0.5, 0.5, now + std::chrono::seconds(2)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("no budget"), 0.5, 0.5}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("due in 2 s"), 0.5, 0.5, now + std::chrono::seconds(2)}).ok());
   queued_all.set_value();
   scheduler.Shutdown();
-  ASSERT_EQ(order, (std::vector<std::string>{"ct tile 1", "due in 2 s", "ct tile 2", "ct tile 3", "no budget"}));
+  ASSERT_EQ(log.order, (std::vector<std::string>{"ct tile 1", "due in 2 s", "ct tile 2", "ct tile 3", "no budget"}));
   // The interleaved request, 1 s into its 2, sees the CT's 3 s left behind it, and gets no way to
   // interrupt in turn.
-  EXPECT_DOUBLE_EQ(seen[0].view.seconds_left, 1.0);
-  ASSERT_EQ(seen[0].view.behind.size(), 2u);
-  EXPECT_EQ(seen[0].view.behind[0].seconds_left, kNoBudget);
-  EXPECT_DOUBLE_EQ(seen[0].view.behind[0].fastest_run_seconds, 3.0);
-  EXPECT_FALSE(seen[0].between_steps);
-  EXPECT_TRUE(seen[0].interleaved);
-  EXPECT_TRUE(seen[1].between_steps);
-  EXPECT_FALSE(seen[1].interleaved);
+  EXPECT_DOUBLE_EQ(log.seen[0].view.seconds_left, 1.0);
+  ASSERT_EQ(log.seen[0].view.behind.size(), 2u);
+  EXPECT_EQ(log.seen[0].view.behind[0].seconds_left, kNoBudget);
+  EXPECT_DOUBLE_EQ(log.seen[0].view.behind[0].fastest_run_seconds, 3.0);
+  EXPECT_FALSE(log.seen[0].between_steps);
+  EXPECT_TRUE(log.seen[0].interleaved);
+  EXPECT_TRUE(log.seen[1].between_steps);
+  EXPECT_FALSE(log.seen[1].interleaved);
 }
 
 }  // namespace
