@@ -22,7 +22,7 @@ build_packages=(
 test_packages=(
   prometheus python3-grpcio python3-protobuf python3-yaml
   orthanc orthanc-dicomweb
-  podman runc debootstrap
+  podman runc catatonit debootstrap
   time openssl
   python3-pydicom dicom3tools
 )
