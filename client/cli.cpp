@@ -1,5 +1,7 @@
 #include "client/cli.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/dicom_node.h"
 #include "client/dicom_seg.h"
 #include "image_io/segmentation_files.h"
 #include "vocabulary/atomic_file.h"
@@ -26,6 +29,7 @@
 #include "client/preview.h"
 #include "client/segmentation_client.h"
 #include "command_line/command_line.h"
+#include "vocabulary/log.h"
 
 namespace tucker_seg::client {
 namespace {
@@ -301,7 +305,39 @@ Status Pacs(const Connection& connection, const PacsFlags& flags, SegmentJob job
   return Status::Ok();
 }
 
-// The flags `segment` and `pacs` share: which model and variant, how long to wait, how to report.
+// Segments every CT series a PACS sends to the node (client/dicom_node.h) the way `segment
+// --dicom-seg` does, until SIGINT or SIGTERM.
+Status RunDicomNode(const Connection& connection, const DicomNodeOptions& options, const SegmentJob& job) {
+  // Blocked before the node's threads start (they inherit the mask), so that only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto segment = [&connection, &job](const std::string& folder, const std::string& seg_path) -> Status {
+    SegmentJob series = job;
+    series.inputs = {folder};
+    series.dicom_seg = seg_path;
+    series.quiet = true;
+    TS_ASSIGN_OR_RETURN(auto client, ConnectTo(connection));
+    return RunSegment(*client, series);
+  };
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each segmented series' line as it happens, also into a log file
+  TS_ASSIGN_OR_RETURN(auto node, DicomNode::Start(options, segment));
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  Log("dicom-node: signal %d: stopping after the current associations", signal);
+  node->Stop();
+  const DicomNodeCounts n = node->counts();
+  Log("dicom-node: stopped; instances received %lld, ignored %lld, refused %lld; series complete %lld, segmented %lld, sent %lld, "
+      "failed %lld; failed attempts %lld",
+      static_cast<long long>(n.instances_received), static_cast<long long>(n.instances_ignored), static_cast<long long>(n.instances_refused),
+      static_cast<long long>(n.series_complete), static_cast<long long>(n.series_segmented), static_cast<long long>(n.series_sent),
+      static_cast<long long>(n.series_failed), static_cast<long long>(n.attempts_failed));
+  return Status::Ok();
+}
+
+// The flags `segment`, `pacs` and `dicom-node` share: which model and variant, how long to wait, how to report.
 void AddSelectionFlags(CLI::App* app, SegmentJob* job) {
   app->add_option("--model", job->options.model, "Model name (default: the server's only model)");
   app->add_option("--variant", job->options.variant, "auto, or a variant name (see `tucker-seg models`)")->capture_default_str();
@@ -365,7 +401,25 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   pacs->add_option("--dicomweb-user", pacs_flags.http.basic_auth, "user:password for HTTP basic authentication (prefer TUCKER_SEG_DICOMWEB_USER)")
       ->envname("TUCKER_SEG_DICOMWEB_USER");
   AddSelectionFlags(pacs, &job);
-  for (CLI::App* command : {segment, models, health, pacs}) {
+
+  DicomNodeOptions node;
+  node.spool = "tucker-seg-spool";
+  CLI::App* dicom_node = app.add_subcommand("dicom-node", "Listen for CT series by DICOM C-STORE, segment each complete series and "
+                                                          "send its DICOM SEG to a destination by C-STORE.");
+  dicom_node->add_option("--aet", node.aet, "This node's AE title")->capture_default_str();
+  dicom_node->add_option("--port", node.port, "DICOM port to listen on")->check(CLI::Range(1, 65535))->capture_default_str();
+  dicom_node->add_option("--destination", node.destination, "Where the SEGs go: AET@HOST:PORT (a PACS or a storescp)")->required();
+  dicom_node->add_option("--spool", node.spool, "Folder for received series and SEGs not yet delivered (kept across restarts)")
+      ->capture_default_str();
+  dicom_node->add_option("--series-timeout", node.series_timeout_seconds, "Seconds without a new instance after which a series is complete")
+      ->capture_default_str();
+  dicom_node->add_option("--max-associations", node.max_associations, "Associations served at the same time")->capture_default_str();
+  dicom_node->add_option("--min-free-disk-mb", node.min_free_disk_mb, "Below this free space in the spool, C-STORE is refused (Out of Resources)")
+      ->capture_default_str();
+  dicom_node->add_option("--retry", node.retry_seconds, "Seconds before the first retry of a series not segmented or not delivered (doubles)")
+      ->capture_default_str();
+  AddSelectionFlags(dicom_node, &job);
+  for (CLI::App* command : {segment, models, health, pacs, dicom_node}) {
     command->add_option("--server", connection.server, "Server address host:port")->envname("TUCKER_SEG_SERVER")->capture_default_str();
     command->add_option("--tls-ca", connection.tls_ca, "PEM file of the CA to trust: connect over TLS")->envname("TUCKER_SEG_TLS_CA");
     command->add_flag("--tls", connection.tls, "Connect over TLS, trusting the system's roots");
@@ -391,6 +445,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (models->parsed()) status = Models(connection);
   if (health->parsed()) status = Health(connection, wait_seconds, readyz_url);
   if (pacs->parsed()) status = Pacs(connection, pacs_flags, job);
+  if (dicom_node->parsed()) status = RunDicomNode(connection, node, job);
   if (status.ok()) return command_line::kExitOk;
   return command_line::Fail(err, status);
 }

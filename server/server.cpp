@@ -14,7 +14,7 @@
 
 #include "model_store/network/device.h"
 #include "model_store/network/runtime.h"
-#include "server/serving/log.h"
+#include "vocabulary/log.h"
 #include "vocabulary/pem_file.h"
 
 namespace tucker_seg::server {

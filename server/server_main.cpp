@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "model_store/network/runtime.h"
-#include "server/serving/log.h"
+#include "vocabulary/log.h"
 #include "server/server.h"
 #include "server/server_flags.h"
 
@@ -43,10 +43,10 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   int signal = 0;
   for (sigwait(&signals, &signal); signal == SIGHUP; sigwait(&signals, &signal)) {
-    tucker_seg::server::Log("signal %d: reloading the model store", signal);
+    tucker_seg::Log("signal %d: reloading the model store", signal);
     server.value()->StartReload();
   }
-  tucker_seg::server::Log("signal %d: draining", signal);
+  tucker_seg::Log("signal %d: draining", signal);
   server.value()->Shutdown();
   return 0;
 }

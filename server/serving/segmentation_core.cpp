@@ -8,7 +8,7 @@
 #include <set>
 
 #include "model_store/format/composite.h"
-#include "server/serving/log.h"
+#include "vocabulary/log.h"
 
 namespace tucker_seg::server {
 namespace {

@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/serving/log.h"
+#include "vocabulary/log.h"
 
-namespace tucker_seg::server {
+namespace tucker_seg {
 namespace {
 
 TEST(Log, TextLinesCarryTimeAndLevel) {
@@ -38,4 +38,4 @@ TEST(Log, JsonLinesParse) {
 }
 
 }  // namespace
-}  // namespace tucker_seg::server
+}  // namespace tucker_seg

@@ -1,4 +1,4 @@
-#include "server/serving/log.h"
+#include "vocabulary/log.h"
 
 #include <atomic>
 #include <chrono>
@@ -7,7 +7,7 @@
 #include <ctime>
 #include <string>
 
-namespace tucker_seg::server {
+namespace tucker_seg {
 namespace {
 
 std::atomic<LogFormat> g_format{LogFormat::kText};
@@ -64,4 +64,4 @@ void Log(const char* format, ...) {
   va_end(args);
 }
 
-}  // namespace tucker_seg::server
+}  // namespace tucker_seg

@@ -1,4 +1,4 @@
-// The server's log lines on stderr, one event per line, UTC timestamps, a level:
+// Log lines on stderr (the server's and the DICOM node's), one event per line, UTC timestamps, a level:
 //   text (default): "2026-12-01T19:30:00.123Z INFO <message>"
 //   json:           {"time":"2026-12-01T19:30:00.123Z","level":"info","message":"<message>"}
 // Control characters in a message become '_' (a client's text cannot start a line). Never
@@ -9,7 +9,7 @@
 
 #include "vocabulary/status.h"
 
-namespace tucker_seg::server {
+namespace tucker_seg {
 
 enum class LogLevel { kInfo, kWarning, kError };
 enum class LogFormat { kText, kJson };
@@ -41,4 +41,4 @@ inline std::string StatusName(StatusCode code) {
   }
 }
 
-}  // namespace tucker_seg::server
+}  // namespace tucker_seg
