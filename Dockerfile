@@ -1,6 +1,9 @@
 # tucker-seg-server: multi-stage on Debian bookworm.
 #   podman --runtime runc build --pull=never --network=host --format docker -t tucker-seg-server .
 #   podman --runtime runc run -p 50051:50051 -p 9180:9180 tucker-seg-server
+# The DICOM node is the image's second entrypoint (docs/client.md), with a volume on its spool:
+#   podman run --entrypoint tucker-seg -v spool:/var/spool/tucker-seg -p 11112:11112 tucker-seg-server \
+#     dicom-node --server HOST:50051 --destination PACS@HOST:104 --spool /var/spool/tucker-seg
 # A volume on /opt/tucker-seg/models replaces the bundled model store. Configuration: the
 # TUCKER_SEG_* environment variables (docs/server.md). CUDA image: docs/gpu.md.
 ARG BASE_IMAGE=docker.io/library/debian:bookworm
@@ -27,7 +30,8 @@ COPY --from=build /runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(cat /tmp/runtime-packages.txt) \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
- && useradd --system --uid 10001 --home-dir /opt/tucker-seg --shell /usr/sbin/nologin tucker
+ && useradd --system --uid 10001 --home-dir /opt/tucker-seg --shell /usr/sbin/nologin tucker \
+ && install -d -o tucker -g tucker -m 0700 /var/spool/tucker-seg
 COPY --from=build /src/build/tucker-seg-server /src/build/tucker-seg /src/build/tucker-seg-models /usr/local/bin/
 # Empty for Debian's LibTorch; a CUDA LibTorch's libraries otherwise (docs/gpu.md).
 COPY --from=build /opt/tucker-seg-lib /opt/tucker-seg/lib

@@ -408,8 +408,11 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                                                           "send its DICOM SEG to a destination by C-STORE.");
   dicom_node->add_option("--aet", node.aet, "This node's AE title")->capture_default_str();
   dicom_node->add_option("--port", node.port, "DICOM port to listen on")->check(CLI::Range(1, 65535))->capture_default_str();
-  dicom_node->add_option("--destination", node.destination, "Where the SEGs go: AET@HOST:PORT (a PACS or a storescp)")->required();
+  dicom_node->add_option("--destination", node.destination, "Where the SEGs go: AET@HOST:PORT (a PACS or a storescp)")
+      ->envname("TUCKER_SEG_DICOM_DESTINATION")
+      ->required();
   dicom_node->add_option("--spool", node.spool, "Folder for received series and SEGs not yet delivered (kept across restarts)")
+      ->envname("TUCKER_SEG_SPOOL")
       ->capture_default_str();
   dicom_node->add_option("--series-timeout", node.series_timeout_seconds, "Seconds without a new instance after which a series is complete")
       ->capture_default_str();

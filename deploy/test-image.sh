@@ -62,6 +62,29 @@ metrics=$(python3 -c "import urllib.request; print(urllib.request.urlopen('http:
 echo "$metrics" | grep -E '^tuckerseg_(requests_total|voxels_processed_total)'
 echo "$metrics" | grep -q 'tuckerseg_requests_total{.*status="OK".*} 2' || { echo "expected 2 OK requests in /metrics"; exit 1; }
 
+echo "== the DICOM node entrypoint: storescu -> node container -> server container -> SEG to a storescp"
+node=tucker-seg-test-node
+node_port=${TUCKER_SEG_IMAGE_DICOM_PORT:-11113}; destination_port=$((node_port + 1))
+received=$(mktemp -d)
+storescp --aetitle PACS --output-directory "$received" "$destination_port" &
+storescp_pid=$!
+"${podman_cmd[@]}" rm -f "$node" >/dev/null 2>&1 || true
+"${podman_cmd[@]}" volume rm -f tucker-seg-test-spool >/dev/null 2>&1 || true
+"${podman_cmd[@]}" run -d --name "$node" --read-only --cap-drop=ALL --security-opt no-new-privileges --network host \
+  -v tucker-seg-test-spool:/var/spool/tucker-seg -v "$secrets:/etc/tucker-seg/tls:ro" -e TUCKER_SEG_TOKEN \
+  --entrypoint tucker-seg "$image" dicom-node --port "$node_port" --destination "PACS@127.0.0.1:$destination_port" \
+  --spool /var/spool/tucker-seg --series-timeout 2 --min-free-disk-mb 1 --server "localhost:$grpc_port" --tls-ca /etc/tucker-seg/tls/tls.crt
+for _ in $(seq 60); do echoscu -aec TUCKERSEG 127.0.0.1 "$node_port" 2>/dev/null && break; sleep 1; done  # polling a container starting
+storescu -xv -aec TUCKERSEG 127.0.0.1 "$node_port" tests/data/totalsegmentator/example_ct_dicom_uids/*.dcm
+for _ in $(seq 120); do "${podman_cmd[@]}" logs "$node" 2>&1 | grep -q "SEG accepted by PACS" && break; sleep 1; done
+"${podman_cmd[@]}" logs "$node" 2>&1 | grep "dicom-node: series"
+kill "$storescp_pid"
+"${podman_cmd[@]}" rm -f "$node" >/dev/null; "${podman_cmd[@]}" volume rm -f tucker-seg-test-spool >/dev/null
+[ "$(find "$received" -type f | wc -l)" = 1 ] || { echo "expected one SEG at the destination"; exit 1; }
+dcmdump +P Modality "$(find "$received" -type f)" | grep -q SEG || { echo "the destination did not receive a SEG"; exit 1; }
+rm -rf "$received"
+echo "the node's SEG reached the destination"
+
 echo "== deploy/k8s/deployment.yaml under podman kube play (the manifest's image, ports, env, probes' endpoints, security context)"
 # podman 4.3 (Debian 12) plays a Deployment's containers, env, ports, livenessProbe and container
 # securityContext, but not Secret volumes, readiness or startup probes, or the pod-level

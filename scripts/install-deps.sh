@@ -18,13 +18,13 @@ build_packages=(
 )
 # Tests, demo and deployment checks: a real Prometheus, an independent Python gRPC client, a real
 # PACS (Orthanc with DICOMweb), YAML parsing, containers, an independent DICOM reader (pydicom)
-# and validator (dciodvfy) for the DICOM SEG.
+# and validator (dciodvfy) for the DICOM SEG; DCMTK's storescu/storescp/echoscu for the DICOM node.
 test_packages=(
   prometheus python3-grpcio python3-protobuf python3-yaml
   orthanc orthanc-dicomweb
   podman runc catatonit debootstrap
   time openssl
-  python3-pydicom dicom3tools
+  python3-pydicom dicom3tools dcmtk
 )
 
 packages=("${build_packages[@]}")

@@ -68,7 +68,7 @@ def main():
 
     with open(os.path.join(deploy, "compose.yaml")) as f:
         compose = yaml.safe_load(f)
-    assert {"tucker-seg-server", "prometheus", "grafana"} <= set(compose["services"]), compose["services"].keys()
+    assert {"tucker-seg-server", "dicom-node", "prometheus", "grafana"} <= set(compose["services"]), compose["services"].keys()
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"compose: {name} publishes {port} beyond localhost"
@@ -77,6 +77,10 @@ def main():
     server = compose["services"]["tucker-seg-server"]
     assert server.get("read_only") is True and "ALL" in server.get("cap_drop", []), server
     assert parse_seconds(server["stop_grace_period"]) > float(server["environment"]["TUCKER_SEG_DRAIN_SECONDS"]), server
+    node = compose["services"]["dicom-node"]
+    assert node["entrypoint"] == ["tucker-seg", "dicom-node"] and node.get("read_only") is True and "ALL" in node.get("cap_drop", []), node
+    spool = node["command"][node["command"].index("--spool") + 1]
+    assert any(v.split(":")[1] == spool and v.split(":")[0] in compose.get("volumes", {}) for v in node["volumes"]), f"compose: the node's spool {spool} is not a volume"
 
     with open(os.path.join(deploy, "grafana", "dashboards", "tucker-seg.json")) as f:
         dashboard = json.load(f)
