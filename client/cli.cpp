@@ -88,9 +88,11 @@ class ProgressBar {
 // (the flag without a value): beside the output.
 struct SegmentJob {
   std::vector<std::string> inputs;
-  std::string series, output, output_type, dicom_seg, statistics, preview, roi_subset;
-  bool exclude_masks_at_border = false;
+  std::string series, output, output_type, dicom_seg, statistics, preview;
+  std::vector<std::string> roi_subset;  // names, each value may hold several separated by commas
+  bool include_masks_at_border = false;
   bool fast = false;
+  bool continue_on_error = false, skip_existing = false;
   SegmentOptions options;
   bool quiet = false;
 };
@@ -109,10 +111,37 @@ std::string SideOutput(const std::string& flag, const SegmentCase& c, const std:
   return WithoutImageExtension(c.output) + "_" + name + extension;
 }
 
+// Each CT's name for its outputs: its file or folder name without the image extension and
+// without nnU-Net's channel suffix `_0000`; where two CTs share a name (`a/ct.nii.gz`,
+// `b/ct.nii.gz`), their folders' names go in front (`a_ct`, `b_ct`). Names that still clash are
+// refused before any CT is segmented.
+Result<std::vector<std::string>> CaseNames(const std::vector<std::string>& inputs) {
+  std::vector<std::string> names;
+  std::map<std::string, int> count;
+  for (const auto& input : inputs) {
+    std::string name = CaseName(input);
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, "_0000") == 0) name.resize(name.size() - 5);
+    names.push_back(name);
+    ++count[name];
+  }
+  std::map<std::string, std::string> taken;  // final name -> its input
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (count[names[i]] > 1) {
+      const std::string folder = std::filesystem::path(inputs[i]).lexically_normal().parent_path().filename().string();
+      names[i] = (folder.empty() ? "" : folder + "_") + names[i];
+    }
+    const auto [it, added] = taken.emplace(names[i], inputs[i]);
+    if (!added) return InvalidArgument("-i: '" + it->second + "' and '" + inputs[i] + "' would both write the case '" + names[i] + "'; rename one");
+  }
+  return names;
+}
+
 // One case per CT: a single input writes to -o as given; several write under the -o folder, each
-// to `<o>/<case>/` (per-class) or `<o>/<case>.nii.gz` (multilabel).
+// to `<o>/<case>/` (per-class, the default as for one CT written to a folder) or `<o>/<case>.nii.gz`
+// (multilabel).
 Result<std::vector<SegmentCase>> PlanCases(const SegmentJob& job) {
   TS_ASSIGN_OR_RETURN(const std::vector<std::string> inputs, ExpandCtInputs(job.inputs));
+  TS_ASSIGN_OR_RETURN(const std::vector<std::string> names, CaseNames(inputs));
   std::optional<OutputType> type;
   if (!job.output_type.empty()) {
     TS_ASSIGN_OR_RETURN(type, ParseOutputType(job.output_type));
@@ -126,12 +155,12 @@ Result<std::vector<SegmentCase>> PlanCases(const SegmentJob& job) {
       if (!flag->empty() && *flag != "auto") return InvalidArgument("with several CTs, --statistics/--preview take no file name and --dicom-seg is not available");
     }
   }
-  for (const auto& input : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
     SegmentCase c;
-    c.input = input;
-    c.type = type.value_or(inputs.size() > 1 ? OutputType::kMultilabel : DefaultOutputType(job.output));
+    c.input = inputs[i];
+    c.type = type.value_or(DefaultOutputType(job.output));
     if (inputs.size() == 1) c.output = job.output;
-    else c.output = (std::filesystem::path(job.output) / (CaseName(input) + (c.type == OutputType::kPerClass ? "" : ".nii.gz"))).string();
+    else c.output = (std::filesystem::path(job.output) / (names[i] + (c.type == OutputType::kPerClass ? "" : ".nii.gz"))).string();
     if (c.output.empty() && (job.statistics == "auto" || job.preview == "auto")) {
       return InvalidArgument("--statistics/--preview without a file name need -o");
     }
@@ -140,6 +169,14 @@ Result<std::vector<SegmentCase>> PlanCases(const SegmentJob& job) {
     cases.push_back(c);
   }
   return cases;
+}
+
+// --skip-existing: the case's label map (file, or per-class folder with files) is already there.
+bool OutputExists(const SegmentCase& c) {
+  std::error_code ignored;
+  if (c.output.empty()) return false;
+  if (c.type == OutputType::kMultilabel) return std::filesystem::exists(c.output, ignored);
+  return std::filesystem::is_directory(c.output, ignored) && !std::filesystem::is_empty(c.output, ignored);
 }
 
 Result<std::unique_ptr<SegmentationClient>> ConnectTo(const Connection& connection) {
@@ -177,8 +214,11 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   ProgressBar bar(!job.quiet && isatty(STDERR_FILENO));
   SegmentOptions options = job.options;
   options.on_progress = [&](const SegmentProgress& p) { bar.Update(p); };
-  std::stringstream roi(job.roi_subset);
-  for (std::string name; std::getline(roi, name, ',');) options.roi_subset.push_back(name);
+  for (const std::string& value : job.roi_subset) {  // TotalSegmentator's "liver spleen" and our "liver,spleen"
+    std::stringstream names(value);
+    for (std::string name; std::getline(names, name, ',');)
+      if (!name.empty()) options.roi_subset.push_back(name);
+  }
   auto result = client.Segment(input.value().ct, options);
   bar.Finish();
   if (!result.ok()) return result.status();
@@ -192,8 +232,8 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   if (!job.dicom_seg.empty()) TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table, provenance));
   if (!c.statistics.empty()) {
     TS_ASSIGN_OR_RETURN(const auto stats,
-                        SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, job.exclude_masks_at_border));
-    TS_RETURN_IF_ERROR(WriteFileAtomically(c.statistics, stats.dump(2) + "\n"));
+                        SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, !job.include_masks_at_border));
+    TS_RETURN_IF_ERROR(WriteStatisticsFiles(c.statistics, stats));
   }
   if (!c.preview.empty()) TS_RETURN_IF_ERROR(WritePreview(c.preview, input.value().ct, r.labels, r.label_table));
   std::printf("%s: model %s, variant %s (%s), %.1f s on %s%s%s\n", c.input.c_str(), r.model.c_str(), r.variant.c_str(),
@@ -206,8 +246,22 @@ Status RunSegment(const SegmentationClient& client, SegmentJob job) {
   if (job.fast) {
     TS_ASSIGN_OR_RETURN(job.options.variant, FastestVariant(client, job.options.model));
   }
-  for (const auto& c : cases) TS_RETURN_IF_ERROR(RunCase(client, job, c));
-  return Status::Ok();
+  std::vector<std::string> failed;
+  for (const auto& c : cases) {
+    if (job.skip_existing && OutputExists(c)) {
+      std::printf("%s: skipped, %s exists (--skip-existing)\n", c.input.c_str(), c.output.c_str());
+      continue;
+    }
+    const Status status = RunCase(client, job, c);
+    if (status.ok()) continue;
+    if (!job.continue_on_error) return status;
+    std::fprintf(stderr, "%s: failed: %s\n", c.input.c_str(), status.message().c_str());
+    failed.push_back(c.input);
+  }
+  if (failed.empty()) return Status::Ok();
+  std::string list;
+  for (const auto& input : failed) list += (list.empty() ? "" : ", ") + input;
+  return Internal(std::to_string(failed.size()) + " of " + std::to_string(cases.size()) + " CTs failed (--continue-on-error): " + list);
 }
 
 Status Segment(const Connection& connection, const SegmentJob& job) {
@@ -367,15 +421,22 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                       "A .nii.gz file (multilabel map), or a folder (one <class>.nii.gz per class; with several CTs, one entry per CT)");
   segment->add_option("--output-type", job.output_type, "per-class or multilabel (default: multilabel for an image file name, else per-class)")
       ->check(CLI::IsMember({"per-class", "multilabel"}));
+  bool multilabel = false;
+  segment->add_flag("--ml", multilabel, "TotalSegmentator's spelling of --output-type multilabel");
   segment->add_option("--dicom-seg", job.dicom_seg, "DICOM SEG to write (DICOM input only)");
   segment->add_option("--series", job.series, "SeriesInstanceUID, when the folder holds several series");
-  segment->add_option("--roi-subset", job.roi_subset,
-                      "Only these classes, comma-separated names: the server runs only the tiles they need, the outputs keep only them");
-  segment->add_option("--statistics", job.statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU); "
-                                                      "without a file name: beside the output")
+  segment->add_option("--roi-subset,--roi_subset", job.roi_subset,
+                      "Only these classes, names separated by spaces (TotalSegmentator) or commas: the server runs only the tiles they "
+                      "need, the outputs keep only them")
+      ->expected(1, -1);
+  segment->add_option("--statistics", job.statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU), what "
+                                                      "made it in <name>_provenance.json; without a file name: beside the output")
       ->expected(0, 1)->default_str("auto");
-  segment->add_flag("--statistics-exclude-masks-at-border", job.exclude_masks_at_border,
-                    "Statistics: zero for classes within 3 voxels of the volume's border (likely cut off)");
+  segment->add_flag("--statistics-include-masks-at-border,--stats_include_incomplete", job.include_masks_at_border,
+                    "Statistics also for classes within 3 voxels of the volume's border (default, as TotalSegmentator: 0 for them, likely cut off)");
+  segment->add_flag("--continue-on-error", job.continue_on_error,
+                    "With several CTs, go on after a CT fails; a summary and a non-zero exit at the end if any did");
+  segment->add_flag("--skip-existing", job.skip_existing, "Skip a CT whose label map is already there");
   segment->add_option("--preview", job.preview, "PNG preview (axial, coronal, sagittal; legend); without a file name: beside the output")
       ->expected(0, 1)->default_str("auto");
   segment->add_flag("--fast", job.fast, "Use the fastest selectable variant on the server's device (instead of --variant)");
@@ -438,6 +499,13 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (segment->parsed() && job.output.empty() && job.dicom_seg.empty()) {
     err << "error: segment needs -o <labels> and/or --dicom-seg <file>\n";
     return command_line::kExitUsage;
+  }
+  if (multilabel) {
+    if (!job.output_type.empty() && job.output_type != "multilabel") {
+      err << "error: --ml and --output-type " << job.output_type << " contradict each other\n";
+      return command_line::kExitUsage;
+    }
+    job.output_type = "multilabel";
   }
   if (job.fast && job.options.variant != "auto") {
     err << "error: --fast and --variant " << job.options.variant << " contradict each other\n";

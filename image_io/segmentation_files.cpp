@@ -115,8 +115,8 @@ Status KeepOnlyClasses(const std::vector<std::string>& names, LabelTable* table,
   return Status::Ok();
 }
 
-Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
-                                              const Provenance& provenance, bool exclude_masks_at_border) {
+Result<SegmentationStatisticsFiles> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
+                                                           const Provenance& provenance, bool exclude_masks_at_border) {
   if (labels.geometry.size != ct.geometry.size || labels.voxels.size() != ct.voxels.size() ||
       static_cast<int64_t>(ct.voxels.size()) != ct.geometry.NumVoxels()) {
     return InvalidArgument("statistics: the label map and the CT are not on one grid");
@@ -155,15 +155,27 @@ Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap
     stats[name] = {{"volume", exclude ? 0.0 : Round(static_cast<double>(s.voxels) * voxel_mm3, 4)},
                    {"intensity", exclude || !s.voxels ? 0.0 : Round(s.intensity / static_cast<double>(s.voxels), 5)}};
   }
-  stats["meta"] = {{"model", provenance.model},
-                   {"variant", provenance.variant},
-                   {"agreement", provenance.quality ? nlohmann::json(*provenance.quality) : nlohmann::json(nullptr)},
-                   {"step", provenance.step ? nlohmann::json(*provenance.step) : nlohmann::json(nullptr)},
-                   {"software_version", provenance.software_version},
-                   {"units", {{"volume", "mm3"}, {"intensity", "HU (mean)"}}},
-                   {"exclude_masks_at_border", exclude_masks_at_border},
-                   {"excluded_at_border", excluded}};
-  return stats;
+  nlohmann::json made_by = {{"model", provenance.model},
+                             {"variant", provenance.variant},
+                             {"agreement", provenance.quality ? nlohmann::json(*provenance.quality) : nlohmann::json(nullptr)},
+                             {"step", provenance.step ? nlohmann::json(*provenance.step) : nlohmann::json(nullptr)},
+                             {"software_version", provenance.software_version},
+                             {"units", {{"volume", "mm3"}, {"intensity", "HU (mean)"}}},
+                             {"exclude_masks_at_border", exclude_masks_at_border},
+                             {"excluded_at_border", excluded}};
+  return SegmentationStatisticsFiles{std::move(stats), std::move(made_by)};
+}
+
+std::string StatisticsProvenancePath(const std::string& statistics_path) {
+  const std::string stem = statistics_path.size() > 5 && statistics_path.compare(statistics_path.size() - 5, 5, ".json") == 0
+                               ? statistics_path.substr(0, statistics_path.size() - 5)
+                               : statistics_path;
+  return stem + "_provenance.json";
+}
+
+Status WriteStatisticsFiles(const std::string& statistics_path, const SegmentationStatisticsFiles& statistics) {
+  TS_RETURN_IF_ERROR(WriteFileAtomically(statistics_path, statistics.classes.dump(2) + "\n"));
+  return WriteFileAtomically(StatisticsProvenancePath(statistics_path), statistics.provenance.dump(2) + "\n");
 }
 
 }  // namespace tucker_seg

@@ -49,13 +49,22 @@ struct SegmentationFileOptions {
 Status WriteSegmentationFiles(const std::string& output, const LabelMap& labels, const LabelTable& table,
                               const SegmentationFileOptions& options);
 
-// TotalSegmentator's statistics.json: per class {"volume": mm3, "intensity": mean HU}, every
-// class of `table`, volume rounded to 4 and intensity to 5 decimals; plus "meta" (model, variant,
-// agreement, software version, units). With `exclude_masks_at_border`, a class whose mask comes
-// within 3 voxels of any face of the volume gets volume and intensity 0, as TotalSegmentator's
-// default does (the structure is likely cut off), and is listed in meta.excluded_at_border.
-Result<nlohmann::json> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
-                                              const Provenance& provenance, bool exclude_masks_at_border);
+// TotalSegmentator's statistics.json, exactly its shape: per class {"volume": mm3, "intensity":
+// mean HU}, every class of `table`, volume rounded to 4 and intensity to 5 decimals, nothing else.
+// With `exclude_masks_at_border` (TotalSegmentator's default, and ours), a class whose mask comes
+// within 3 voxels of any face of the volume gets volume and intensity 0 (the structure is likely
+// cut off). What made the numbers goes to `provenance`, written beside the file
+// (StatisticsProvenancePath): model, variant, agreement, step, software version, units, and
+// which classes were excluded at the border.
+struct SegmentationStatisticsFiles {
+  nlohmann::json classes, provenance;
+};
+Result<SegmentationStatisticsFiles> SegmentationStatistics(const CtVolume& ct, const LabelMap& labels, const LabelTable& table,
+                                                           const Provenance& provenance, bool exclude_masks_at_border);
+// "out/statistics.json" -> "out/statistics_provenance.json".
+std::string StatisticsProvenancePath(const std::string& statistics_path);
+// Both files, each replaced atomically.
+Status WriteStatisticsFiles(const std::string& statistics_path, const SegmentationStatisticsFiles& statistics);
 
 // --roi-subset: only the named classes stay, in `labels` and in `table` (background kept), so that
 // per-class files and statistics list just them, as TotalSegmentator does. A name that is no

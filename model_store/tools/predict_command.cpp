@@ -33,7 +33,7 @@ std::string VariantName(const std::string& folder) {
 struct PredictFlags {
   std::vector<std::string> inputs;
   std::string model, output, output_type, statistics, variant, roi_subset, roi_coarse;
-  bool exclude_masks_at_border = false;
+  bool include_masks_at_border = false;
   PredictionOptions prediction;
   DeviceFlags device;
 };
@@ -125,8 +125,8 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
   const Provenance& provenance = m.provenance;
   Status written = WriteSegmentationFiles(output, p->labels, p->label_table, {type.value(), input.value().nifti_codes, provenance});
   if (written.ok() && !statistics.empty()) {
-    const auto stats = SegmentationStatistics(ct, p->labels, p->label_table, provenance, f.exclude_masks_at_border);
-    written = stats.ok() ? WriteFileAtomically(statistics, stats.value().dump(2) + "\n") : stats.status();
+    const auto stats = SegmentationStatistics(ct, p->labels, p->label_table, provenance, !f.include_masks_at_border);
+    written = stats.ok() ? WriteStatisticsFiles(statistics, stats.value()) : stats.status();
   }
   if (!written.ok()) return command_line::Fail(err, written);
 
@@ -169,9 +169,10 @@ Command AddPredictCommand(CLI::App& parent) {
   app->add_option("-o,--output", f->output, "A .nii.gz file (multilabel map) or a folder (one <class>.nii.gz per class)")->required();
   app->add_option("--output-type", f->output_type, "per-class or multilabel (default: multilabel for an image file name, else per-class)")
       ->check(CLI::IsMember({"per-class", "multilabel"}));
-  app->add_option("--statistics", f->statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU)");
-  app->add_flag("--statistics-exclude-masks-at-border", f->exclude_masks_at_border,
-                "Statistics: zero for classes within 3 voxels of the volume's border (likely cut off)");
+  app->add_option("--statistics", f->statistics, "statistics.json in TotalSegmentator's format (volume mm3, intensity HU); "
+                                                 "what made it in <name>_provenance.json beside it");
+  app->add_flag("--statistics-include-masks-at-border,--stats_include_incomplete", f->include_masks_at_border,
+                "Statistics also for classes within 3 voxels of the volume's border (default, as TotalSegmentator: 0 for them, likely cut off)");
   app->add_option("--step", f->prediction.window.step, "Sliding-window step, a fraction of the patch in (0, 1]")
       ->check(CLI::Range(0.01, 1.0))->capture_default_str();
   app->add_option("--batch", f->prediction.window.batch, "Tiles per network call")->check(CLI::Range(1, 64))->capture_default_str();

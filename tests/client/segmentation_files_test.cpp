@@ -119,11 +119,12 @@ TEST(SegmentationFiles, MultilabelCarriesItsLabelTableCodesAndProvenance) {
   EXPECT_EQ(sidecar["step"], 0.8);
 }
 
-TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
+TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsShapeAndTheirProvenanceBeside) {
   const Case c = MakeCase();
   const auto result = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, false);
   ASSERT_TRUE(result.ok()) << result.status().message();
-  const nlohmann::json& stats = result.value();
+  const nlohmann::json& stats = result.value().classes;
+  const nlohmann::json& made_by = result.value().provenance;
   // liver: 8 voxels of 2 x 1.5 x 3 = 9 mm3; mean HU (50 + ... + 120) / 8 = 85.
   EXPECT_DOUBLE_EQ(stats["liver"]["volume"].get<double>(), 72.0);
   EXPECT_DOUBLE_EQ(stats["liver"]["intensity"].get<double>(), 85.0);
@@ -131,23 +132,26 @@ TEST(SegmentationFiles, StatisticsHaveTotalSegmentatorsKeysAndUnits) {
   EXPECT_DOUBLE_EQ(stats["kidney_left"]["intensity"].get<double>(), 30.0);
   EXPECT_DOUBLE_EQ(stats["stomach"]["volume"].get<double>(), 0.0);
   EXPECT_EQ(stats["liver"].size(), 2u);  // volume and intensity, nothing else
-  EXPECT_EQ(stats["meta"]["units"]["volume"], "mm3");
-  EXPECT_EQ(stats["meta"]["model"], "tucker-abdomen-3mm");
-  EXPECT_EQ(stats["meta"]["variant"], "df0.3");
-  EXPECT_EQ(stats["meta"]["software_version"], "9.9.9");
-  EXPECT_EQ(stats["meta"]["step"], 0.8);
+  EXPECT_EQ(made_by["units"]["volume"], "mm3");
+  EXPECT_EQ(made_by["model"], "tucker-abdomen-3mm");
+  EXPECT_EQ(made_by["variant"], "df0.3");
+  EXPECT_EQ(made_by["software_version"], "9.9.9");
+  EXPECT_EQ(made_by["step"], 0.8);
   EXPECT_FALSE(stats.contains("background"));
+  EXPECT_FALSE(stats.contains("meta"));  // TotalSegmentator's shape: class names only
+  EXPECT_EQ(StatisticsProvenancePath("out/statistics.json"), "out/statistics_provenance.json");
   LabelMap other = c.labels;
   other.voxels.pop_back();
   EXPECT_FALSE(SegmentationStatistics(c.ct, other, c.table, kProvenance, false).ok());
 
   // At the border: kidney_left touches x = 0 and is zeroed; the liver (x 4..5 of 10, y 3..4 of 8,
   // z 3..4 of 10) keeps at least 3 voxels to every face and stays.
-  const nlohmann::json excluded = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, true).value();
+  const auto excluding = SegmentationStatistics(c.ct, c.labels, c.table, kProvenance, true).value();
+  const nlohmann::json& excluded = excluding.classes;
   EXPECT_DOUBLE_EQ(excluded["kidney_left"]["volume"].get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(excluded["kidney_left"]["intensity"].get<double>(), 0.0);
   EXPECT_DOUBLE_EQ(excluded["liver"]["volume"].get<double>(), 72.0);
-  EXPECT_EQ(excluded["meta"]["excluded_at_border"], (nlohmann::json{"kidney_left"}));
+  EXPECT_EQ(excluding.provenance["excluded_at_border"], (nlohmann::json{"kidney_left"}));
 }
 
 TEST(SegmentationFiles, InputsExpandToFilesAndSeriesByContent) {
