@@ -351,14 +351,18 @@ int OpenLoop(double target_option, const std::string& model, double seconds, con
               "quality", "errors");
   std::mt19937 random(7);
   for (double load : loads) {
+    // One stream of arrivals per load, the same for every policy: their rows differ by the policy,
+    // not by the luck of the draw.
+    std::vector<double> arrivals;
+    std::exponential_distribution<double> gap(load * capacity);
+    for (double at = gap(random); at < seconds; at += gap(random)) arrivals.push_back(at);
     for (const std::string& policy : policies) {
       auto server = StartServer(setup.store, setup.target);
       std::mutex mutex;
       std::vector<Outcome> outcomes;
       std::vector<std::thread> requests;
-      std::exponential_distribution<double> gap(load * capacity);
       const auto start = SteadyClock::now();
-      for (double at = gap(random); at < seconds; at += gap(random)) {
+      for (double at : arrivals) {
         std::this_thread::sleep_until(start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(at)));
         requests.emplace_back([&] {
           auto client = ConnectTo(server->port());
