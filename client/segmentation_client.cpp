@@ -187,7 +187,13 @@ Result<SegmentResult> SegmentationClient::SegmentOnce(const CtVolume& ct, const 
     const long long ms = std::strtoll(text.c_str(), &end, 10);
     if (end != text.c_str() && ms >= 0) *pushback_ms = ms;
   }
-  TS_RETURN_IF_ERROR(FromGrpc(finished, impl_->options.target));
+  if (!finished.ok()) {
+    Status failed = FromGrpc(finished, impl_->options.target);
+    if (const auto id = trailers.find("tuckerseg-request-id"); id != trailers.end()) {  // the server's log line has it
+      failed = Status(failed.code(), failed.message() + " (request id " + std::string(id->second.data(), std::min<size_t>(id->second.size(), 64)) + ")");
+    }
+    return failed;
+  }
   if (!have_header || static_cast<int64_t>(labels.size()) != ct.geometry.NumVoxels()) {
     return DataLoss("server ended the stream after " + std::to_string(labels.size()) + " of " +
                     std::to_string(ct.geometry.NumVoxels()) + " label bytes");

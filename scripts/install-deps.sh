@@ -16,11 +16,11 @@ build_packages=(
   libcli11-dev clang libdeflate-dev
   python3
 )
-# Tests, demo and deployment checks: a real Prometheus, an independent Python gRPC client, a real
+# Tests, demo and deployment checks: a real Prometheus, the Python client (grpcio, nibabel), a real
 # PACS (Orthanc with DICOMweb), YAML parsing, containers, an independent DICOM reader (pydicom)
 # and validator (dciodvfy) for the DICOM SEG; DCMTK's storescu/storescp/echoscu for the DICOM node.
 test_packages=(
-  prometheus python3-grpcio python3-protobuf python3-yaml
+  prometheus python3-grpcio python3-protobuf python3-yaml python3-nibabel
   orthanc orthanc-dicomweb
   podman runc catatonit debootstrap
   time openssl

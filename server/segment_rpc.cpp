@@ -203,6 +203,9 @@ grpc::Status SegmentationService::Segment(grpc::ServerContext* context, Stream* 
   if (status.code() == StatusCode::kResourceExhausted) {
     context->AddTrailingMetadata("grpc-retry-pushback-ms", std::to_string(PushbackMilliseconds(state_)));
   }
+  // A failed call has no ResultHeader to carry its id: the trailers do, once the header was read,
+  // so that a caller can quote the id the server's log line has.
+  if (!status.ok() && !record.id.empty()) context->AddTrailingMetadata("tuckerseg-request-id", record.id);
   FinishRequest(state_, record, status, Since(start));
   return ToGrpc(status);
 }

@@ -88,6 +88,15 @@ TEST_F(ClientLibrary, NiftiRoundTripKeepsTheInputGeometry) {
   ASSERT_TRUE(back.ok());
   ExpectSameGeometry(back.value().geometry, ct.value().geometry);
   for (size_t i = 0; i < back.value().voxels.size(); i += 97) ASSERT_EQ(back.value().voxels[i], result.value().labels.voxels[i]);
+
+  // A failed call names the request id the server's log line has (from the trailers).
+  SegmentOptions unknown;
+  unknown.model = "no-such-model";
+  unknown.request_id = "client-library-failure";
+  const auto failed = Client()->Segment(ct.value(), unknown);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(failed.status().message().find("(request id client-library-failure)"), std::string::npos) << failed.status().message();
 }
 
 TEST_F(ClientLibrary, DicomSeriesRoundTripAndDicomSegReadBack) {

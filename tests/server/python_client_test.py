@@ -3,7 +3,8 @@
 
 Starts the real tucker-seg-server binary on loopback, waits for grpc.health.v1 to report SERVING
 (a Watch stream, no polling), lists models and describes one without server reflection, and
-segments a small volume. Reflection is off unless asked for: the default server answers it
+segments a small volume; then clients/python/tucker_seg_client.py and the C++ client segment the
+example CT and must write the same labels. Reflection is off unless asked for: the default server answers it
 UNIMPLEMENTED, a second one started with --reflection lists the service. Exits non-zero with a
 message on any mismatch.
 """
@@ -50,6 +51,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--server", required=True)
     parser.add_argument("--stubs", required=True)
+    parser.add_argument("--client", required=True, help="clients/python/tucker_seg_client.py")
+    parser.add_argument("--cli", required=True, help="the tucker-seg binary")
+    parser.add_argument("--ct", required=True, help="a NIfTI CT both clients segment")
     parser.add_argument("--model-store", required=True)
     args = parser.parse_args()
     sys.path.insert(0, args.stubs)
@@ -98,6 +102,7 @@ def main():
                 labels += response.labels
         assert result is not None and result.request_id == "python", result
         assert len(labels) == size[0] * size[1] * size[2] == result.label_bytes, (len(labels), result.label_bytes)
+        compare_with_the_cpp_client(args, port)
         refused = reflection_services(grpc, port)
         assert isinstance(refused, grpc.RpcError) and refused.code() == grpc.StatusCode.UNIMPLEMENTED, refused
         print(f"ok: health SERVING, {len(models)} model(s), variant {result.variant} ({result.selection_reason}), "
@@ -114,6 +119,33 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def compare_with_the_cpp_client(args, port):
+    """clients/python/tucker_seg_client.py and `tucker-seg segment` on the same CT and variant
+    write the same labels on the same grid; a failed call names the status and the request id."""
+    import json
+    import nibabel
+    import numpy as np
+    out = tempfile.mkdtemp(prefix="tucker-seg-python-client-")
+    server = f"127.0.0.1:{port}"
+    python = [sys.executable, args.client, "--stubs", args.stubs, "--server", server, "-i", args.ct]
+    done = subprocess.run(python + ["-o", f"{out}/python.nii.gz", "--variant", "original"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([args.cli, "segment", "--quiet", "--server", server, "-i", args.ct, "-o", f"{out}/cpp.nii.gz",
+                           "--variant", "original"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    python_labels, cpp_labels = nibabel.load(f"{out}/python.nii.gz"), nibabel.load(f"{out}/cpp.nii.gz")
+    assert np.allclose(python_labels.affine, cpp_labels.affine), (python_labels.affine, cpp_labels.affine)
+    a, b = np.asanyarray(python_labels.dataobj), np.asanyarray(cpp_labels.dataobj)
+    assert a.shape == b.shape and (a == b).all(), f"{(a != b).sum()} of {a.size} labels differ"
+    assert len(np.unique(a)) > 5, np.unique(a)
+    with open(f"{out}/python.json") as f:
+        table = json.load(f)
+    assert table["variant"] == "original" and table["labels"]["5"] == "liver", table
+    failed = subprocess.run(python + ["-o", f"{out}/none.nii.gz", "--model", "no-such-model"], capture_output=True, text=True)
+    assert failed.returncode != 0 and re.search(r"error: NOT_FOUND: .*\(request id [0-9a-f]+-\d+\)", failed.stderr), failed.stderr
+    print(f"ok: the Python client's labels equal the C++ client's ({a.size} voxels); a failed call: {failed.stderr.strip()}")
 
 
 if __name__ == "__main__":
