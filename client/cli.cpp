@@ -277,8 +277,8 @@ Status Models(const Connection& connection) {
   for (const auto& m : models.value().models()) {
     auto d = client.value()->DescribeModel(m.name());
     if (!d.ok()) return d.status();
-    std::printf("%s (%d classes) on %s %s\n", m.name().c_str(), m.labels_size() - 1, d.value().device().kind().c_str(),
-                d.value().device().name().c_str());
+    std::printf("%s (%d classes) on %s %s\n  version %s\n", m.name().c_str(), m.labels_size() - 1, d.value().device().kind().c_str(),
+                d.value().device().name().c_str(), d.value().model_version().c_str());
     std::printf("  %-14s %12s %10s %9s %12s  %s\n", "variant", "parameters", "GMACs/tile", "quality", "s/tile here", "auto");
     for (const auto& v : d.value().variants()) {
       std::printf("  %-14s %12lld %10.2f %9s %12.4f  %s\n", v.name().c_str(), static_cast<long long>(v.parameters()), v.macs_per_tile() / 1e9,

@@ -11,7 +11,7 @@ build_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev
-  libdcmtk-dev libcurl4-openssl-dev
+  libdcmtk-dev libcurl4-openssl-dev libssl-dev
   libinsighttoolkit5-dev
   libcli11-dev clang libdeflate-dev
   python3

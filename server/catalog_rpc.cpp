@@ -69,6 +69,7 @@ void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const
                                          tuckerseg::v1::DescribeModelResponse* response) const {
   const auto& info = m.variants[0].info;
   response->set_name(m.name);
+  response->set_model_version(m.variants[0].weights_digest);
   for (auto p : info.patch_size) response->add_patch_size(p);
   for (auto s : info.spacing) response->add_spacing(s);
   AddLabels(info.labels, response->mutable_labels());
@@ -76,6 +77,7 @@ void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const
     const VariantEntry& v = m.variants[i];
     auto* out = response->add_variants();
     out->set_name(v.name);
+    out->set_weights_digest(v.weights_digest);
     out->set_parameters(v.parameters);
     out->set_macs_per_tile(v.macs_per_tile);
     out->set_quality_known(v.quality.has_value());
@@ -112,6 +114,11 @@ void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const
 void SegmentationService::DescribeComposite(const ModelCatalog& catalog, const CompositeEntry& c,
                                             tuckerseg::v1::DescribeModelResponse* response) const {
   response->set_name(c.spec.name);
+  std::string version;
+  for (size_t i = 0; i < c.part_models.size(); ++i) {
+    version += (version.empty() ? "" : ",") + c.spec.parts[i] + ":" + catalog.Find(c.part_models[i]).value()->variants[0].weights_digest;
+  }
+  response->set_model_version(version);
   AddLabels(c.spec.labels, response->mutable_labels());
   const std::string device = state_.devices[0]->profile.Label();
   for (const auto& name : CommonVariants(catalog, c)) {

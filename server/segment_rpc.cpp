@@ -152,6 +152,7 @@ tuckerseg::v1::ResultHeader MakeResultHeader(const RequestRecord& record, const 
   result.set_variant_quality(outcome.quality.value_or(0));
   result.set_variant_quality_known(outcome.quality.has_value());
   result.set_step(outcome.step);
+  result.set_model_version(outcome.model_version);
   AddLabels(p.label_table, result.mutable_labels());
   auto* t = result.mutable_timings();
   t->set_receive_seconds(receive_seconds);

@@ -105,7 +105,8 @@ def segment(args):
     nibabel.save(out, args.output)
     stem = args.output[:-7] if args.output.endswith(".nii.gz") else os.path.splitext(args.output)[0]
     with open(stem + ".json", "w") as f:
-        json.dump({"model": result.model, "variant": result.variant, "request_id": result.request_id,
+        json.dump({"model": result.model, "variant": result.variant, "model_version": result.model_version,
+                   "request_id": result.request_id,
                    "labels": {str(label.id): label.name for label in result.labels if label.id}}, f, indent=2)
     present = sorted(set(np.unique(labels).tolist()) - {0})
     print(f"{args.input}: model {result.model}, variant {result.variant} ({result.selection_reason}), "

@@ -1,5 +1,11 @@
 #include "model_store/format/model_info.h"
 
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -126,6 +132,30 @@ Result<ArchitectureFile> ReadArchitectureFile(const std::string& path) {
   } catch (const json::exception& e) {
     return InvalidArgument("'" + path + "': " + e.what());
   }
+}
+
+Result<std::string> WeightsDigest(const std::string& dir) {
+  const std::string path = dir + "/" + kModelWeightsFile;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open");
+  const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!context || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1) return Internal("sha256: cannot start a digest");
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(context.get(), buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) return DataLoss(path + ": read error");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(context.get(), digest, &length);
+  std::string text = "sha256:";
+  char hex[3];
+  for (unsigned int i = 0; i < length; ++i) {
+    std::snprintf(hex, sizeof hex, "%02x", digest[i]);
+    text += hex;
+  }
+  return text;
 }
 
 }  // namespace tucker_seg

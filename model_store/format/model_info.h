@@ -52,6 +52,11 @@ constexpr const char* kModelWeightsFile = "weights.safetensors";
 // Reads model.json alone (no weights): cheap, for listings and cost reports.
 Result<ModelInfo> LoadModelInfo(const std::string& dir);
 
+// The model version a server reports: "sha256:<64 hex digits>" of the folder's weights file, so
+// the same weights give the same version on every machine and across restarts, and new weights
+// under the same name a new one.
+Result<std::string> WeightsDigest(const std::string& dir);
+
 // An architecture-only file (model_store/architectures/*.json):
 // {"architecture": {...as in model.json...}, "patch_size": [z, y, x]}.
 struct ArchitectureFile {

@@ -28,6 +28,7 @@ Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
   v.name = name;
   v.dir = dir.string();
   v.info = loaded.value().info;
+  TS_ASSIGN_OR_RETURN(v.weights_digest, WeightsDigest(dir.string()));
   const PlainConvUNet& net = loaded.value().network;
   v.parameters = net.NumParameters();
   for (const auto& layer : net.Cost(v.info.patch_size)) v.macs_per_tile += layer.macs;

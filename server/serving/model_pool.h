@@ -21,6 +21,7 @@ namespace tucker_seg::server {
 struct VariantEntry {
   std::string name;  // "original" or the variant folder's name
   std::string dir;
+  std::string weights_digest;  // WeightsDigest: the model version a response names
   ModelInfo info;
   std::shared_ptr<const NetworkExecutor> executor;  // runs the variant's network on the served device
   int64_t parameters = 0;

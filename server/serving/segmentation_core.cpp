@@ -214,7 +214,7 @@ DeviceCandidate DeviceLoad(const ServiceState& state, const ServedDevice& device
 // One model's share of a request: the chosen variant on the chosen device, and its prediction.
 struct PartResult {
   Prediction prediction;
-  std::string variant, reason, device, detail;
+  std::string variant, reason, device, detail, weights_digest;
   std::optional<double> quality;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
@@ -289,6 +289,7 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
   part.reason = selection.reason;
   part.detail = selection.detail;
   part.quality = selection.variant->quality;
+  part.weights_digest = selection.variant->weights_digest;
   part.prediction = std::move(job->result->value());
   state.metrics->Selected(part.device, m.name, part.variant, part.reason);
   if (job->interleaved) state.metrics->Interleaved(part.device, m.name);
@@ -399,6 +400,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
     const std::string prefix = composite ? composite->spec.parts[i] + ":" : "";
     const std::string separator = variants.empty() ? "" : ",";
     variants += separator + prefix + part.variant;
+    outcome.model_version += separator + prefix + part.weights_digest;
     reasons += separator + prefix + part.reason;
     record->variant = variants;
     record->reason = reasons;

@@ -62,6 +62,8 @@ struct SegmentOutcome {
   double step = 0;                // the sliding window's step used
   std::string detail;             // the selector's reasoning, per part
   std::optional<double> quality;  // the lowest quality of the variants used, when every one is known
+  // The weights that served: the variant's WeightsDigest; a composite's "<part>:<digest>" joined by ",".
+  std::string model_version;
 };
 
 // A request that passed admission: its models, the catalogs it was checked against (held until

@@ -143,6 +143,7 @@ def compare_with_the_cpp_client(args, port):
     with open(f"{out}/python.json") as f:
         table = json.load(f)
     assert table["variant"] == "original" and table["labels"]["5"] == "liver", table
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", table["model_version"]), table
     failed = subprocess.run(python + ["-o", f"{out}/none.nii.gz", "--model", "no-such-model"], capture_output=True, text=True)
     assert failed.returncode != 0 and re.search(r"error: NOT_FOUND: .*\(request id [0-9a-f]+-\d+\)", failed.stderr), failed.stderr
     print(f"ok: the Python client's labels equal the C++ client's ({a.size} voxels); a failed call: {failed.stderr.strip()}")

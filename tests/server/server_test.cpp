@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "server/grpc_test_client.h"
 #include "server/server.h"
 #include "support/loopback_server.h"
+#include "support/run_command.h"
 #include "test_paths.h"
 
 namespace tucker_seg::server {
@@ -340,6 +342,61 @@ TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
   fs::remove_all(store / "tucker-abdomen-3mm");
   EXPECT_FALSE(server.value()->Reload().ok());
   EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.3", "df0.5"}));
+}
+
+// The model version is the SHA-256 of the weights file that served (checked against coreutils'
+// sha256sum), per variant in DescribeModel and in every ResultHeader; new weights under the same
+// names, reloaded, give a new version.
+TEST_F(Server, ModelVersionIsTheDigestOfTheWeightsThatServed) {
+  namespace fs = std::filesystem;
+  const fs::path store = tucker_seg::testing::TempDir("model-version-" + std::to_string(getpid()));
+  fs::copy(tucker_seg::testing::SourceDir() / "models", store, fs::copy_options::recursive);
+  const fs::path original_weights = store / "tucker-abdomen-3mm" / "weights.safetensors";
+  const auto sha256sum = [](const fs::path& file) {
+    const auto run = tucker_seg::testing::RunCommand("sha256sum " + file.string());
+    return "sha256:" + run.output.substr(0, 64);
+  };
+  auto options = LoopbackServerOptions();
+  options.model_store = store.string();
+  auto server = SegmentationServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
+  auto stub = Connect(server.value()->port());
+  const auto describe = [&] {
+    grpc::ClientContext context;
+    tuckerseg::v1::DescribeModelResponse description;
+    EXPECT_TRUE(stub->DescribeModel(&context, {}, &description).ok());
+    return description;
+  };
+  const auto before = describe();
+  EXPECT_EQ(before.model_version(), sha256sum(original_weights));
+  ASSERT_EQ(before.variants_size(), 4);
+  EXPECT_EQ(before.variants(0).weights_digest(), before.model_version());
+  EXPECT_EQ(before.variants(1).weights_digest(), sha256sum(store / "tucker-abdomen-3mm" / "variants" / before.variants(1).name() / "weights.safetensors"));
+  SegmentCallOptions on_df01;
+  on_df01.variant = "df0.1";
+  const auto served = Segment(*stub, SmallCt(), on_df01);
+  ASSERT_TRUE(served.status.ok()) << served.status.error_message();
+  EXPECT_EQ(served.header.model_version(), before.variants(1).weights_digest());
+
+  // New weights for the original: one byte of its last tensor changed, the same shapes.
+  {
+    std::fstream weights(original_weights, std::ios::in | std::ios::out | std::ios::binary);
+    weights.seekg(-1, std::ios::end);
+    const char last = static_cast<char>(weights.get());
+    weights.seekp(-1, std::ios::end);
+    weights.put(static_cast<char>(last ^ 0x01));
+  }
+  ASSERT_TRUE(server.value()->Reload().ok());
+  const auto after = describe();
+  EXPECT_EQ(after.model_version(), sha256sum(original_weights));
+  EXPECT_NE(after.model_version(), before.model_version());
+  EXPECT_EQ(after.variants(1).weights_digest(), before.variants(1).weights_digest());
+  SegmentCallOptions on_original;
+  on_original.variant = "original";
+  const auto reloaded = Segment(*stub, SmallCt(), on_original);
+  ASSERT_TRUE(reloaded.status.ok()) << reloaded.status.error_message();
+  EXPECT_EQ(reloaded.header.model_version(), after.model_version());
 }
 
 TEST_F(Server, MoreStreamsThanAllowedIsResourceExhausted) {
