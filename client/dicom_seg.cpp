@@ -2,7 +2,7 @@
 
 #include "vocabulary/atomic_file.h"
 
-#include "client/class_codes.h"
+#include "vocabulary/class_codes.h"
 #include "vocabulary/label_palette.h"
 
 #include <unistd.h>
@@ -49,9 +49,9 @@ Status SetCode(CodeSequenceMacro& target, const Code& code, const std::string& w
 // A segment coded as TotalSegmentator codes the class (SCT type, laterality, region), coloured
 // as the preview colours it, named with the variant that produced it.
 Status CreateSegment(const std::string& name, int64_t id, const Provenance& provenance, DcmSegment** out) {
-  const auto codes = FindClassCodes(name);
-  const Code category = codes ? codes->category : Code{"SCT", "123037004", "Anatomical Structure"};
-  const Code type = codes ? codes->type : Code{"SCT", "85756007", "Tissue"};
+  const ClassCodes codes = CodesOf(name);
+  const Code& category = codes.category;
+  const Code& type = codes.type;
   DcmSegment* raw = nullptr;
   TS_RETURN_IF_ERROR(Check(DcmSegment::create(raw, name.c_str(), CodeSequenceMacro(category.value.c_str(), category.scheme.c_str(),
                                                                                    category.meaning.c_str()),
@@ -59,17 +59,17 @@ Status CreateSegment(const std::string& name, int64_t id, const Provenance& prov
                                               DcmSegTypes::SAT_AUTOMATIC, LongString("tucker-seg " + provenance.model + "/" + provenance.variant)),
                            "segment " + name));
   std::unique_ptr<DcmSegment> segment(raw);
-  if (codes && !codes->type_modifier.empty()) {
+  if (!codes.type_modifier.empty()) {
     auto* modifier = new CodeSequenceMacro();
     segment->getSegmentedPropertyTypeModifierCode().push_back(modifier);
-    TS_RETURN_IF_ERROR(SetCode(*modifier, codes->type_modifier, "type modifier of " + name));
+    TS_RETURN_IF_ERROR(SetCode(*modifier, codes.type_modifier, "type modifier of " + name));
   }
-  if (codes && !codes->region.empty()) {
-    TS_RETURN_IF_ERROR(SetCode(segment->getGeneralAnatomyCode().getAnatomicRegion(), codes->region, "anatomic region of " + name));
-    if (!codes->region_modifier.empty()) {
+  if (!codes.region.empty()) {
+    TS_RETURN_IF_ERROR(SetCode(segment->getGeneralAnatomyCode().getAnatomicRegion(), codes.region, "anatomic region of " + name));
+    if (!codes.region_modifier.empty()) {
       auto* modifier = new CodeSequenceMacro();
       segment->getGeneralAnatomyCode().getAnatomicRegionModifier().push_back(modifier);
-      TS_RETURN_IF_ERROR(SetCode(*modifier, codes->region_modifier, "anatomic region modifier of " + name));
+      TS_RETURN_IF_ERROR(SetCode(*modifier, codes.region_modifier, "anatomic region modifier of " + name));
     }
   }
   const auto lab = SrgbToCieLab(LabelColour(id));

@@ -16,7 +16,7 @@
 namespace tucker_seg {
 
 // `labels` lies on the series' grid (as ReadCtInput returns it); `label_table` maps ids to names.
-// Segments carry TotalSegmentator's SNOMED CT codes (client/class_codes.h) and the palette's
+// Segments carry TotalSegmentator's SNOMED CT codes (vocabulary/class_codes.h) and the palette's
 // colour (vocabulary/label_palette.h); `provenance` goes into SeriesDescription,
 // ContentDescription, SegmentAlgorithmName and SoftwareVersions. Deflated transfer syntax; the
 // file is replaced atomically.

@@ -1,6 +1,8 @@
 // ListModels and DescribeModel: what the server hosts, what each variant costs and how accurate
 // it is, and which variants auto selection may pick on each device.
 #include "server/grpc_status.h"
+#include "vocabulary/class_codes.h"
+#include "vocabulary/label_palette.h"
 #include "server/segmentation_service.h"
 #include "server/serving/segmentation_core.h"
 
@@ -10,10 +12,23 @@ namespace tucker_seg::server {
 
 void AddLabels(const std::vector<std::pair<int64_t, std::string>>& table,
                google::protobuf::RepeatedPtrField<tuckerseg::v1::Label>* labels) {
+  const auto set = [](const Code& from, tuckerseg::v1::Code* to) {
+    to->set_scheme(from.scheme);
+    to->set_value(from.value);
+    to->set_meaning(from.meaning);
+  };
   for (const auto& [id, name] : table) {
     auto* label = labels->Add();
     label->set_id(id);
     label->set_name(name);
+    if (id == 0) continue;  // background: neither coded nor coloured
+    const ClassCodes codes = CodesOf(name);
+    set(codes.category, label->mutable_category());
+    set(codes.type, label->mutable_type());
+    if (!codes.type_modifier.empty()) set(codes.type_modifier, label->mutable_type_modifier());
+    if (!codes.region.empty()) set(codes.region, label->mutable_region());
+    if (!codes.region_modifier.empty()) set(codes.region_modifier, label->mutable_region_modifier());
+    for (uint8_t channel : LabelColour(id)) label->add_display_rgb(channel);
   }
 }
 

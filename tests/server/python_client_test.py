@@ -77,6 +77,14 @@ def main():
         assert [m.name for m in models] == ["tucker-abdomen-3mm"], models
         assert "original" in models[0].variants and len(models[0].variants) == 4, models[0].variants
         assert models[0].labels[1].name == "spleen", models[0].labels[1]
+        # The coded concept and colour a DICOM SEG needs travel with each label.
+        by_name = {label.name: label for label in models[0].labels}
+        liver = by_name["liver"]
+        assert liver.name == "liver" and (liver.type.scheme, liver.type.value, liver.type.meaning) == ("SCT", "10200004", "Liver"), liver
+        assert liver.category.value and len(liver.display_rgb) == 3, liver
+        kidney_left = by_name["kidney_left"]
+        assert kidney_left.type_modifier.value == "7771000", kidney_left  # laterality: left
+        assert not models[0].labels[0].HasField("type"), models[0].labels[0]
 
         described = stub.DescribeModel(pb.DescribeModelRequest(model="tucker-abdomen-3mm"), timeout=10)
         assert described.device.kind == "cpu", described.device

@@ -1,4 +1,4 @@
-#include "client/class_codes.h"
+#include "vocabulary/class_codes.h"
 
 #include <map>
 #include <sstream>
@@ -6,7 +6,7 @@
 
 namespace tucker_seg {
 
-extern const char* const kSnomedMappingCsv;  // generated from the CSV (client/CMakeLists.txt)
+extern const char* const kSnomedMappingCsv;  // generated from the CSV (vocabulary/CMakeLists.txt)
 
 namespace {
 
@@ -43,6 +43,14 @@ std::optional<ClassCodes> FindClassCodes(const std::string& class_name) {
   const auto it = mapping.find(class_name);
   if (it == mapping.end()) return std::nullopt;
   return it->second;
+}
+
+ClassCodes CodesOf(const std::string& class_name) {
+  if (auto codes = FindClassCodes(class_name)) return *codes;
+  ClassCodes fallback;
+  fallback.category = {"SCT", "123037004", "Anatomical Structure"};
+  fallback.type = {"SCT", "85756007", "Tissue"};
+  return fallback;
 }
 
 }  // namespace tucker_seg
