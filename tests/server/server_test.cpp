@@ -275,29 +275,54 @@ TEST_F(Server, ABrokenVariantIsUnavailableWhileTheOthersServe) {
   }
 }
 
-// The variant names DescribeModel lists for the only model.
-std::vector<std::string> DescribedVariants(tuckerseg::v1::Segmentation::Stub& stub) {
+// DescribeModel of the only model (empty when the call fails).
+tuckerseg::v1::DescribeModelResponse Described(tuckerseg::v1::Segmentation::Stub& stub) {
   grpc::ClientContext context;
   tuckerseg::v1::DescribeModelResponse description;
+  if (!stub.DescribeModel(&context, {}, &description).ok()) return {};
+  return description;
+}
+
+// The variant names DescribeModel lists for the only model.
+std::vector<std::string> DescribedVariants(tuckerseg::v1::Segmentation::Stub& stub) {
   std::vector<std::string> names;
-  if (!stub.DescribeModel(&context, {}, &description).ok()) return names;
+  const auto description = Described(stub);  // kept: a range-for over a temporary's member would dangle
   for (const auto& v : description.variants()) names.push_back(v.name());
   return names;
 }
 
-TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
-  namespace fs = std::filesystem;
-  const fs::path store = tucker_seg::testing::TempDir("reload-" + std::to_string(getpid()));
-  fs::copy(tucker_seg::testing::SourceDir() / "models", store, fs::copy_options::recursive);
-  const fs::path variants = store / "tucker-abdomen-3mm/variants";
-  const fs::path parked = store.parent_path() / (store.filename().string() + "-parked-df0.3");  // outside the store
-  fs::rename(variants / "df0.3", parked);
+// A writable copy of the bundled model store, for tests that change it under a running server.
+std::filesystem::path CopyOfTheStore(const std::string& name) {
+  const std::filesystem::path store = tucker_seg::testing::TempDir(name + "-" + std::to_string(getpid()));
+  std::filesystem::copy(tucker_seg::testing::SourceDir() / "models", store, std::filesystem::copy_options::recursive);
+  return store;
+}
+
+// A calibrated server on `store`; null (and a test failure) when it does not start.
+std::unique_ptr<SegmentationServer> ServeStore(const std::filesystem::path& store) {
   auto options = LoopbackServerOptions();
   options.model_store = store.string();
   auto server = SegmentationServer::Start(options);
-  ASSERT_TRUE(server.ok()) << server.status().message();
-  ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
-  auto stub = Connect(server.value()->port());
+  if (!server.ok()) {
+    ADD_FAILURE() << server.status().message();
+    return nullptr;
+  }
+  if (!server.value()->WaitUntilCalibrated().ok()) {
+    ADD_FAILURE() << "calibration failed";
+    return nullptr;
+  }
+  return std::move(server.value());
+}
+
+TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
+  namespace fs = std::filesystem;
+  const fs::path store = CopyOfTheStore("reload");
+  const fs::path variants = store / "tucker-abdomen-3mm/variants";
+  const fs::path parked = store.parent_path() / (store.filename().string() + "-parked-df0.3");  // outside the store
+  fs::rename(variants / "df0.3", parked);
+  auto server = ServeStore(store);
+  ASSERT_TRUE(server);
+  auto stub = Connect(server->port());
   EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.1", "df0.5"}));
 
   // A call that started on the old store: header accepted, voxels not yet sent.
@@ -314,7 +339,7 @@ TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
   // df0.3 appears, df0.1 goes away; health stays SERVING throughout.
   fs::rename(parked, variants / "df0.3");
   fs::remove_all(variants / "df0.1");
-  ASSERT_TRUE(server.value()->Reload().ok());
+  ASSERT_TRUE(server->Reload().ok());
   EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.3", "df0.5"}));
   SegmentCallOptions on_df03;
   on_df03.variant = "df0.3";
@@ -340,7 +365,7 @@ TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
 
   // A store that no longer loads leaves the current one serving.
   fs::remove_all(store / "tucker-abdomen-3mm");
-  EXPECT_FALSE(server.value()->Reload().ok());
+  EXPECT_FALSE(server->Reload().ok());
   EXPECT_EQ(DescribedVariants(*stub), (std::vector<std::string>{"original", "df0.3", "df0.5"}));
 }
 
@@ -349,26 +374,16 @@ TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
 // names, reloaded, give a new version.
 TEST_F(Server, ModelVersionIsTheDigestOfTheWeightsThatServed) {
   namespace fs = std::filesystem;
-  const fs::path store = tucker_seg::testing::TempDir("model-version-" + std::to_string(getpid()));
-  fs::copy(tucker_seg::testing::SourceDir() / "models", store, fs::copy_options::recursive);
+  const fs::path store = CopyOfTheStore("model-version");
   const fs::path original_weights = store / "tucker-abdomen-3mm" / "weights.safetensors";
   const auto sha256sum = [](const fs::path& file) {
     const auto run = tucker_seg::testing::RunCommand("sha256sum " + file.string());
     return "sha256:" + run.output.substr(0, 64);
   };
-  auto options = LoopbackServerOptions();
-  options.model_store = store.string();
-  auto server = SegmentationServer::Start(options);
-  ASSERT_TRUE(server.ok()) << server.status().message();
-  ASSERT_TRUE(server.value()->WaitUntilCalibrated().ok());
-  auto stub = Connect(server.value()->port());
-  const auto describe = [&] {
-    grpc::ClientContext context;
-    tuckerseg::v1::DescribeModelResponse description;
-    EXPECT_TRUE(stub->DescribeModel(&context, {}, &description).ok());
-    return description;
-  };
-  const auto before = describe();
+  auto server = ServeStore(store);
+  ASSERT_TRUE(server);
+  auto stub = Connect(server->port());
+  const auto before = Described(*stub);
   EXPECT_EQ(before.model_version(), sha256sum(original_weights));
   ASSERT_EQ(before.variants_size(), 4);
   EXPECT_EQ(before.variants(0).weights_digest(), before.model_version());
@@ -387,8 +402,8 @@ TEST_F(Server, ModelVersionIsTheDigestOfTheWeightsThatServed) {
     weights.seekp(-1, std::ios::end);
     weights.put(static_cast<char>(last ^ 0x01));
   }
-  ASSERT_TRUE(server.value()->Reload().ok());
-  const auto after = describe();
+  ASSERT_TRUE(server->Reload().ok());
+  const auto after = Described(*stub);
   EXPECT_EQ(after.model_version(), sha256sum(original_weights));
   EXPECT_NE(after.model_version(), before.model_version());
   EXPECT_EQ(after.variants(1).weights_digest(), before.variants(1).weights_digest());
