@@ -79,6 +79,9 @@ Status CheckPortFree(uint16_t port) {
   return Status::Ok();
 }
 
+// An AE title: 1 to 16 characters (DICOM's AE value representation).
+bool ValidAeTitle(const std::string& aet) { return !aet.empty() && aet.size() <= 16; }
+
 bool Retryable(const Status& status) {
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
@@ -103,19 +106,22 @@ Result<DicomAddress> ParseDicomAddress(const std::string& text) {
   a.aet = text.substr(0, at);
   a.host = text.substr(at + 1, colon - at - 1);
   const std::string port = text.substr(colon + 1);
-  if (a.aet.empty() || a.aet.size() > 16) return InvalidArgument("--destination: the AE title must have 1 to 16 characters");
+  if (!ValidAeTitle(a.aet)) return InvalidArgument("--destination: the AE title must have 1 to 16 characters");
   if (a.host.empty()) return InvalidArgument("--destination: no host in '" + text.substr(0, 64) + "'");
-  if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) || std::stoi(port) < 1 || std::stoi(port) > 65535) {
-    return InvalidArgument("--destination: the port must be 1 to 65535, got '" + port.substr(0, 16) + "'");
-  }
-  a.port = static_cast<uint16_t>(std::stoi(port));
+  const int number = !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), ::isdigit) ? std::stoi(port) : 0;
+  if (number < 1 || number > 65535) return InvalidArgument("--destination: the port must be 1 to 65535, got '" + port.substr(0, 16) + "'");
+  a.port = static_cast<uint16_t>(number);
   return a;
 }
 
 class DicomNode::Impl {
  public:
   Impl(DicomNodeOptions options, DicomAddress destination, SegmentSeriesFunction segment)
-      : options_(std::move(options)), destination_(std::move(destination)), segment_(std::move(segment)), spool_(options_.spool) {}
+      : options_(std::move(options)),
+        destination_(std::move(destination)),
+        segment_(std::move(segment)),
+        spool_(options_.spool),
+        quiet_(std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(options_.series_timeout_seconds))) {}
 
   Status Recover();
   Status Listen();
@@ -145,6 +151,7 @@ class DicomNode::Impl {
   const DicomAddress destination_;
   const SegmentSeriesFunction segment_;
   const fs::path spool_;
+  const SteadyClock::duration quiet_;  // --series-timeout: without a new instance this long, a series is complete
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
@@ -199,13 +206,14 @@ Uint16 DicomNode::Impl::Store(DcmDataset& dataset) {
   }
   std::error_code error;
   const auto space = fs::space(spool_, error);
-  if (error || static_cast<int64_t>(space.available / (1024 * 1024)) < options_.min_free_disk_mb) {
+  const long long free_mb = error ? -1 : static_cast<long long>(space.available / (1024 * 1024));
+  if (free_mb < options_.min_free_disk_mb) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++counts_.instances_refused;
     }
-    Log(LogLevel::kWarning, "dicom-node: refused an instance: %lld MiB free in the spool, --min-free-disk-mb is %lld",
-        error ? -1LL : static_cast<long long>(space.available / (1024 * 1024)), static_cast<long long>(options_.min_free_disk_mb));
+    Log(LogLevel::kWarning, "dicom-node: refused an instance: %lld MiB free in the spool, --min-free-disk-mb is %lld", free_mb,
+        static_cast<long long>(options_.min_free_disk_mb));
     return STATUS_STORE_Refused_OutOfResources;
   }
   const std::string series = Key(series_uid.c_str()), instance = Key(sop_uid.c_str());
@@ -292,7 +300,12 @@ Status DicomNode::Impl::Listen() {
   pool_ = std::move(pool);
   listener_ = std::thread([this] {
     const OFCondition result = pool_->listen();
-    if (result.bad() && !stopping_) Log(LogLevel::kError, "dicom-node: stopped listening on port %u: %s", unsigned(options_.port), result.text());
+    bool stopping;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping = stopping_;
+    }
+    if (result.bad() && !stopping) Log(LogLevel::kError, "dicom-node: stopped listening on port %u: %s", unsigned(options_.port), result.text());
   });
   Log("dicom-node: AE title %s listening on port %u (C-ECHO, C-STORE; at most %d associations); SEGs go to %s@%s:%u",
       options_.aet.c_str(), unsigned(options_.port), options_.max_associations, destination_.aet.c_str(), destination_.host.c_str(),
@@ -301,10 +314,9 @@ Status DicomNode::Impl::Listen() {
 }
 
 void DicomNode::Impl::CompleteQuietSeries() {  // under mu_
-  const auto quiet = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(options_.series_timeout_seconds));
   const auto now = SteadyClock::now();
   for (auto it = arriving_.begin(); it != arriving_.end();) {
-    if (now - it->second < quiet) {
+    if (now - it->second < quiet_) {
       ++it;
       continue;
     }
@@ -341,8 +353,7 @@ void DicomNode::Impl::Work() {
     }
     // Sleep until the next series falls quiet, the next retry is due, a new instance, or Stop().
     auto wake_at = now + std::chrono::seconds(60);
-    const auto quiet = std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(options_.series_timeout_seconds));
-    for (const auto& [key, last] : arriving_) wake_at = std::min(wake_at, last + quiet);
+    for (const auto& [key, last] : arriving_) wake_at = std::min(wake_at, last + quiet_);
     for (const auto& r : ready_) wake_at = std::min(wake_at, r.next_attempt);
     wake_.wait_until(lock, wake_at);
   }
@@ -443,7 +454,7 @@ void DicomNode::Impl::Stop() {
 }
 
 Result<std::unique_ptr<DicomNode>> DicomNode::Start(const DicomNodeOptions& options, SegmentSeriesFunction segment) {
-  if (options.aet.empty() || options.aet.size() > 16) return InvalidArgument("--aet must have 1 to 16 characters");
+  if (!ValidAeTitle(options.aet)) return InvalidArgument("--aet must have 1 to 16 characters");
   if (options.spool.empty()) return InvalidArgument("--spool: a folder is needed");
   if (!(options.series_timeout_seconds > 0 && options.series_timeout_seconds <= 3600)) {
     return InvalidArgument("--series-timeout must be in (0, 3600] seconds");
