@@ -88,6 +88,28 @@ __attribute__((target("avx512f"))) void StreamTileRows(const float* tile, int64_
   for (int64_t r = 0; r < rows; ++r) _mm512_stream_ps(base + r * plane, _mm512_loadu_ps(tile + r * kLanes));
 }
 
+// The tile's rows (one per class) added into the sum's volume with the tile voxels' weights:
+// a run of 16 voxels within one x row is one vector per class, a run that wraps to the next row
+// goes voxel by voxel.
+TS_INLINE void AccumulateTileRows(const float* tile, int64_t rows, int64_t v0, int n, const WeightedLogitsSum& sum) {
+  const int64_t plane = sum.tile_height * sum.tile_width;
+  const int64_t z = v0 / plane, y = v0 % plane / sum.tile_width, x = v0 % sum.tile_width;
+  if (n == kLanes && x + kLanes <= sum.tile_width) {
+    const Vec w = LoadVec(sum.weight + v0);
+    float* base = sum.volume + z * sum.z_stride + y * sum.y_stride + x;
+    for (int64_t r = 0; r < rows; ++r) {
+      float* d = base + r * sum.class_stride;
+      StoreVec(d, LoadVec(d) + w * LoadVec(tile + r * kLanes));
+    }
+    return;
+  }
+  for (int l = 0; l < n; ++l) {
+    const int64_t v = v0 + l, vz = v / plane, vy = v % plane / sum.tile_width, vx = v % sum.tile_width;
+    float* base = sum.volume + vz * sum.z_stride + vy * sum.y_stride + vx;
+    for (int64_t r = 0; r < rows; ++r) base[r * sum.class_stride] += sum.weight[v] * tile[r * kLanes + l];
+  }
+}
+
 // With an expansion y = U x + b, y's statistics follow from x's first and second moments
 // (mean_y = U mean_x + b, var_y[c] = U_c cov_x U_c^T), which cost r(r+1)/2 products per voxel
 // instead of recomputing the r x C expansion (the first pass took as long as the second). Sums
@@ -163,7 +185,9 @@ void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
       const PackedMatrix& m = job.outputs[o];
       const NormProjectionOutput& dst = p.outputs[o];
       MultiplyTile(m, yt, out.data());
-      if (dst.ncdhw) {
+      if (dst.ncdhw && dst.sum) {
+        AccumulateTileRows(out.data(), m.rows, v0, n, *dst.sum);
+      } else if (dst.ncdhw) {
         float* base = static_cast<float*>(dst.data) + v0;
         if (job.stream_ncdhw && n == kLanes) {
           StreamTileRows(out.data(), m.rows, base, p.voxels);
@@ -204,7 +228,7 @@ void RunNormProjection(const NormProjection& p) {
   job.tiles = (p.voxels + kLanes - 1) / kLanes;
   job.stream_ncdhw = __builtin_cpu_supports("avx512f") && p.voxels % kLanes == 0;
   for (const auto& o : p.outputs) {
-    if (o.ncdhw && reinterpret_cast<uintptr_t>(o.data) % 64 != 0) job.stream_ncdhw = false;
+    if (o.ncdhw && (o.sum || reinterpret_cast<uintptr_t>(o.data) % 64 != 0)) job.stream_ncdhw = false;
   }
   const int threads = omp_get_max_threads();
   const double voxels = static_cast<double>(p.voxels);

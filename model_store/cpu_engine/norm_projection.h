@@ -14,6 +14,17 @@
 
 namespace tucker_seg::cpu_engine {
 
+// nnU-Net's Gaussian-weighted sum over overlapping tiles, done by the head itself:
+// volume[k, z, y, x] += weight[z, y, x] * logit[k, z, y, x] for the tile's voxels (z, y, x), the
+// volume a larger float32 array (the sliding window's slab) addressed by these strides in floats.
+// No tile-sized array of logits is written.
+struct WeightedLogitsSum {
+  float* volume = nullptr;
+  const float* weight = nullptr;  // one per tile voxel
+  int64_t class_stride = 0, z_stride = 0, y_stride = 0;
+  int64_t tile_height = 0, tile_width = 0;  // the tile's y and x sizes
+};
+
 struct NormProjectionOutput {
   int64_t channels = 0;
   const float* weight = nullptr;  // (channels, C) row-major
@@ -21,6 +32,7 @@ struct NormProjectionOutput {
   void* data = nullptr;           // channels-last (voxels, channels) in the activation type, or float32 NCDHW
   bool ncdhw = false;
   int64_t row_width = 0;          // > 0: float32 in the row layout (tile_math.h) with rows of this width
+  const WeightedLogitsSum* sum = nullptr;  // with ncdhw: added into its volume instead of written to data
 };
 
 struct NormProjection {

@@ -135,7 +135,10 @@ struct Graph::Impl {
     void Run(Impl& im, float* output) {
       im.stream.wait();
       job.input = x.get_data_handle();
-      for (size_t i = 0; i < outputs.size(); ++i) job.outputs[i].data = job.outputs[i].ncdhw ? static_cast<void*>(output) : outputs[i].get_data_handle();
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        job.outputs[i].data = job.outputs[i].ncdhw ? static_cast<void*>(output) : outputs[i].get_data_handle();
+        if (job.outputs[i].ncdhw) job.outputs[i].sum = im.logits_sum;
+      }
       RunNormProjection(job);
     }
   };
@@ -160,6 +163,7 @@ struct Graph::Impl {
   std::vector<std::unique_ptr<void, AlignedFree>> buffers;
   std::vector<size_t> buffer_sizes;
   bool finished = false;
+  const WeightedLogitsSum* logits_sum = nullptr;  // during RunSummingLogits only
 
   // Creates a (de)convolution; returns oneDNN's name for the kernel it chose.
   template <typename Primitive>
@@ -587,6 +591,14 @@ int64_t Graph::buffer_bytes() const {
   int64_t total = 0;
   for (size_t b : impl_->buffer_sizes) total += static_cast<int64_t>(b);
   return total;
+}
+
+bool Graph::sums_logits() const { return impl_->values[impl_->output].ncdhw; }
+
+void Graph::RunSummingLogits(const float* input, const WeightedLogitsSum& sum, const StepObserver* observer) {
+  impl_->logits_sum = &sum;
+  Run(input, nullptr, observer);
+  impl_->logits_sum = nullptr;
 }
 
 void Graph::Run(const float* input, float* output, const StepObserver* observer) {

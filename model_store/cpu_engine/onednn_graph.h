@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "model_store/cpu_engine/norm_projection.h"
 #include "vocabulary/status.h"
 #include "vocabulary/volume.h"
 
@@ -86,6 +87,13 @@ class Graph {
   // contiguous NCDHW for one sample: a final oneDNN reorder, since LibTorch's sliding-window
   // arithmetic on channels-last logits is far slower, docs/performance.md). Not reentrant.
   void Run(const float* input, float* output, const StepObserver* observer = nullptr);
+  // Whether the head writes the logits itself (the last step is a NormProjections output), so
+  // that RunSummingLogits can add them into a larger volume.
+  bool sums_logits() const;
+  // Run, but the logits are added into sum.volume with sum.weight (the sliding window's Gaussian
+  // sum) and never written as a tile; sum.tile_height/width must be output_size()'s y and x.
+  // Only where sums_logits().
+  void RunSummingLogits(const float* input, const WeightedLogitsSum& sum, const StepObserver* observer = nullptr);
 
  private:
   struct Impl;

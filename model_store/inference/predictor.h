@@ -73,6 +73,10 @@ class UNetPatchNetwork : public PatchNetwork {
     if (dtype == torch::kFloat32) return executor_.Forward(x);
     return executor_.Forward(x.to(dtype)).to(torch::kFloat32);
   }
+  void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const override {
+    if (executor_.network().dtype() != torch::kFloat32) return PatchNetwork::ForwardWeightedSum(x, weight, volume);
+    executor_.ForwardWeightedSum(x, weight, volume);
+  }
   int64_t num_classes() const override { return executor_.network().config().num_classes; }
   torch::Device device() const override { return executor_.network().device(); }
 

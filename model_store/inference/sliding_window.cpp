@@ -129,14 +129,20 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
         inputs.push_back(source.slice(1, z, z + tile[0]).slice(2, tiles[t].first, tiles[t].first + tile[1])
                              .slice(3, tiles[t].second, tiles[t].second + tile[2]));
       }
+      const auto logits_of = [&](size_t t) { return logits.slice(2, tiles[t].first, tiles[t].first + tile[1]).slice(3, tiles[t].second, tiles[t].second + tile[2]); };
       auto start = Clock::now();
-      const torch::Tensor pred = Predict(net, torch::stack(inputs), o);
-      local.network_seconds += Since(start);
-      start = Clock::now();
+      if (o.mirror || o.batch > 1) {
+        const torch::Tensor pred = Predict(net, torch::stack(inputs), o);
+        local.network_seconds += Since(start);
+        start = Clock::now();
+        for (size_t t = first; t < last; ++t) logits_of(t).addcmul_(pred[static_cast<int64_t>(t - first)], gaussian);
+      } else {
+        net.ForwardWeightedSum(inputs[0].unsqueeze(0), gaussian, logits_of(first));  // network time includes the sum
+        local.network_seconds += Since(start);
+        start = Clock::now();
+      }
       for (size_t t = first; t < last; ++t) {
-        const auto [y, x] = tiles[t];
-        logits.slice(2, y, y + tile[1]).slice(3, x, x + tile[2]).addcmul_(pred[static_cast<int64_t>(t - first)], gaussian);
-        weights.slice(1, y, y + tile[1]).slice(2, x, x + tile[2]).add_(gaussian);
+        weights.slice(1, tiles[t].first, tiles[t].first + tile[1]).slice(2, tiles[t].second, tiles[t].second + tile[2]).add_(gaussian);
       }
       local.aggregation_seconds += Since(start);
       local.tiles += static_cast<int64_t>(last - first);

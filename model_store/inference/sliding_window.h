@@ -20,6 +20,12 @@ class PatchNetwork {
   virtual ~PatchNetwork() = default;
   // x: float32 on device(); returns float32 logits on device().
   virtual torch::Tensor Forward(const torch::Tensor& x) const = 0;
+  // volume += weight * Forward(x)[0] for one tile: x (1, C, tile), weight (tile), volume a
+  // (K, tile) float32 view of the window's accumulator. The CPU engine overrides it: its head
+  // adds the logits in place, so no tile of logits (118 classes: 758 MiB) is ever written.
+  virtual void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const {
+    volume.addcmul_(Forward(x)[0], weight);
+  }
   virtual int64_t num_classes() const = 0;
   // Where the network runs: the sliding window keeps the image, the Gaussian and its
   // accumulators there and hands out rows of logits on it.

@@ -324,6 +324,25 @@ class CpuEngineExecutor final : public NetworkExecutor {
     return logits;
   }
 
+  void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const override {
+    const Int3 patch{x.size(2), x.size(3), x.size(4)};
+    auto acquired = Acquire(patch);
+    const bool in_place = acquired.ok() && acquired.value()->graph.sums_logits() && x.size(0) == 1 && volume.dim() == 4 &&
+                          volume.scalar_type() == torch::kFloat32 && volume.stride(3) == 1 && weight.is_contiguous() &&
+                          weight.scalar_type() == torch::kFloat32 && weight.numel() == patch[0] * patch[1] * patch[2];
+    if (!in_place) {
+      if (acquired.ok()) graphs_.Return(patch, std::move(acquired).value());
+      return NetworkExecutor::ForwardWeightedSum(x, weight, volume);
+    }
+    std::shared_ptr<EngineGraph> graph = std::move(acquired).value();
+    graph->logits = torch::Tensor();  // a tile of logits an earlier Forward kept is not needed here
+    const torch::Tensor input = x.contiguous();
+    const cpu_engine::WeightedLogitsSum sum{volume.data_ptr<float>(), weight.data_ptr<float>(), volume.stride(0), volume.stride(1),
+                                            volume.stride(2), patch[1], patch[2]};
+    graph->graph.RunSummingLogits(input.data_ptr<float>(), sum);
+    graphs_.Return(patch, std::move(graph));
+  }
+
  private:
   // An idle graph for this patch from the pool, or a new one; a shape that failed to build once
   // gives its failure again without another attempt.

@@ -7,6 +7,10 @@ namespace tucker_seg {
 
 Status NetworkExecutor::Serves(const Int3& patch) const { return network().config().ValidatePatch(patch); }
 
+void NetworkExecutor::ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const {
+  volume.addcmul_(Forward(x)[0], weight);
+}
+
 Result<torch::Tensor> NetworkExecutor::Run(const torch::Tensor& x) const {
   TS_RETURN_IF_ERROR(network().CheckInput(x));
   return StatusFromExceptions("forward pass", [&]() -> Result<torch::Tensor> { return Forward(x); });

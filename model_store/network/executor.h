@@ -50,6 +50,10 @@ class NetworkExecutor {
   // the total stride. Returns logits (N, num_classes, Z, Y, X), without gradients. Throws
   // c10::Error on shape errors; Run checks the input first.
   virtual torch::Tensor Forward(const torch::Tensor& x, OpProfile* profile = nullptr) const = 0;
+  // volume += weight * Forward(x)[0] for one sample x (1, input_channels, Z, Y, X): weight
+  // (Z, Y, X) and volume a (num_classes, Z, Y, X) view, both float32 on the network's device (the
+  // sliding window's Gaussian sum). The CPU engine's head adds its logits in place.
+  virtual void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const;
   // Whether this executor's own kernels serve patches of this size (the CPU engine builds its
   // graph to find out); the error says why not. Forward runs LibTorch's ops for such a size.
   virtual Status Serves(const Int3& patch) const;

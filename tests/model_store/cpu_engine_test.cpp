@@ -147,6 +147,37 @@ TEST(CpuEngineBatches, GraphsAreKeptPerShapeAndANewExecutorRunsChangedWeights) {
   EXPECT_LE(RelativeError(Engine(net)->Run(a).value(), changed), 1e-4);
 }
 
+// The head adds weight * logits straight into a view of a larger volume (the sliding window's
+// accumulator) for the dense network and a fully factorized variant; x = 24 makes runs of 16
+// voxels wrap to the next row.
+TEST(CpuEngineBatches, HeadAddsWeightedLogitsIntoAVolumeView) {
+  torch::set_num_threads(2);
+  const UNetConfig config = SmallConfig(1);
+  Model model;
+  model.info.network = config;
+  model.weights = PlainConvUNet::RandomWeights(config, 5);
+  CompressionOptions o;
+  o.df = 0.3;
+  o.factorize_all = true;
+  o.tucker.max_iterations = 0;
+  const Model variant = CompressModel(model, o).value().model;
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::randn({1, 1, 8, 16, 24}) * 50 + 20;
+  const torch::Tensor weight = torch::rand({8, 16, 24}) + 0.5;
+  for (const Model* m : std::vector<const Model*>{&model, &variant}) {
+    const auto net = PlainConvUNet::Create(m->info.network, m->weights).value();
+    const auto engine = Engine(net);
+    const torch::Tensor logits = engine->Run(x).value().clone();
+    const torch::Tensor volume = torch::randn({config.num_classes, 11, 21, 29});
+    const torch::Tensor expected = volume.clone();
+    expected.narrow(1, 2, 8).narrow(2, 4, 16).narrow(3, 3, 24).addcmul_(logits[0], weight);
+    engine->ForwardWeightedSum(x, weight, volume.narrow(1, 2, 8).narrow(2, 4, 16).narrow(3, 3, 24));
+    EXPECT_LE(RelativeError(volume, expected), 1e-6);
+    EXPECT_TRUE(torch::equal(volume.narrow(1, 0, 2), expected.narrow(1, 0, 2)));  // nothing outside the view is touched
+    EXPECT_TRUE(torch::equal(volume.narrow(3, 27, 2), expected.narrow(3, 27, 2)));
+  }
+}
+
 TEST(CpuEngineBatches, BFloat16AgreesWithFloat32) {
   if (!cpu_engine::CpuHasBFloat16()) GTEST_SKIP() << "this CPU has no AVX-512 BF16";
   torch::set_num_threads(2);

@@ -365,5 +365,42 @@ TEST(Prediction, DeviceGenericPathAgreesWithTheCpuKernels) {
   EXPECT_GE(agreement, 0.999);
 }
 
+// The network's Forward only: the sliding window adds each tile's logits itself.
+class ForwardOnly : public PatchNetwork {
+ public:
+  explicit ForwardOnly(const PatchNetwork& net) : net_(net) {}
+  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
+  int64_t num_classes() const override { return net_.num_classes(); }
+
+ private:
+  const PatchNetwork& net_;
+};
+
+// The CPU engine's head adds its Gaussian-weighted logits into the sliding window's accumulator
+// (no tile of logits is written): a real CT gets the same labels as with a tile of logits added
+// by the window.
+TEST(Prediction, EngineHeadSumLabelsLikeTheWindowsOwnSum) {
+  auto model = LoadNetwork((testing::SourceDir() / "models/tucker-abdomen-3mm").string());
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  auto ct = ReadCt(testing::TotalSegmentatorExample("example_ct_sm.nii.gz").string());
+  ASSERT_TRUE(ct.ok()) << ct.status().message();
+  const auto executor = model.value().Executor();
+  UNetPatchNetwork engine(*executor);
+  auto summed = Predict(model.value().info, engine, ct.value(), {});
+  ASSERT_TRUE(summed.ok()) << summed.status().message();
+  auto added = Predict(model.value().info, ForwardOnly(engine), ct.value(), {});
+  ASSERT_TRUE(added.ok()) << added.status().message();
+  const auto& a = summed.value().labels.voxels;
+  const auto& b = added.value().labels.voxels;
+  ASSERT_EQ(a.size(), b.size());
+  int64_t differ = 0, foreground = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    differ += a[i] != b[i];
+    foreground += a[i] != 0;
+  }
+  EXPECT_GT(foreground, 10000);
+  EXPECT_EQ(differ, 0);
+}
+
 }  // namespace
 }  // namespace tucker_seg
