@@ -1,10 +1,14 @@
 // Whole-CT prediction with the TotalSegmentator-shaped 3 mm network (random weights, 118
-// classes) and its Tucker variants on a synthetic 512 x 512 x N CT at 0.8 x 0.8 x 1.5 mm: per
+// classes), or the five 1.5 mm parts of TotalSegmentator's `total` task as one composite
+// (--network 1.5mm-part --parts 5), and their Tucker variants on a synthetic 512 x 512 x N CT at 0.8 x 0.8 x 1.5 mm: per
 // variant, in one run, the wall time, each stage's time and share, the network's time per tile
 // against one patch's forward time, the first call's graph build, and peak RSS. Each variant
 // runs in its own process (peak RSS is per process); prints tables, asserts nothing.
 //
 //   build/bench/prediction_bench [--slices 300] [--threads 2] [--step 0.5] [--variants original,df0.3]
+//                                [--network 3mm|1.5mm-part] [--parts 1]
+// A variant named with ":window" (original:window) has the sliding window add each tile of logits
+// instead of the engine's head.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -35,67 +39,133 @@ double PeakRssMiB() {
 
 double Since(SteadyClock::time_point start) { return std::chrono::duration<double>(SteadyClock::now() - start).count(); }
 
-Model RandomTotalSegmentatorShaped() {
-  const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/totalseg_3mm_shaped.json").value();
+// The networks the bench runs: TotalSegmentator's 3 mm model (118 classes) or one part of its
+// 1.5 mm five-part `total` task (25 outputs each), random weights.
+struct Shape {
+  std::string architecture;
+  double spacing;
+};
+Shape ShapeNamed(const std::string& network) {
+  if (network == "1.5mm-part") return {"totalseg_1p5mm_part_shaped", 1.5};
+  return {"totalseg_3mm_shaped", 3.0};
+}
+
+Model RandomModel(const Shape& shape, uint64_t seed) {
+  const auto arch = ReadArchitectureFile(std::string(TUCKER_SEG_SOURCE_DIR) + "/model_store/architectures/" + shape.architecture + ".json").value();
   Model m;
   ModelInfo& info = m.info;
-  info.name = "totalseg_3mm_shaped";
+  info.name = shape.architecture;
   info.network = arch.network;
   info.patch_size = arch.patch_size;
-  info.spacing = {3.0, 3.0, 3.0};
+  info.spacing = {shape.spacing, shape.spacing, shape.spacing};
   ChannelNormalization ch;
   ch.name = "CT";
   ch.scheme = "CTNormalization";
   ch.intensity = {100.0, 200.0, 90.0, -1024.0, 3071.0, -1000.0, 1500.0};
   info.channels = {ch};
   for (int64_t c = 0; c < info.network.num_classes; ++c) info.labels.emplace_back(c, "class_" + std::to_string(c));
-  m.weights = PlainConvUNet::RandomWeights(info.network, 0);
+  m.weights = PlainConvUNet::RandomWeights(info.network, seed);
   return m;
 }
 
-// One variant in this process: "key=value" pairs on one line for the parent.
-int RunVariant(const std::string& variant, int64_t slices, double step) {
-  Model model = RandomTotalSegmentatorShaped();
-  if (variant != "original") {
-    CompressionOptions o;
-    o.df = std::stod(variant.substr(2));  // "df0.3"
-    o.tucker.max_iterations = 0;
-    model = CompressModel(model, o).value().model;
+// Parts that label disjoint class ranges, merged in order (as composite.json's parts are).
+CompositeModel DisjointComposite(const Model& part, int parts) {
+  CompositeModel c;
+  c.name = "composite";
+  c.labels.emplace_back(0, "background");
+  const auto outputs = static_cast<int>(part.info.labels.size());
+  for (int p = 0; p < parts; ++p) {
+    c.parts.push_back("part" + std::to_string(p + 1));
+    std::vector<uint8_t> ids(static_cast<size_t>(outputs), 0);
+    for (int k = 1; k < outputs; ++k) {
+      ids[k] = static_cast<uint8_t>(p * (outputs - 1) + k);
+      c.labels.emplace_back(ids[k], c.parts.back() + "_class_" + std::to_string(k));
+    }
+    c.to_composite_id.push_back(ids);
   }
-  const ModelInfo& info = model.info;
-  const auto executor = MakeExecutor(PlainConvUNet::Create(info.network, model.weights).value());
+  return c;
+}
+
+// One variant in this process (each of `parts` networks with its own random weights, all held as
+// a composite's are): "key=value" pairs on one line for the parent.
+// The network's Forward only, so the sliding window adds each tile of logits itself (how every
+// tile was summed before the engine's head did it): the ":window" variants.
+class ForwardOnly : public PatchNetwork {
+ public:
+  explicit ForwardOnly(const PatchNetwork& net) : net_(net) {}
+  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
+  int64_t num_classes() const override { return net_.num_classes(); }
+
+ private:
+  const PatchNetwork& net_;
+};
+
+int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t slices, double step) {
+  const std::string variant = name.substr(0, name.find(':'));
+  const bool window_sum = name.size() > variant.size() && name.substr(variant.size()) == ":window";
   const CtVolume ct = bench::SyntheticCt(slices);
-  // The engine's graph for the patch is built before the prediction, as a server keeps it warm.
-  const Int3 p = info.patch_size;
-  auto start = SteadyClock::now();
-  if (const Status served = executor->Serves(p); !served.ok()) std::fprintf(stderr, "%s\n", served.message().c_str());
-  const double graph = Since(start);
+  std::vector<Model> models;
+  std::vector<std::shared_ptr<const NetworkExecutor>> executors;
+  for (int part = 0; part < parts; ++part) {
+    Model model = RandomModel(shape, static_cast<uint64_t>(part));
+    if (variant != "original") {
+      CompressionOptions o;
+      o.df = std::stod(variant.substr(2));  // "df0.3"
+      o.tucker.max_iterations = 0;
+      model = CompressModel(model, o).value().model;
+    }
+    executors.push_back(MakeExecutor(PlainConvUNet::Create(model.info.network, model.weights).value()));
+    models.push_back(std::move(model));
+  }
+  const CompositeModel composite = DisjointComposite(models[0], parts);
+  const Int3 p = models[0].info.patch_size;
   PredictionOptions options;
   options.window.step = step;
-  UNetPatchNetwork patch_net(*executor);
-  start = SteadyClock::now();
-  auto prediction = Predict(info, patch_net, ct, options);
-  const double total = Since(start);
-  if (!prediction.ok()) {
-    std::fprintf(stderr, "%s\n", prediction.status().message().c_str());
-    return 1;
+  Prediction combined;
+  double total = 0, graph = 0;
+  int64_t exported = 0, interpolated = 0;
+  std::string part_seconds;
+  for (int part = 0; part < parts; ++part) {
+    // The engine's graph for the patch is built before the prediction, as a server keeps it warm.
+    auto start = SteadyClock::now();
+    if (const Status served = executors[part]->Serves(p); !served.ok()) std::fprintf(stderr, "%s\n", served.message().c_str());
+    graph += Since(start);
+    const UNetPatchNetwork engine(*executors[part]);
+    const ForwardOnly forward_only(engine);
+    const PatchNetwork& patch_net = window_sum ? static_cast<const PatchNetwork&>(forward_only) : engine;
+    start = SteadyClock::now();
+    auto prediction = Predict(models[part].info, patch_net, ct, options);
+    if (!prediction.ok()) {
+      std::fprintf(stderr, "%s\n", prediction.status().message().c_str());
+      return 1;
+    }
+    exported += prediction.value().exported_voxels;
+    interpolated += prediction.value().interpolated_voxels;
+    if (parts == 1) {
+      combined = std::move(prediction).value();  // no merge: the labels are not copied
+    } else if (const Status added = AddPartPrediction(composite, static_cast<size_t>(part), prediction.value(), &combined); !added.ok()) {
+      std::fprintf(stderr, "%s\n", added.message().c_str());
+      return 1;
+    }
+    const double seconds = Since(start);
+    total += seconds;
+    part_seconds += (part ? "," : "") + std::to_string(seconds);
   }
   const double rss = PeakRssMiB();  // before the patch below writes a tile of logits of its own
   // One patch forward (logits written as a tile), warm: the best of two.
   const auto x = torch::randn({1, 1, p[0], p[1], p[2]});
   std::vector<double> warm;
   for (int i = 0; i < 2; ++i) {
-    start = SteadyClock::now();
-    executor->Forward(x);
+    const auto start = SteadyClock::now();
+    executors[0]->Forward(x);
     warm.push_back(Since(start));
   }
   const double patch = *std::min_element(warm.begin(), warm.end());
-  const Prediction& r = prediction.value();
-  const auto& t = r.timings;
-  std::printf("total=%f preprocess=%f network=%f aggregation=%f export=%f tiles=%ld patch=%f graph=%f rss=%f interpolated=%f grid=%s\n",
-              total, t.preprocess_seconds, t.network_seconds, t.aggregation_seconds, t.export_seconds, static_cast<long>(r.tiles), patch,
-              graph, rss, r.exported_voxels ? static_cast<double>(r.interpolated_voxels) / r.exported_voxels : 0.0,
-              ToString(r.network_shape).c_str());
+  const auto& t = combined.timings;
+  std::printf("total=%f preprocess=%f network=%f aggregation=%f export=%f tiles=%ld patch=%f graph=%f rss=%f interpolated=%f grid=%s parts=%s\n",
+              total, t.preprocess_seconds, t.network_seconds, t.aggregation_seconds, t.export_seconds, static_cast<long>(combined.tiles), patch,
+              graph, rss, exported ? static_cast<double>(interpolated) / exported : 0.0, ToString(combined.network_shape).c_str(),
+              part_seconds.c_str());
   return 0;
 }
 
@@ -115,7 +185,8 @@ int main(int argc, char** argv) {
   int64_t slices = 300;
   int threads = 2;
   double step = 0.5;
-  std::string variants = "original,df0.3", only;
+  std::string variants = "original,df0.3", only, network = "3mm";
+  int parts = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--slices") slices = std::stoll(v);
@@ -123,18 +194,29 @@ int main(int argc, char** argv) {
     else if (k == "--step") step = std::stod(v);
     else if (k == "--variants") variants = v;
     else if (k == "--variant") only = v;
+    else if (k == "--network") network = v;
+    else if (k == "--parts") parts = std::stoi(v);
   }
+  if (network != "3mm" && network != "1.5mm-part") {
+    std::fprintf(stderr, "--network must be 3mm or 1.5mm-part\n");
+    return 2;
+  }
+  if (parts < 1 || parts > 10) {
+    std::fprintf(stderr, "--parts must be 1..10\n");
+    return 2;
+  }
+  const Shape shape = ShapeNamed(network);
   torch::set_num_threads(threads);
-  if (!only.empty()) return RunVariant(only, slices, step);
+  if (!only.empty()) return RunVariant(only, shape, parts, slices, step);
 
-  std::printf("CT 512x512x%ld at 0.8x0.8x1.5 mm, TotalSegmentator-shaped 3 mm network (random weights, 118 classes), step %.2f, "
-              "%d threads; each variant in its own process\n",
-              static_cast<long>(slices), step, threads);
+  std::printf("CT 512x512x%ld at 0.8x0.8x1.5 mm, %d x %s (random weights), step %.2f, %d threads; each variant in its own process\n",
+              static_cast<long>(slices), parts, shape.architecture.c_str(), step, threads);
   std::vector<std::pair<std::string, std::map<std::string, std::string>>> results;
   std::stringstream names(variants);
   for (std::string variant; std::getline(names, variant, ',');) {
     const std::string command = std::string(argv[0]) + " --variant " + variant + " --slices " + std::to_string(slices) + " --threads " +
-                                std::to_string(threads) + " --step " + std::to_string(step);
+                                std::to_string(threads) + " --step " + std::to_string(step) + " --network " + network +
+                                " --parts " + std::to_string(parts);
     FILE* child = popen(command.c_str(), "r");
     std::string output;
     char buffer[4096];
@@ -155,6 +237,10 @@ int main(int argc, char** argv) {
                 value(r, "preprocess"), network, value(r, "aggregation"), value(r, "export"), 100.0 * (total - network) / total,
                 network / tiles, value(r, "patch"), network / tiles / value(r, "patch"), value(r, "graph"), 100.0 * value(r, "interpolated"),
                 value(r, "rss"));
+  }
+  if (parts > 1) {
+    std::printf("\nseconds per part:\n");
+    for (const auto& [name, r] : results) std::printf("%-10s %s\n", name.c_str(), r.at("parts").c_str());
   }
   if (results.size() > 1) {
     const double base = value(results[0].second, "total");

@@ -89,6 +89,7 @@ class ProgressBar {
 struct SegmentJob {
   std::vector<std::string> inputs;
   std::string series, output, output_type, dicom_seg, statistics, preview;
+  std::string seg_type = "binary";  // --seg-type
   std::vector<std::string> roi_subset;  // names, each value may hold several separated by commas
   bool include_masks_at_border = false;
   bool fast = false;
@@ -229,7 +230,10 @@ Status RunCase(const SegmentationClient& client, const SegmentJob& job, const Se
   if (!c.output.empty()) {
     TS_RETURN_IF_ERROR(WriteSegmentationFiles(c.output, r.labels, r.label_table, {c.type, input.value().nifti_codes, provenance}));
   }
-  if (!job.dicom_seg.empty()) TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table, provenance));
+  if (!job.dicom_seg.empty()) {
+    TS_RETURN_IF_ERROR(WriteDicomSeg(job.dicom_seg, r.labels, *input.value().dicom, r.label_table, provenance,
+                                     job.seg_type == "labelmap" ? DicomSegType::kLabelMap : DicomSegType::kBinary));
+  }
   if (!c.statistics.empty()) {
     TS_ASSIGN_OR_RETURN(const auto stats,
                         SegmentationStatistics(input.value().ct, r.labels, r.label_table, provenance, !job.include_masks_at_border));
@@ -403,6 +407,15 @@ void AddSelectionFlags(CLI::App* app, SegmentJob* job) {
   app->add_flag("--quiet", job->quiet, "No progress bar");
 }
 
+// --seg-type for the commands that write a DICOM SEG.
+void AddSegTypeFlag(CLI::App* app, SegmentJob* job) {
+  app->add_option("--seg-type", job->seg_type,
+                  "DICOM SEG type: binary (one frame per segment and slice; every viewer) or labelmap (DICOM 2024c: one frame per "
+                  "slice holding segment numbers)")
+      ->check(CLI::IsMember({"binary", "labelmap"}))
+      ->capture_default_str();
+}
+
 }  // namespace
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -424,6 +437,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   bool multilabel = false;
   segment->add_flag("--ml", multilabel, "TotalSegmentator's spelling of --output-type multilabel");
   segment->add_option("--dicom-seg", job.dicom_seg, "DICOM SEG to write (DICOM input only)");
+  AddSegTypeFlag(segment, &job);
   segment->add_option("--series", job.series, "SeriesInstanceUID, when the folder holds several series");
   segment->add_option("--roi-subset,--roi_subset", job.roi_subset,
                       "Only these classes, names separated by spaces (TotalSegmentator) or commas: the server runs only the tiles they "
@@ -462,6 +476,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   pacs->add_option("--dicomweb-user", pacs_flags.http.basic_auth, "user:password for HTTP basic authentication (prefer TUCKER_SEG_DICOMWEB_USER)")
       ->envname("TUCKER_SEG_DICOMWEB_USER");
   AddSelectionFlags(pacs, &job);
+  AddSegTypeFlag(pacs, &job);
 
   DicomNodeOptions node;
   node.spool = "tucker-seg-spool";
@@ -483,6 +498,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   dicom_node->add_option("--retry", node.retry_seconds, "Seconds before the first retry of a series not segmented or not delivered (doubles)")
       ->capture_default_str();
   AddSelectionFlags(dicom_node, &job);
+  AddSegTypeFlag(dicom_node, &job);
   for (CLI::App* command : {segment, models, health, pacs, dicom_node}) {
     command->add_option("--server", connection.server, "Server address host:port")->envname("TUCKER_SEG_SERVER")->capture_default_str();
     command->add_option("--tls-ca", connection.tls_ca, "PEM file of the CA to trust: connect over TLS")->envname("TUCKER_SEG_TLS_CA");

@@ -37,20 +37,27 @@ class DicomSeg : public ::testing::Test {
           labels.voxels[static_cast<size_t>((z * size[1] + y) * size[0] + x)] = id;
         }
     const LabelTable table{{0, "background"}, {3, "kidney_left"}, {5, "liver"}, {200, "not_in_the_mapping"}};
-    status_ = new Status(WriteDicomSeg(*path_, labels, *input_->dicom, table, {"tucker-abdomen-3mm", "df0.3", 0.936, "9.9.9", 0.5}));
+    const Provenance provenance{"tucker-abdomen-3mm", "df0.3", 0.936, "9.9.9", 0.5};
+    status_ = new Status(WriteDicomSeg(*path_, labels, *input_->dicom, table, provenance));
+    labelmap_path_ = new std::string(*path_ + ".labelmap.dcm");
+    labelmap_status_ = new Status(WriteDicomSeg(*labelmap_path_, labels, *input_->dicom, table, provenance, DicomSegType::kLabelMap));
   }
   static void TearDownTestSuite() {
     delete input_;
     delete path_;
     delete status_;
+    delete labelmap_path_;
+    delete labelmap_status_;
   }
   static CtInput* input_;
-  static std::string* path_;
-  static Status* status_;
+  static std::string *path_, *labelmap_path_;
+  static Status *status_, *labelmap_status_;
 };
 CtInput* DicomSeg::input_ = nullptr;
 std::string* DicomSeg::path_ = nullptr;
+std::string* DicomSeg::labelmap_path_ = nullptr;
 Status* DicomSeg::status_ = nullptr;
+Status* DicomSeg::labelmap_status_ = nullptr;
 
 std::string CheckScript() { return "/usr/bin/python3 " + (testing::SourceDir() / "tests/client/check_dicom_seg.py").string(); }
 
@@ -91,6 +98,39 @@ TEST_F(DicomSeg, PydicomReadsCodesColoursAndProvenance) {
 
   EXPECT_EQ(seg["segments"]["not_in_the_mapping"]["type"], Code("SCT", "85756007", "Tissue"));
   EXPECT_EQ(seg["frames"], 8 + 8 + 2);  // one frame per (segment, slice holding it)
+}
+
+// The LABELMAP SEG (DICOM 2024c): its SOP class, one 8-bit frame per slice at that slice's
+// position, pixel values = segment numbers (counted per segment by pydicom), no segment
+// identification per frame; the same coded segments as the binary SEG.
+TEST_F(DicomSeg, LabelMapHasOneFramePerSliceWithSegmentNumbers) {
+  ASSERT_TRUE(labelmap_status_->ok()) << labelmap_status_->message();
+  const auto read = testing::RunCommand(CheckScript() + " " + *labelmap_path_);
+  ASSERT_EQ(read.exit_code, 0) << read.output;
+  const auto seg = nlohmann::json::parse(read.output);
+  EXPECT_EQ(seg["sop_class"], "1.2.840.10008.5.1.4.1.1.66.7");  // Label Map Segmentation Storage
+  EXPECT_EQ(seg["segmentation_type"], "LABELMAP");
+  const auto& slices = input_->dicom->slices;
+  EXPECT_EQ(seg["frames"], static_cast<int>(slices.size()));
+  const auto& map = seg["labelmap"];
+  EXPECT_EQ(map["bits_allocated"], 8);
+  EXPECT_EQ(map["pixel_padding_value"], 0);
+  EXPECT_FALSE(map["segment_identification_per_frame"].get<bool>());
+  ASSERT_EQ(map["frame_z"].size(), slices.size());
+  for (size_t k = 0; k < slices.size(); ++k) EXPECT_NEAR(map["frame_z"][k].get<double>(), slices[k].position[2], 1e-3) << "frame " << k;
+  EXPECT_EQ(map["voxels"]["liver"], 8 * 60 * 100);
+  EXPECT_EQ(map["voxels"]["kidney_left"], 8 * 60 * 100);
+  EXPECT_EQ(map["voxels"]["not_in_the_mapping"], 2 * 60 * 100);
+  EXPECT_EQ(map["voxels"]["background"], static_cast<int64_t>(input_->ct.voxels.size()) - (8 + 8 + 2) * 60 * 100);
+  EXPECT_EQ(map["value_at"]["4,200,100"], "liver");
+  EXPECT_EQ(map["value_at"]["5,230,250"], "kidney_left");
+  EXPECT_EQ(map["value_at"]["5,230,350"], "not_in_the_mapping");
+  EXPECT_EQ(map["value_at"]["6,230,350"], "background");
+  EXPECT_EQ(map["value_at"]["3,230,150"], "background");
+  EXPECT_EQ(seg["segments"]["kidney_left"]["type_modifiers"][0], Code("SCT", "7771000", "Left"));
+  EXPECT_EQ(seg["segments"]["liver"]["lab"], nlohmann::json(DicomLab(5)));
+  std::cout << "[ size     ] binary SEG " << std::filesystem::file_size(*path_) << " bytes, LABELMAP SEG "
+            << std::filesystem::file_size(*labelmap_path_) << " bytes (deflated)\n";
 }
 
 TEST_F(DicomSeg, DciodvfyFindsNoError) {

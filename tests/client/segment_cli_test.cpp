@@ -5,10 +5,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "image_io/image_io.h"
 #include "server/server.h"
 #include "support/loopback_server.h"
 #include "support/run_command.h"
@@ -120,6 +122,41 @@ TEST_F(SegmentCli, SeveralCtsWithOneNameABatchThatGoesOnAndSkipExisting) {
   EXPECT_NE(clash.exit_code, 0);
   EXPECT_NE(clash.output.find("would both write the case 'a_ct'"), std::string::npos) << clash.output;
   EXPECT_FALSE(fs::exists(dir / "clash"));
+}
+
+// --seg-type labelmap on the example series: pydicom counts, per segment, as many voxels in the
+// LABELMAP SEG as the per-class NIfTI files of the same run hold; one frame per slice, fewer bytes
+// than the binary SEG's frames.
+TEST_F(SegmentCli, LabelMapSegHoldsTheClassesVoxelForVoxel) {
+  const fs::path dir = tucker_seg::testing::TempDir("segment_cli_labelmap");
+  const std::string series = tucker_seg::testing::ExampleDicomSeries().string();
+  const auto binary = Segment("-i " + series + " --dicom-seg " + (dir / "binary.dcm").string() + " --variant original");
+  ASSERT_EQ(binary.exit_code, 0) << binary.output;
+  const auto labelmap = Segment("-i " + series + " -o " + (dir / "classes").string() + " --dicom-seg " + (dir / "labelmap.dcm").string() +
+                                " --seg-type labelmap --variant original");
+  ASSERT_EQ(labelmap.exit_code, 0) << labelmap.output;
+  const auto read = tucker_seg::testing::RunCommand("/usr/bin/python3 " + (tucker_seg::testing::SourceDir() / "tests/client/check_dicom_seg.py").string() +
+                                                    " " + (dir / "labelmap.dcm").string());
+  ASSERT_EQ(read.exit_code, 0) << read.output;
+  const auto seg = nlohmann::json::parse(read.output);
+  EXPECT_EQ(seg["segmentation_type"], "LABELMAP");
+  const auto ct = ReadCt(series);
+  ASSERT_TRUE(ct.ok()) << ct.status().message();
+  EXPECT_EQ(seg["frames"], ct.value().geometry.size[2]);
+  std::map<std::string, int64_t> counted;
+  for (const auto& entry : fs::directory_iterator(dir / "classes")) {
+    const std::string name = entry.path().filename().string();
+    auto mask = ReadCt(entry.path().string());
+    ASSERT_TRUE(mask.ok()) << mask.status().message();
+    int64_t n = 0;
+    for (float v : mask.value().voxels) n += v != 0;
+    if (n > 0) counted[name.substr(0, name.size() - std::string(".nii.gz").size())] = n;
+  }
+  ASSERT_GT(counted.size(), 3u);
+  for (const auto& [name, n] : counted) EXPECT_EQ(seg["labelmap"]["voxels"].value(name, int64_t{-1}), n) << name;
+  EXPECT_EQ(seg["segments"].size(), counted.size());
+  std::cout << "[ size     ] example series: binary SEG " << fs::file_size(dir / "binary.dcm") << " bytes, LABELMAP SEG "
+            << fs::file_size(dir / "labelmap.dcm") << " bytes (deflated), " << counted.size() << " segments\n";
 }
 
 }  // namespace
