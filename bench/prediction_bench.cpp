@@ -6,13 +6,16 @@
 // runs in its own process (peak RSS is per process); prints tables, asserts nothing.
 //
 //   build/bench/prediction_bench [--slices 300] [--threads 2] [--step 0.5] [--variants original,df0.3]
-//                                [--network 3mm|1.5mm-part] [--parts 1]
+//                                [--network 3mm|1.5mm-part] [--parts 1] [--files DIR]
+// --files DIR: the CT is written to DIR/ct.nii.gz once (float32, gzipped); each variant reads it
+// and writes its label map there, both timed ("file to file").
 // A variant named with ":window" (original:window) has the sliding window add each tile of logits
 // instead of the engine's head.
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -21,6 +24,7 @@
 
 #include <torch/utils.h>
 
+#include "image_io/image_io.h"
 #include "model_store/compression/compress.h"
 #include "model_store/inference/predictor.h"
 #include "synthetic_ct.h"
@@ -100,10 +104,25 @@ class ForwardOnly : public PatchNetwork {
   const PatchNetwork& net_;
 };
 
-int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t slices, double step) {
+// `files`: read the CT from <files>/ct.nii.gz and write the label map to <files>/<variant>.nii.gz,
+// both timed (empty: the CT is made in memory and nothing is written).
+int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t slices, double step, const std::string& files) {
   const std::string variant = name.substr(0, name.find(':'));
   const bool window_sum = name.size() > variant.size() && name.substr(variant.size()) == ":window";
-  const CtVolume ct = bench::SyntheticCt(slices);
+  double read = 0, write = 0;
+  CtVolume ct;
+  if (files.empty()) {
+    ct = bench::SyntheticCt(slices);
+  } else {
+    const auto start = SteadyClock::now();
+    auto loaded = ReadCt(files + "/ct.nii.gz");
+    read = Since(start);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s\n", loaded.status().message().c_str());
+      return 1;
+    }
+    ct = std::move(loaded).value();
+  }
   std::vector<Model> models;
   std::vector<std::shared_ptr<const NetworkExecutor>> executors;
   for (int part = 0; part < parts; ++part) {
@@ -139,6 +158,7 @@ int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t s
       std::fprintf(stderr, "%s\n", prediction.status().message().c_str());
       return 1;
     }
+    if (parts > 1) executors[part]->ReleaseIdleMemory();  // as `predict` does between a composite's parts
     exported += prediction.value().exported_voxels;
     interpolated += prediction.value().interpolated_voxels;
     if (parts == 1) {
@@ -151,6 +171,14 @@ int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t s
     total += seconds;
     part_seconds += (part ? "," : "") + std::to_string(seconds);
   }
+  if (!files.empty()) {
+    const auto start = SteadyClock::now();
+    if (const Status written = WriteLabelMap(files + "/" + name + ".nii.gz", combined.labels); !written.ok()) {
+      std::fprintf(stderr, "%s\n", written.message().c_str());
+      return 1;
+    }
+    write = Since(start);
+  }
   const double rss = PeakRssMiB();  // before the patch below writes a tile of logits of its own
   // One patch forward (logits written as a tile), warm: the best of two.
   const auto x = torch::randn({1, 1, p[0], p[1], p[2]});
@@ -162,8 +190,9 @@ int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t s
   }
   const double patch = *std::min_element(warm.begin(), warm.end());
   const auto& t = combined.timings;
-  std::printf("total=%f preprocess=%f network=%f aggregation=%f export=%f tiles=%ld patch=%f graph=%f rss=%f interpolated=%f grid=%s parts=%s\n",
-              total, t.preprocess_seconds, t.network_seconds, t.aggregation_seconds, t.export_seconds, static_cast<long>(combined.tiles), patch,
+  std::printf("read=%f write=%f total=%f preprocess=%f network=%f aggregation=%f export=%f tiles=%ld patch=%f graph=%f rss=%f interpolated=%f "
+              "grid=%s parts=%s\n",
+              read, write, total, t.preprocess_seconds, t.network_seconds, t.aggregation_seconds, t.export_seconds, static_cast<long>(combined.tiles), patch,
               graph, rss, exported ? static_cast<double>(interpolated) / exported : 0.0, ToString(combined.network_shape).c_str(),
               part_seconds.c_str());
   return 0;
@@ -185,7 +214,7 @@ int main(int argc, char** argv) {
   int64_t slices = 300;
   int threads = 2;
   double step = 0.5;
-  std::string variants = "original,df0.3", only, network = "3mm";
+  std::string variants = "original,df0.3", only, network = "3mm", files;
   int parts = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -196,6 +225,7 @@ int main(int argc, char** argv) {
     else if (k == "--variant") only = v;
     else if (k == "--network") network = v;
     else if (k == "--parts") parts = std::stoi(v);
+    else if (k == "--files") files = v;
   }
   if (network != "3mm" && network != "1.5mm-part") {
     std::fprintf(stderr, "--network must be 3mm or 1.5mm-part\n");
@@ -207,7 +237,14 @@ int main(int argc, char** argv) {
   }
   const Shape shape = ShapeNamed(network);
   torch::set_num_threads(threads);
-  if (!only.empty()) return RunVariant(only, shape, parts, slices, step);
+  if (!only.empty()) return RunVariant(only, shape, parts, slices, step, files);
+  if (!files.empty()) {  // the CT on disk once, as a scanner's export would leave it (float32, gzipped)
+    std::filesystem::create_directories(files);
+    if (const Status s = WriteCt(files + "/ct.nii.gz", bench::SyntheticCt(slices)); !s.ok()) {
+      std::fprintf(stderr, "%s\n", s.message().c_str());
+      return 1;
+    }
+  }
 
   std::printf("CT 512x512x%ld at 0.8x0.8x1.5 mm, %d x %s (random weights), step %.2f, %d threads; each variant in its own process\n",
               static_cast<long>(slices), parts, shape.architecture.c_str(), step, threads);
@@ -216,36 +253,40 @@ int main(int argc, char** argv) {
   for (std::string variant; std::getline(names, variant, ',');) {
     const std::string command = std::string(argv[0]) + " --variant " + variant + " --slices " + std::to_string(slices) + " --threads " +
                                 std::to_string(threads) + " --step " + std::to_string(step) + " --network " + network +
-                                " --parts " + std::to_string(parts);
+                                " --parts " + std::to_string(parts) + (files.empty() ? "" : " --files " + files);
     FILE* child = popen(command.c_str(), "r");
     std::string output;
     char buffer[4096];
     while (child && fgets(buffer, sizeof buffer, child)) output += buffer;
-    if (!child || pclose(child) != 0 || output.find("total=") == std::string::npos) {
+    if (!child || pclose(child) != 0 || output.find("read=") == std::string::npos) {
       std::fprintf(stderr, "%s failed: %s\n", variant.c_str(), output.c_str());
       return 1;
     }
-    results.emplace_back(variant, ParseResult(output.substr(output.find("total="))));
+    results.emplace_back(variant, ParseResult(output.substr(output.find("read="))));
   }
   auto value = [](const std::map<std::string, std::string>& r, const char* key) { return std::stod(r.at(key)); };
   std::printf("network grid %s, %s tiles\n\n", results[0].second.at("grid").c_str(), results[0].second.at("tiles").c_str());
-  std::printf("%-10s %8s %8s %8s %8s %8s %8s %9s %9s %9s %9s %9s %9s\n", "variant", "total s", "prep s", "network", "aggr s", "export",
-              "outside", "s/tile", "patch s", "tile/patch", "graph s", "interp %", "peak MiB");
+  // "total" is the prediction (Predict); with --files, "file to file" adds reading the CT and
+  // writing the label map, and the share outside the network is of that.
+  const auto file_to_file = [&](const std::map<std::string, std::string>& r) { return value(r, "read") + value(r, "total") + value(r, "write"); };
+  std::printf("%-14s %8s %7s %8s %8s %8s %7s %7s %8s %8s %8s %8s %8s %9s %9s %9s\n", "variant", "file s", "read s", "total s", "prep s",
+              "network", "aggr s", "export", "write s", "outside", "s/tile", "patch s", "tile/pat", "graph s", "interp %", "peak MiB");
   for (const auto& [name, r] : results) {
-    const double total = value(r, "total"), network = value(r, "network"), tiles = value(r, "tiles");
-    std::printf("%-10s %8.2f %8.2f %8.2f %8.2f %8.2f %7.0f%% %9.3f %9.3f %9.2f %9.2f %8.1f%% %9.0f\n", name.c_str(), total,
-                value(r, "preprocess"), network, value(r, "aggregation"), value(r, "export"), 100.0 * (total - network) / total,
-                network / tiles, value(r, "patch"), network / tiles / value(r, "patch"), value(r, "graph"), 100.0 * value(r, "interpolated"),
-                value(r, "rss"));
+    const double whole = file_to_file(r), network = value(r, "network"), tiles = value(r, "tiles");
+    std::printf("%-14s %8.2f %7.2f %8.2f %8.2f %8.2f %7.2f %7.2f %8.2f %7.0f%% %8.3f %8.3f %8.2f %8.2f %8.1f%% %9.0f\n", name.c_str(), whole,
+                value(r, "read"), value(r, "total"), value(r, "preprocess"), network, value(r, "aggregation"), value(r, "export"),
+                value(r, "write"), 100.0 * (whole - network) / whole, network / tiles, value(r, "patch"), network / tiles / value(r, "patch"),
+                value(r, "graph"), 100.0 * value(r, "interpolated"), value(r, "rss"));
   }
   if (parts > 1) {
     std::printf("\nseconds per part:\n");
-    for (const auto& [name, r] : results) std::printf("%-10s %s\n", name.c_str(), r.at("parts").c_str());
+    for (const auto& [name, r] : results) std::printf("%-14s %s\n", name.c_str(), r.at("parts").c_str());
   }
   if (results.size() > 1) {
-    const double base = value(results[0].second, "total");
-    std::printf("\nend to end against %s:", results[0].first.c_str());
-    for (size_t i = 1; i < results.size(); ++i) std::printf("  %s %.2fx", results[i].first.c_str(), base / value(results[i].second, "total"));
+    std::printf("\n%s against %s:", files.empty() ? "prediction" : "file to file", results[0].first.c_str());
+    for (size_t i = 1; i < results.size(); ++i) {
+      std::printf("  %s %.2fx", results[i].first.c_str(), file_to_file(results[0].second) / file_to_file(results[i].second));
+    }
     std::printf("\n");
   }
   return 0;

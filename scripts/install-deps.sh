@@ -15,6 +15,8 @@ build_packages=(
   libinsighttoolkit5-dev
   libcli11-dev clang libdeflate-dev
   python3
+  # google/rpc/status.proto and error_details.proto (the only Debian package that ships them)
+  golang-github-gogo-googleapis-dev
 )
 # Tests, demo and deployment checks: a real Prometheus, the Python client (grpcio, nibabel), a real
 # PACS (Orthanc with DICOMweb), YAML parsing, containers, an independent DICOM reader (pydicom)

@@ -54,6 +54,19 @@ def requests(pb, header, payload):
         yield pb.SegmentRequest(voxels=payload[offset:offset + CHUNK_BYTES])
 
 
+def field_violations(details):
+    """The fields that the google.rpc.BadRequest in a failed call's status details names."""
+    if not details:
+        return []
+    from google.rpc import error_details_pb2, status_pb2
+    fields = []
+    for detail in status_pb2.Status.FromString(details).details:
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            fields.extend(v.field for v in bad_request.field_violations)
+    return fields
+
+
 def segment(args):
     sys.path.insert(0, args.stubs)
     import grpc
@@ -64,7 +77,7 @@ def segment(args):
     image = nibabel.load(args.input)
     volume = geometry(pb, image)
     volume.voxel_type, payload = voxels(pb, image)
-    header = pb.SegmentHeader(model=args.model, variant=args.variant, volume=volume)
+    header = pb.SegmentHeader(model=args.model, variant=args.variant, volume=volume, step=args.step)
     header.roi_subset.extend(n for n in args.roi_subset.split(",") if n)
 
     if args.tls_ca:
@@ -89,7 +102,9 @@ def segment(args):
     except grpc.RpcError as e:
         trailers = dict(call.trailing_metadata() or ())
         request = trailers.get("tuckerseg-request-id", "")
-        raise SystemExit(f"error: {e.code().name}: {e.details()}" + (f" (request id {request})" if request else ""))
+        fields = field_violations(trailers.get("grpc-status-details-bin"))
+        raise SystemExit(f"error: {e.code().name}: {e.details()}" + (f" (field {', '.join(fields)})" if fields else "") +
+                         (f" (request id {request})" if request else ""))
     if result is None:
         raise SystemExit("error: the server sent no ResultHeader")
     labels = np.frombuffer(b"".join(chunks), dtype=np.uint8)
@@ -123,6 +138,7 @@ def main():
     parser.add_argument("--model", default="")
     parser.add_argument("--variant", default="auto")
     parser.add_argument("--roi-subset", default="", help="class names, comma-separated")
+    parser.add_argument("--step", type=float, default=0, help="sliding-window step, 0.1-1 (0: the server's 0.5)")
     parser.add_argument("--tls-ca", default=os.environ.get("TUCKER_SEG_TLS_CA", ""))
     parser.add_argument("--timeout", type=float, default=0, help="seconds the whole request may take (0: none)")
     segment(parser.parse_args())

@@ -43,6 +43,11 @@ class EngineGraphPool {
     MutexLock lock(&mu_);
     entries_[key].idle.push_back(std::move(graph));
   }
+  // Drops the idle graphs (a shape's failure is kept); graphs taken now are returned as usual.
+  void ReleaseIdle() TS_EXCLUDES(mu_) {
+    MutexLock lock(&mu_);
+    for (auto& [key, entry] : entries_) entry.idle.clear();
+  }
   void RecordFailure(const Key& key, const Status& status) TS_EXCLUDES(mu_) {
     MutexLock lock(&mu_);
     entries_[key].failure = status;
@@ -323,6 +328,8 @@ class CpuEngineExecutor final : public NetworkExecutor {
     graphs_.Return(patch, std::move(graph));
     return logits;
   }
+
+  void ReleaseIdleMemory() const override { graphs_.ReleaseIdle(); }
 
   void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const override {
     const Int3 patch{x.size(2), x.size(3), x.size(4)};

@@ -54,6 +54,10 @@ class NetworkExecutor {
   // (Z, Y, X) and volume a (num_classes, Z, Y, X) view, both float32 on the network's device (the
   // sliding window's Gaussian sum). The CPU engine's head adds its logits in place.
   virtual void ForwardWeightedSum(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& volume) const;
+  // Frees what the executor keeps between calls and can rebuild (the CPU engine's idle graphs and
+  // their activation buffers). The parts of a composite run one after another: `predict` releases
+  // each part's memory before the next runs, so that five parts need one part's activations.
+  virtual void ReleaseIdleMemory() const {}
   // Whether this executor's own kernels serve patches of this size (the CPU engine builds its
   // graph to find out); the error says why not. Forward runs LibTorch's ops for such a size.
   virtual Status Serves(const Int3& patch) const;

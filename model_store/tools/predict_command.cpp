@@ -108,6 +108,7 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
       if (coarse) options.roi = RoiOptions{&*coarse, outputs};
     }
     auto p = Predict(model.info, patch_net, ct, options);
+    if (m.composite) model.executor->ReleaseIdleMemory();  // the next part needs its own activations, not these
     if (!p.ok()) return command_line::Fail(err, p.status());
     if (!m.composite) {
       combined = std::move(p.value());

@@ -154,7 +154,11 @@ def compare_with_the_cpp_client(args, port):
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", table["model_version"]), table
     failed = subprocess.run(python + ["-o", f"{out}/none.nii.gz", "--model", "no-such-model"], capture_output=True, text=True)
     assert failed.returncode != 0 and re.search(r"error: NOT_FOUND: .*\(request id [0-9a-f]+-\d+\)", failed.stderr), failed.stderr
-    print(f"ok: the Python client's labels equal the C++ client's ({a.size} voxels); a failed call: {failed.stderr.strip()}")
+    bad_step = subprocess.run(python + ["-o", f"{out}/none.nii.gz", "--step", "3"], capture_output=True, text=True)
+    assert bad_step.returncode != 0 and re.search(r"error: INVALID_ARGUMENT: header\.step .*\(field header\.step\) \(request id ",
+                                                   bad_step.stderr), bad_step.stderr
+    print(f"ok: the Python client's labels equal the C++ client's ({a.size} voxels); a failed call: {failed.stderr.strip()}; "
+          f"a bad field: {bad_step.stderr.strip()}")
 
 
 if __name__ == "__main__":

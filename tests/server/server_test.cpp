@@ -8,8 +8,11 @@
 
 #include <unistd.h>
 
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "image_io/image_io.h"
 #include "model_store/inference/predictor.h"
+#include "server/grpc_status.h"
 #include "server/grpc_test_client.h"
 #include "server/server.h"
 #include "support/loopback_server.h"
@@ -160,6 +163,53 @@ TEST_F(Server, NanSpacingIsInvalidArgument) {
   SegmentCallOptions o;
   o.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->mutable_volume()->set_spacing(2, std::nan("")); };
   ExpectRejected(Segment(*stub, SmallCt(), o), grpc::StatusCode::INVALID_ARGUMENT, "header.volume.spacing.z");
+  ExpectStillServing();
+}
+
+// google.rpc.BadRequest from the grpc-status-details-bin trailer: the field at fault, or nothing.
+std::vector<std::pair<std::string, std::string>> FieldViolations(const grpc::Status& status) {
+  std::vector<std::pair<std::string, std::string>> out;
+  google::rpc::Status details;
+  if (status.error_details().empty() || !details.ParseFromString(status.error_details())) return out;
+  EXPECT_EQ(details.code(), static_cast<int>(status.error_code()));
+  EXPECT_EQ(details.message(), status.error_message());
+  for (const auto& any : details.details()) {
+    google::rpc::BadRequest bad;
+    if (!any.UnpackTo(&bad)) continue;
+    for (const auto& v : bad.field_violations()) out.emplace_back(v.field(), v.description());
+  }
+  return out;
+}
+
+TEST_F(Server, InvalidArgumentsCarryTheFieldAsBadRequestDetails) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions spacing;
+  spacing.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->mutable_volume()->set_spacing(2, std::nan("")); };
+  const auto nan = FieldViolations(Segment(*stub, SmallCt(), spacing).status);
+  ASSERT_EQ(nan.size(), 1u);
+  EXPECT_EQ(nan[0].first, "header.volume.spacing.z");
+  EXPECT_NE(nan[0].second.find("must be finite and > 0"), std::string::npos) << nan[0].second;
+  EXPECT_NE(nan[0].second.rfind("header.volume", 0), 0u) << nan[0].second;  // the description, not the path again
+  SegmentCallOptions step;
+  step.edit_header = [](tuckerseg::v1::SegmentHeader* h) { h->set_step(3); };
+  const auto steps = FieldViolations(Segment(*stub, SmallCt(), step).status);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].first, "header.step");
+  SegmentCallOptions bytes;
+  bytes.edit_bytes = [](std::string* b) { b->append("xx"); };
+  const auto voxels = FieldViolations(Segment(*stub, SmallCt(), bytes).status);
+  ASSERT_EQ(voxels.size(), 1u);
+  EXPECT_EQ(voxels[0].first, "voxels");
+  SegmentCallOptions model;  // NOT_FOUND: no field violation
+  model.model = "no-such-model";
+  const auto missing = Segment(*stub, SmallCt(), model);
+  EXPECT_EQ(missing.status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(missing.status.error_details().empty());
+  // Messages that name no request field get no details.
+  EXPECT_EQ(server::FieldAtFault("the volume is smaller than one voxel"), "");
+  EXPECT_EQ(server::FieldAtFault("header.model and header.variant: at most 128 characters"), "header.model");
+  EXPECT_EQ(server::FieldAtFault("header: the first message must be a header"), "header");
+  EXPECT_EQ(server::FieldAtFault("headers are missing"), "");
   ExpectStillServing();
 }
 
