@@ -29,7 +29,7 @@ ALLOWED = {
                                  "model_store/compression/", "model_store/training/", "model_store/tools/", "image_io/", "command_line/"],
     "proto/wire": BASE + ["wire/", "tuckerseg/"],
     "server/serving": BASE + ENGINE + ["model_store/inference/", "server/serving/", "wire/", "tuckerseg/", "command_line/", "absl/"],
-    "server": BASE + ENGINE + ["model_store/inference/", "server/", "wire/", "tuckerseg/", "grpc/", "command_line/", "absl/"],
+    "server": BASE + ENGINE + ["model_store/inference/", "server/", "wire/", "tuckerseg/", "grpc/", "google/rpc/", "command_line/", "absl/"],
     "client": BASE + ["client/", "image_io/", "wire/", "tuckerseg/", "grpc/", "command_line/"],
     "fuzz": BASE + ["model_store/format/", "model_store/import/", "wire/", "tuckerseg/"],
 }
