@@ -13,6 +13,7 @@
 
 #include "image_io/image_io.h"
 #include "image_io/segmentation_files.h"
+#include "support/run_command.h"
 #include "test_paths.h"
 
 namespace tucker_seg {
@@ -57,6 +58,31 @@ std::string Decompressed(const std::filesystem::path& path) {
   for (int n; (n = gzread(in, buffer, sizeof buffer)) > 0;) data.append(buffer, static_cast<size_t>(n));
   gzclose(in);
   return data;
+}
+
+// A label map above the 16 MiB the writer compresses per core is written as several gzip
+// members: zlib, ITK and Python's gzip read it back whole.
+TEST(SegmentationFiles, LargeLabelMapsAreSeveralGzipMembersReadBackWhole) {
+  LabelMap labels;
+  labels.geometry.size = {256, 256, 300};
+  labels.geometry.spacing = {1.5, 1.5, 1.5};
+  labels.voxels.resize(256 * 256 * 300);
+  for (size_t i = 0; i < labels.voxels.size(); ++i) labels.voxels[i] = static_cast<uint8_t>((i * 2654435761u) >> 27);  // 0..31, noisy
+  const auto path = tucker_seg::testing::TempDir("large-labels") / "labels.nii.gz";
+  ASSERT_TRUE(WriteLabelMap(path.string(), labels).ok());
+  std::ifstream file(path, std::ios::binary);
+  const std::string raw((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(raw.find(std::string("\x1f\x8b\x08\0\0\0\0\0", 8), 1), std::string::npos);  // a second member's header
+  const std::string inflated = Decompressed(path);
+  ASSERT_GT(inflated.size(), labels.voxels.size());
+  auto back = ReadCt(path.string());
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back.value().voxels.size(), labels.voxels.size());
+  for (size_t i = 0; i < labels.voxels.size(); ++i) ASSERT_EQ(back.value().voxels[i], labels.voxels[i]) << i;
+  const auto python = tucker_seg::testing::RunCommand("/usr/bin/python3 -c \"import gzip, sys; print(len(gzip.open(sys.argv[1]).read()))\" " +
+                                                      path.string());
+  ASSERT_EQ(python.exit_code, 0) << python.output;
+  EXPECT_EQ(std::stoull(python.output), inflated.size());
 }
 
 TEST(SegmentationFiles, PerClassFilesAreNamedAsTotalSegmentatorNamesThem) {
