@@ -92,18 +92,6 @@ CompositeModel DisjointComposite(const Model& part, int parts) {
 
 // One variant in this process (each of `parts` networks with its own random weights, all held as
 // a composite's are): "key=value" pairs on one line for the parent.
-// The network's Forward only, so the sliding window adds each tile of logits itself (how every
-// tile was summed before the engine's head did it): the ":window" variants.
-class ForwardOnly : public PatchNetwork {
- public:
-  explicit ForwardOnly(const PatchNetwork& net) : net_(net) {}
-  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
-  int64_t num_classes() const override { return net_.num_classes(); }
-
- private:
-  const PatchNetwork& net_;
-};
-
 // `files`: read the CT from <files>/ct.nii.gz and write the label map to <files>/<variant>.nii.gz,
 // both timed (empty: the CT is made in memory and nothing is written).
 int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t slices, double step, const std::string& files) {

@@ -32,6 +32,19 @@ class PatchNetwork {
   virtual torch::Device device() const { return torch::kCPU; }
 };
 
+// A network seen through its Forward only, so the window adds each tile of logits itself (the path
+// of every executor without an in-place sum): what tests and benchmarks compare the in-place sum with.
+class ForwardOnly : public PatchNetwork {
+ public:
+  explicit ForwardOnly(const PatchNetwork& net) : net_(net) {}
+  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
+  int64_t num_classes() const override { return net_.num_classes(); }
+  torch::Device device() const override { return net_.device(); }
+
+ private:
+  const PatchNetwork& net_;
+};
+
 // nnU-Net's compute_steps_for_sliding_window for one axis: ceil((size - tile) / (tile * step)) + 1
 // steps, spread evenly, rounded half to even as numpy does.
 std::vector<int64_t> ComputeSteps(int64_t size, int64_t tile, double step);

@@ -365,17 +365,6 @@ TEST(Prediction, DeviceGenericPathAgreesWithTheCpuKernels) {
   EXPECT_GE(agreement, 0.999);
 }
 
-// The network's Forward only: the sliding window adds each tile's logits itself.
-class ForwardOnly : public PatchNetwork {
- public:
-  explicit ForwardOnly(const PatchNetwork& net) : net_(net) {}
-  torch::Tensor Forward(const torch::Tensor& x) const override { return net_.Forward(x); }
-  int64_t num_classes() const override { return net_.num_classes(); }
-
- private:
-  const PatchNetwork& net_;
-};
-
 // The CPU engine's head adds its Gaussian-weighted logits into the sliding window's accumulator
 // (no tile of logits is written): a real CT gets the same labels as with a tile of logits added
 // by the window.
