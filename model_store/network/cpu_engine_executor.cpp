@@ -335,6 +335,8 @@ class CpuEngineExecutor final : public NetworkExecutor {
     const Int3 patch{x.size(2), x.size(3), x.size(4)};
     auto acquired = Acquire(patch);
     const bool in_place = acquired.ok() && acquired.value()->graph.sums_logits() && x.size(0) == 1 && volume.dim() == 4 &&
+                          volume.size(0) == acquired.value()->graph.output_channels() && volume.size(1) == patch[0] &&
+                          volume.size(2) == patch[1] && volume.size(3) == patch[2] &&
                           volume.scalar_type() == torch::kFloat32 && volume.stride(3) == 1 && weight.is_contiguous() &&
                           weight.scalar_type() == torch::kFloat32 && weight.numel() == patch[0] * patch[1] * patch[2];
     if (!in_place) {
