@@ -93,7 +93,7 @@ Result<const ModelEntry*> ModelCatalog::Find(const std::string& name) const {
     if (m.name == name || (name.empty() && models.size() == 1)) return &m;
     names += (names.empty() ? "" : ", ") + m.name;
   }
-  if (name.empty()) return InvalidArgument("model is empty and this server hosts several models: " + names);
+  if (name.empty()) return InvalidArgument("header.model is empty and this server hosts several models: " + names);
   return NotFound("model '" + name + "' is not hosted here (have: " + names + ")");
 }
 

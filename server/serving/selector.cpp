@@ -47,7 +47,7 @@ std::optional<double> VariantSelector::BudgetSeconds(const SelectionRequest& req
 
 Result<std::vector<const VariantEntry*>> VariantSelector::Candidates(const ModelEntry& model, const SelectionRequest& request) const {
   if (!std::isfinite(request.min_quality) || request.min_quality < 0 || request.min_quality > 1) {
-    return InvalidArgument("min_quality must be in [0, 1], got " + std::to_string(request.min_quality));
+    return InvalidArgument("header.min_quality must be in [0, 1], got " + std::to_string(request.min_quality));
   }
   if (!request.variant.empty() && request.variant != "auto") {
     const VariantEntry* pinned = model.Find(request.variant);
