@@ -76,7 +76,7 @@ Result<std::string> Gzip(const std::string& data) {
         statuses[i] = Internal("libdeflate: no compressor");
         continue;
       }
-      const size_t begin = i * kGzipPiece, size = std::min(kGzipPiece, data.size() - std::min(begin, data.size()));
+      const size_t begin = i * kGzipPiece, size = std::min(kGzipPiece, data.size() - begin);  // begin < size, or both 0
       std::string& out = members[i];
       out.resize(libdeflate_gzip_compress_bound(compressor.get(), size));
       const size_t written = libdeflate_gzip_compress(compressor.get(), data.data() + begin, size, out.data(), out.size());

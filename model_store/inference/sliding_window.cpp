@@ -129,7 +129,10 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
         inputs.push_back(source.slice(1, z, z + tile[0]).slice(2, tiles[t].first, tiles[t].first + tile[1])
                              .slice(3, tiles[t].second, tiles[t].second + tile[2]));
       }
-      const auto logits_of = [&](size_t t) { return logits.slice(2, tiles[t].first, tiles[t].first + tile[1]).slice(3, tiles[t].second, tiles[t].second + tile[2]); };
+      const auto logits_of = [&](size_t t) {
+        const auto [y, x] = tiles[t];
+        return logits.slice(2, y, y + tile[1]).slice(3, x, x + tile[2]);
+      };
       auto start = Clock::now();
       if (o.mirror || o.batch > 1) {
         const torch::Tensor pred = Predict(net, torch::stack(inputs), o);
@@ -142,7 +145,8 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
         start = Clock::now();
       }
       for (size_t t = first; t < last; ++t) {
-        weights.slice(1, tiles[t].first, tiles[t].first + tile[1]).slice(2, tiles[t].second, tiles[t].second + tile[2]).add_(gaussian);
+        const auto [y, x] = tiles[t];
+        weights.slice(1, y, y + tile[1]).slice(2, x, x + tile[2]).add_(gaussian);
       }
       local.aggregation_seconds += Since(start);
       local.tiles += static_cast<int64_t>(last - first);
