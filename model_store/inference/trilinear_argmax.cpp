@@ -1,6 +1,7 @@
 #include "model_store/inference/trilinear_argmax.h"
 
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,17 +32,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AddClass(const
   }
 }
 
-// The smallest and largest of each cell's 4 corners (rows p0, p1; columns x, x + 1) for cells
-// first..last, each with a right neighbour. Cloned like AddClass.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void CornerRange(const float* p0, const float* p1, int64_t first,
-                                                                               int64_t last, float* __restrict smallest,
-                                                                               float* __restrict largest) {
-  for (int64_t x = first; x <= last; ++x) {
-    smallest[x] = std::min(std::min(p0[x], p0[x + 1]), std::min(p1[x], p1[x + 1]));
-    largest[x] = std::max(std::max(p0[x], p0[x + 1]), std::max(p1[x], p1[x + 1]));
-  }
-}
-
 // out[x] = a[x] + w (b[x] - a[x]) for x in from..to, in torch::lerp's two forms (so that a slice
 // gets the values LibTorch's path gets), each its own loop so that both vectorise. Cloned like AddClass.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void LerpRow(const float* a, const float* b, float w, int64_t from,
@@ -50,6 +40,58 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void LerpRow(const 
     for (int64_t x = from; x <= to; ++x) out[x] = a[x] + w * (b[x] - a[x]);
   } else {
     for (int64_t x = from; x <= to; ++x) out[x] = b[x] - (b[x] - a[x]) * (1.0f - w);
+  }
+}
+
+// The labels of one block of up to 16 output columns of one output row: every class interpolated
+// along y between its rows r0 and r1 (network columns base ..), then along x at each column's two
+// taps (lane0/lane1, relative to base), kept where it beats the best so far (strict: the first
+// maximum wins, as argmax's). On AVX-512, when the taps lie within 16 columns of base: two loads
+// and two permutes per class give the 16 columns' corners, no gathers.
+struct BlockRows {
+  const float* r0;  // class 0's row r0 at the block's base column
+  const float* r1;
+  int64_t class_stride, classes;
+  int64_t columns;  // valid columns from base: a load must not read past the row's end
+  float wy;
+};
+
+__attribute__((target("avx512f"))) void BlockArgmax16(const BlockRows& rows, const int32_t* lane0, const int32_t* lane1, const float* weight,
+                                                      int lanes, uint8_t* out) {
+  const __m512i i0 = _mm512_loadu_si512(lane0), i1 = _mm512_loadu_si512(lane1);
+  const __m512 wx = _mm512_loadu_ps(weight), wy = _mm512_set1_ps(rows.wy);
+  const __mmask16 valid = static_cast<__mmask16>(rows.columns >= 16 ? 0xFFFF : (1u << rows.columns) - 1);
+  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __m512i index = _mm512_setzero_si512();
+  for (int64_t c = 0; c < rows.classes; ++c) {
+    const __m512 above = _mm512_maskz_loadu_ps(valid, rows.r0 + c * rows.class_stride);
+    const __m512 below = _mm512_maskz_loadu_ps(valid, rows.r1 + c * rows.class_stride);
+    const __m512 row = _mm512_fmadd_ps(wy, _mm512_sub_ps(below, above), above);
+    // The masked form: the plain one makes GCC 12 warn about its undefined pass-through operand.
+    const __m512 a = _mm512_mask_permutexvar_ps(row, 0xFFFF, i0, row), b = _mm512_mask_permutexvar_ps(row, 0xFFFF, i1, row);
+    const __m512 v = _mm512_fmadd_ps(wx, _mm512_sub_ps(b, a), a);
+    const __mmask16 better = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+    best = _mm512_mask_mov_ps(best, better, v);
+    index = _mm512_mask_mov_epi32(index, better, _mm512_set1_epi32(static_cast<int32_t>(c)));
+  }
+  _mm512_mask_cvtepi32_storeu_epi8(out, static_cast<__mmask16>((1u << lanes) - 1), index);
+}
+
+// The same for any block (taps further apart than 16 columns: the output is smaller than the
+// network grid) and for CPUs without AVX-512.
+void BlockArgmax(const BlockRows& rows, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes, uint8_t* out) {
+  for (int l = 0; l < lanes; ++l) {
+    float best = -std::numeric_limits<float>::infinity();
+    int64_t index = 0;
+    for (int64_t c = 0; c < rows.classes; ++c) {
+      const float* r0 = rows.r0 + c * rows.class_stride;
+      const float* r1 = rows.r1 + c * rows.class_stride;
+      const float a = std::fma(rows.wy, r1[lane0[l]] - r0[lane0[l]], r0[lane0[l]]);
+      const float b = std::fma(rows.wy, r1[lane1[l]] - r0[lane1[l]], r0[lane1[l]]);
+      const float v = std::fma(weight[l], b - a, a);
+      if (v > best) best = v, index = c;
+    }
+    out[l] = static_cast<uint8_t>(index);
   }
 }
 
@@ -67,6 +109,28 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
   };
   ty_ = taps(h, out_h);
   tx_ = taps(w, out_w);
+  // Output columns in blocks of 16, each tap relative to the block's first left tap.
+  const int64_t blocks = (out_w + kLanes - 1) / kLanes;
+  blocks_.resize(static_cast<size_t>(blocks));
+  lane0_.assign(static_cast<size_t>(blocks * kLanes), 0);
+  lane1_.assign(static_cast<size_t>(blocks * kLanes), 0);
+  lane_weight_.assign(static_cast<size_t>(blocks * kLanes), 0.0f);
+  for (int64_t b = 0; b < blocks; ++b) {
+    Block& block = blocks_[static_cast<size_t>(b)];
+    block.first = b * kLanes;
+    block.lanes = static_cast<int>(std::min(kLanes, out_w - block.first));
+    block.base = tx_[static_cast<size_t>(block.first)].i0;
+    int64_t reach = 0;
+    for (int l = 0; l < block.lanes; ++l) {
+      const Tap& t = tx_[static_cast<size_t>(block.first + l)];
+      lane0_[static_cast<size_t>(b * kLanes + l)] = static_cast<int32_t>(t.i0 - block.base);
+      lane1_[static_cast<size_t>(b * kLanes + l)] = static_cast<int32_t>(t.i1 - block.base);
+      lane_weight_[static_cast<size_t>(b * kLanes + l)] = t.w1;
+      reach = std::max(reach, t.i1 - block.base);
+    }
+    block.in_register = reach < kLanes;
+  }
+  vector_blocks_ = __builtin_cpu_supports("avx512f");
   uniform_.assign(static_cast<size_t>(h * w), kNoTop);
   first_.assign(static_cast<size_t>(h), 0);
   last_.assign(static_cast<size_t>(h), -1);
@@ -133,68 +197,36 @@ void TrilinearArgmax::Slice(int64_t r0, const LogitPlane& a, const uint8_t* top_
       }
     });
   }
+  // Each output row a block of 16 output columns at a time: every class interpolated along y and
+  // x and argmaxed. Blocks whose cells all have one class take it without interpolation.
   std::atomic<int64_t> interpolated{0};
   at::parallel_for(0, out_h_, 8, [&](int64_t begin, int64_t end) {
-    // The candidates of the cells of one row of cells (source rows cy, cy + 1), over the span of
-    // cells that are not uniform: a class can win inside a cell only if its largest corner reaches
-    // the largest smallest corner of any class there (every interpolated value lies between its
-    // cell's corners). All cells of the span at once, so that the loops over x vectorise.
-    std::vector<float> lower(static_cast<size_t>(w_)), corner_min(static_cast<size_t>(w_)), corner_max(static_cast<size_t>(w_));
-    std::vector<uint8_t> candidates(static_cast<size_t>(w_ * k_));
-    std::vector<int> counts(static_cast<size_t>(w_));
-    int64_t cell_row = -1;
     int64_t mine = 0;
     for (int64_t y = begin; y < end; ++y) {
       const Tap& ty = ty_[static_cast<size_t>(y)];
-      const int64_t cy = ty.i0, first = first_[cy], last = last_[cy];
-      if (last >= 0 && cy != cell_row) {
-        cell_row = cy;
-        auto corners = [&](int64_t c) {
-          const float* p0 = plane.data + c * plane.class_stride + ty.i0 * plane.row_stride;
-          const float* p1 = plane.data + c * plane.class_stride + ty.i1 * plane.row_stride;
-          CornerRange(p0, p1, first, std::min(last, w_ - 2), corner_min.data(), corner_max.data());
-          if (last == w_ - 1) {
-            corner_min[last] = std::min(p0[last], p1[last]);
-            corner_max[last] = std::max(p0[last], p1[last]);
-          }
-        };
-        std::fill(lower.begin() + first, lower.begin() + last + 1, -std::numeric_limits<float>::infinity());
-        for (int64_t c = 0; c < k_; ++c) {
-          corners(c);
-          for (int64_t x = first; x <= last; ++x) lower[x] = std::max(lower[x], corner_min[x]);
+      const uint8_t* uniform = uniform_.data() + ty.i0 * w_;
+      uint8_t* out_row = out + y * out_w_;
+      for (size_t b = 0; b < blocks_.size(); ++b) {
+        const Block& block = blocks_[b];
+        const int32_t* lane0 = lane0_.data() + b * kLanes;
+        const int32_t* lane1 = lane1_.data() + b * kLanes;
+        int boundary = 0;
+        for (int l = 0; l < block.lanes; ++l) {
+          const uint8_t u = uniform[block.base + lane0[l]];
+          out_row[block.first + l] = u;
+          boundary += u == kNoTop;
         }
-        for (int64_t x = first; x <= last; ++x) lower[x] -= Rounding(lower[x]);
-        std::fill(counts.begin() + first, counts.begin() + last + 1, 0);
-        for (int64_t c = 0; c < k_; ++c) {
-          corners(c);
-          for (int64_t x = first; x <= last; ++x) {
-            if (corner_max[x] >= lower[x]) candidates[x * k_ + counts[x]++] = static_cast<uint8_t>(c);
-          }
+        if (boundary == 0) continue;
+        mine += boundary;
+        const BlockRows rows{plane.data + ty.i0 * plane.row_stride + block.base, plane.data + ty.i1 * plane.row_stride + block.base,
+                             plane.class_stride, k_, w_ - block.base, ty.w1};
+        uint8_t labels[kLanes];
+        (block.in_register && vector_blocks_ ? BlockArgmax16 : BlockArgmax)(rows, lane0, lane1, lane_weight_.data() + b * kLanes,
+                                                                           block.lanes, labels);
+        // Only the boundary cells' voxels: the plane holds no values for the uniform cells' corners.
+        for (int l = 0; l < block.lanes; ++l) {
+          if (out_row[block.first + l] == kNoTop) out_row[block.first + l] = labels[l];
         }
-      }
-      for (int64_t x = 0; x < out_w_; ++x) {
-        const Tap& tx = tx_[static_cast<size_t>(x)];
-        const uint8_t uniform = uniform_[cy * w_ + tx.i0];
-        if (uniform != kNoTop) {
-          out[y * out_w_ + x] = uniform;
-          continue;
-        }
-        const uint8_t* cell = candidates.data() + tx.i0 * k_;
-        const int n = counts[tx.i0];
-        uint8_t best = cell[0];
-        if (n > 1) {
-          ++mine;
-          const float w00 = (1 - ty.w1) * (1 - tx.w1), w01 = (1 - ty.w1) * tx.w1, w10 = ty.w1 * (1 - tx.w1), w11 = ty.w1 * tx.w1;
-          float best_value = -std::numeric_limits<float>::infinity();
-          for (int i = 0; i < n; ++i) {  // candidates in class order: the first maximum wins
-            const uint8_t c = cell[i];
-            const float* p0 = plane.data + c * plane.class_stride + ty.i0 * plane.row_stride;
-            const float* p1 = plane.data + c * plane.class_stride + ty.i1 * plane.row_stride;
-            const float v = w00 * p0[tx.i0] + w01 * p0[tx.i1] + w10 * p1[tx.i0] + w11 * p1[tx.i1];
-            if (v > best_value) best_value = v, best = c;
-          }
-        }
-        out[y * out_w_ + x] = best;
       }
     }
     interpolated += mine;

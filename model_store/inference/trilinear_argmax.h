@@ -6,9 +6,10 @@
 // class is the strict best at all 8 corners, it is the best of every combination inside the cell:
 // the label needs no interpolation at all (decided per cell once per pair of network rows, shared
 // by the output slices between them). Elsewhere (class boundaries) the slice's plane is
-// interpolated along z for the rows those cells need, and within each cell only the classes whose
-// largest corner reaches the largest smallest corner of any class can win and are interpolated.
-// A trained model's peaked logits leave interpolation to the boundaries only.
+// interpolated along z for the rows those cells need, then each output row along y, and then
+// every class along x and argmaxed for 16 output columns at a time (one load and two permutes per
+// class on AVX-512, no gathers). A trained model's peaked logits leave interpolation to the
+// boundaries only; random logits, boundaries everywhere, cost every class at every voxel.
 #pragma once
 
 #include <cstdint>
@@ -47,11 +48,22 @@ class TrilinearArgmax {
     int64_t i0, i1;
     float w1;
   };
+  static constexpr int64_t kLanes = 16;
+  // Output columns first .. first + lanes - 1; their taps lie in base .. base + 15 (in_register) or further.
+  struct Block {
+    int64_t first = 0, base = 0;
+    int lanes = 0;
+    bool in_register = false;
+  };
   // Which cells between rows r0 and r1 have one class at all 8 corners.
   void UniformCells(const uint8_t* top_a, const uint8_t* top_b);
 
   int64_t k_, h_, w_, out_h_, out_w_;
   std::vector<Tap> ty_, tx_;
+  std::vector<Block> blocks_;
+  std::vector<int32_t> lane0_, lane1_;  // per block, 16 lanes: the x taps relative to its base
+  std::vector<float> lane_weight_;
+  bool vector_blocks_ = false;  // AVX-512 here
   int64_t r0_ = -1, r1_ = -1;      // the row pair uniform_ is for
   std::vector<uint8_t> uniform_;   // per cell (h x w, by its low corner): its class, or kNoTop
   std::vector<int64_t> first_, last_;  // per row of cells: the first and last cell that is not uniform (last < 0: none)
