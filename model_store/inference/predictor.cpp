@@ -25,6 +25,34 @@ torch::Tensor AsZyx(const CtVolume& ct) {
   return torch::from_blob(const_cast<float*>(ct.voxels.data()), {s[0], s[1], s[2]}, torch::kFloat32);
 }
 
+// Which slices, rows and columns of the (Z, Y, X) voxels hold a value other than 0: three bool
+// tensors. One pass, slices in parallel (each its own row of the per-slice results).
+std::array<torch::Tensor, 3> NonZeroAlongAxes(const CtVolume& ct) {
+  const Int3 n = ToZyx(ct.geometry.size);
+  const int64_t plane = n[1] * n[2];
+  std::vector<uint8_t> rows(static_cast<size_t>(n[0] * n[1])), columns(static_cast<size_t>(n[0] * n[2]));
+  at::parallel_for(0, n[0], 1, [&](int64_t begin, int64_t end) {
+    for (int64_t z = begin; z < end; ++z) {
+      uint8_t* column = columns.data() + z * n[2];
+      for (int64_t y = 0; y < n[1]; ++y) {
+        const float* v = ct.voxels.data() + z * plane + y * n[2];
+        uint8_t row = 0;
+        for (int64_t x = 0; x < n[2]; ++x) {
+          const auto nonzero = static_cast<uint8_t>(v[x] != 0.0f);
+          column[x] |= nonzero;
+          row |= nonzero;
+        }
+        rows[static_cast<size_t>(z * n[1] + y)] = row;
+      }
+    }
+  });
+  const auto as_tensor = [](const std::vector<uint8_t>& v, int64_t a, int64_t b) {
+    return torch::from_blob(const_cast<uint8_t*>(v.data()), {a, b}, torch::kUInt8);
+  };
+  const torch::Tensor by_row = as_tensor(rows, n[0], n[1]), by_column = as_tensor(columns, n[0], n[2]);
+  return {by_row.amax(1).to(torch::kBool), by_row.amax(0).to(torch::kBool), by_column.amax(0).to(torch::kBool)};
+}
+
 // The same mapping with LibTorch's ops on the plane's device (PyTorch's bilinear with
 // align_corners=false is nnU-Net's mapping, edges clamped): the label ids of the row, on the CPU.
 torch::Tensor DeviceArgmaxOfBilinear(const torch::Tensor& plane, int64_t out_h, int64_t out_w, const torch::Tensor& label_lut) {
@@ -272,19 +300,10 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct, const
   // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
   // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
   constexpr int64_t kSlab = 16;
-  std::array<torch::Tensor, 3> any{torch::zeros({x.size(0)}, torch::kBool), torch::zeros({x.size(1)}, torch::kBool),
-                                   torch::zeros({x.size(2)}, torch::kBool)};
   const auto still_wanted = [&should_continue] { return should_continue ? should_continue() : Status::Ok(); };
-  for (int64_t r = 0; r < x.size(0); r += kSlab) {
-    TS_RETURN_IF_ERROR(still_wanted());
-    const int64_t n = std::min(kSlab, x.size(0) - r);
-    const auto nonzero = x.narrow(0, r, n) != 0;
-    any[0].narrow(0, r, n).copy_(nonzero.any(2).any(1));
-    any[1] |= nonzero.any(2).any(0);
-    any[2] |= nonzero.any(1).any(0);
-  }
+  const std::array<torch::Tensor, 3> zyx_any = NonZeroAlongAxes(ct);
   for (int a = 0; a < 3; ++a) {  // nnU-Net's crop_to_nonzero; an all-zero volume keeps its full extent
-    const auto idx = any[a].nonzero();
+    const auto idx = zyx_any[p.axes[a]].nonzero();
     p.crop_begin[a] = idx.numel() ? idx.min().item<int64_t>() : 0;
     p.crop_shape[a] = idx.numel() ? idx.max().item<int64_t>() + 1 - p.crop_begin[a] : x.size(a);
     x = x.narrow(a, p.crop_begin[a], p.crop_shape[a]);

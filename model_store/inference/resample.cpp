@@ -34,31 +34,48 @@ void Prefilter(std::vector<double>& c) {
   for (int64_t k = n - 2; k >= 0; --k) c[k] = z * (c[k + 1] - c[k]);
 }
 
+// Where output sample i reads: its 4 B-spline taps (mirrored into the line) and their weights.
+struct CubicTaps {
+  int64_t index[4];
+  double weight[4];
+};
+
 // Resamples along the last dimension of a contiguous (lines, in) tensor to (lines, out).
 torch::Tensor ResampleLines(const torch::Tensor& lines, int64_t out, bool nearest) {
   const int64_t count = lines.size(0), in = lines.size(1);
   auto result = torch::empty({count, out}, lines.options());
   const float* src = lines.data_ptr<float>();
   float* dst = result.data_ptr<float>();
+  // The taps are the same for every line.
+  std::vector<CubicTaps> taps(static_cast<size_t>(out));
+  for (int64_t i = 0; i < out; ++i) {
+    const double x = GridSourceCoordinate(i, in, out);
+    CubicTaps& tap = taps[static_cast<size_t>(i)];
+    if (nearest) {
+      tap.index[0] = static_cast<int64_t>(std::floor(x + 0.5));
+      continue;
+    }
+    const auto j = static_cast<int64_t>(std::floor(x));
+    const double t = x - static_cast<double>(j);
+    const double w[4] = {(1 - t) * (1 - t) * (1 - t) / 6.0, (3 * t * t * t - 6 * t * t + 4) / 6.0,
+                         (-3 * t * t * t + 3 * t * t + 3 * t + 1) / 6.0, t * t * t / 6.0};
+    for (int k = 0; k < 4; ++k) tap.index[k] = Mirror(j - 1 + k, in), tap.weight[k] = w[k];
+  }
   at::parallel_for(0, count, 16, [&](int64_t begin, int64_t end) {
     std::vector<double> c(static_cast<size_t>(in));
     for (int64_t l = begin; l < end; ++l) {
       const float* s = src + l * in;
       float* d = dst + l * out;
       if (nearest) {
-        for (int64_t i = 0; i < out; ++i) d[i] = s[static_cast<int64_t>(std::floor(GridSourceCoordinate(i, in, out) + 0.5))];
+        for (int64_t i = 0; i < out; ++i) d[i] = s[taps[static_cast<size_t>(i)].index[0]];
         continue;
       }
       for (int64_t k = 0; k < in; ++k) c[k] = s[k];
       Prefilter(c);
       for (int64_t i = 0; i < out; ++i) {
-        const double x = GridSourceCoordinate(i, in, out);
-        const auto j = static_cast<int64_t>(std::floor(x));
-        const double t = x - static_cast<double>(j);
-        const double w[4] = {(1 - t) * (1 - t) * (1 - t) / 6.0, (3 * t * t * t - 6 * t * t + 4) / 6.0,
-                             (-3 * t * t * t + 3 * t * t + 3 * t + 1) / 6.0, t * t * t / 6.0};
+        const CubicTaps& tap = taps[static_cast<size_t>(i)];
         double v = 0;
-        for (int k = 0; k < 4; ++k) v += w[k] * c[static_cast<size_t>(Mirror(j - 1 + k, in))];
+        for (int k = 0; k < 4; ++k) v += tap.weight[k] * c[static_cast<size_t>(tap.index[k])];
         d[i] = static_cast<float>(v);
       }
     }
