@@ -185,6 +185,35 @@ TEST(Prediction, CanonicalOrientationUndoesStorageFlipsAndPermutations) {
   EXPECT_EQ(differ, 0);
 }
 
+TEST(Prediction, CropsToTheNonZeroBoxAlongEachAxis) {
+  // nnU-Net's crop_to_nonzero: outside the box of non-zero voxels everything is background, though
+  // 0 HU is soft tissue to the network; inside it a zero voxel is predicted like any other. A box
+  // with a different extent along each axis, with and without the model's transpose, shows each
+  // axis's bounds land on their own axis.
+  CtVolume ct;
+  ct.geometry.size = {48, 40, 36};
+  ct.geometry.spacing = {1.5, 1.5, 1.5};  // the model's: no resampling, so labels are exact
+  ct.voxels.assign(static_cast<size_t>(ct.geometry.NumVoxels()), 0.0f);
+  const auto index = [](int64_t x, int64_t y, int64_t z) { return static_cast<size_t>((z * 40 + y) * 48 + x); };
+  const auto inside = [](int64_t x, int64_t y, int64_t z) { return x >= 5 && x < 30 && y >= 8 && y < 33 && z >= 3 && z < 20; };
+  for (int64_t z = 0; z < 36; ++z)
+    for (int64_t y = 0; y < 40; ++y)
+      for (int64_t x = 0; x < 48; ++x)
+        if (inside(x, y, z)) ct.voxels[index(x, y, z)] = 40.0f;
+  ct.voxels[index(12, 20, 10)] = 0.0f;  // a zero inside the box
+  for (const std::array<int, 3>& transpose : {std::array<int, 3>{0, 1, 2}, std::array<int, 3>{2, 0, 1}}) {
+    const ModelInfo info = ThresholdModel(transpose);
+    HuBands net(info.channels[0].intensity);
+    auto p = Predict(info, net, ct, {});
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    int64_t wrong = 0;
+    for (int64_t z = 0; z < 36; ++z)
+      for (int64_t y = 0; y < 40; ++y)
+        for (int64_t x = 0; x < 48; ++x) wrong += p.value().labels.voxels[index(x, y, z)] != (inside(x, y, z) ? 1 : 0);
+    EXPECT_EQ(wrong, 0) << "transpose " << transpose[0] << transpose[1] << transpose[2];
+  }
+}
+
 TEST(Prediction, RoiSubsetRunsOnlyTheTilesItsClassesNeed) {
   // A long volume of soft tissue with one bone block near its start: asking for bone only must
   // run far fewer tiles, and give the same bone labels as the full prediction.
