@@ -6,9 +6,9 @@
 // class is the strict best at all 8 corners, it is the best of every combination inside the cell:
 // the label needs no interpolation at all (decided per cell once per pair of network rows, shared
 // by the output slices between them). Elsewhere (class boundaries) the slice's plane is
-// interpolated along z for the rows those cells need, then each output row along y, and then
-// every class along x and argmaxed for 16 output columns at a time (one load and two permutes per
-// class on AVX-512, no gathers). A trained model's peaked logits leave interpolation to the
+// interpolated along z for the rows those cells need; then, 16 output columns at a time, every
+// class is interpolated along y and x and argmaxed (on AVX-512 two loads and two permutes per
+// class, no gathers). A trained model's peaked logits leave interpolation to the
 // boundaries only; random logits, boundaries everywhere, cost every class at every voxel.
 #pragma once
 
