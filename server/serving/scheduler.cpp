@@ -44,6 +44,32 @@ Result<Scheduler::Ticket> Scheduler::Submit(WorkItem item) {
   return last_ticket_;
 }
 
+Scheduler::Announcement Scheduler::Announce(Clock::TimePoint due, double fastest_seconds) {
+  absl::MutexLock lock(&mutex_);
+  announced_.push_back({++last_announcement_, due, fastest_seconds});
+  return Announcement(this, last_announcement_);
+}
+
+void Scheduler::Withdraw(Ticket ticket) {
+  absl::MutexLock lock(&mutex_);
+  announced_.erase(std::remove_if(announced_.begin(), announced_.end(), [ticket](const Announced& a) { return a.ticket == ticket; }),
+                   announced_.end());
+}
+
+Scheduler::Announcement& Scheduler::Announcement::operator=(Announcement&& other) noexcept {
+  if (this != &other) {
+    if (scheduler_) scheduler_->Withdraw(ticket_);
+    scheduler_ = other.scheduler_;
+    ticket_ = other.ticket_;
+    other.scheduler_ = nullptr;
+  }
+  return *this;
+}
+
+Scheduler::Announcement::~Announcement() {
+  if (scheduler_) scheduler_->Withdraw(ticket_);
+}
+
 bool Scheduler::Cancel(Ticket ticket) {
   absl::MutexLock lock(&mutex_);
   const auto it = std::find_if(queue_.begin(), queue_.end(), [ticket](const Item& item) { return item.ticket == ticket; });
@@ -108,6 +134,7 @@ Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint
   dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
   dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
   for (const auto& behind : queue_) dispatch.view.behind.push_back({SecondsUntil(now, behind.work.due), behind.work.fastest_seconds});
+  for (const Announced& coming : announced_) dispatch.view.behind.push_back({SecondsUntil(now, coming.due), coming.fastest_seconds});
   // The arrival rate, lower when nothing has come for longer than the usual gap.
   const double gap = std::max(mean_arrival_gap_, SecondsBetween(last_arrival_, now));
   dispatch.view.arrivals_per_second = mean_arrival_gap_ > 0 && gap > 0 ? 1 / gap : 0;

@@ -59,6 +59,28 @@ class Scheduler {
 
   using Ticket = uint64_t;
   Result<Ticket> Submit(WorkItem item) ABSL_LOCKS_EXCLUDED(mutex_);
+
+  // Work on its way: admitted, its volume still being received. Until the Announcement goes away
+  // (its work submitted, or given up), work dispatched meanwhile counts it behind itself, arriving
+  // now: when a burst of requests opens its streams together, the first one dispatched does not
+  // take the whole budget of the ones a few milliseconds behind it.
+  class Announcement {
+   public:
+    Announcement() = default;
+    Announcement(Announcement&& other) noexcept : scheduler_(other.scheduler_), ticket_(other.ticket_) { other.scheduler_ = nullptr; }
+    Announcement& operator=(Announcement&& other) noexcept;
+    Announcement(const Announcement&) = delete;
+    Announcement& operator=(const Announcement&) = delete;
+    ~Announcement();
+
+   private:
+    friend class Scheduler;
+    Announcement(Scheduler* scheduler, Ticket ticket) : scheduler_(scheduler), ticket_(ticket) {}
+    Scheduler* scheduler_ = nullptr;
+    Ticket ticket_ = 0;
+  };
+  // `fastest_seconds`: its run time with its fastest variant.
+  Announcement Announce(Clock::TimePoint due, double fastest_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
   // Takes queued work out of the queue (its caller gave up while waiting): true when it was still
   // queued and will never run; false once a worker has taken it.
   bool Cancel(Ticket ticket) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -101,6 +123,14 @@ class Scheduler {
   absl::CondVar work_ready_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mutex_);  // by due time, then by arrival
   std::vector<Running> running_ ABSL_GUARDED_BY(mutex_);  // one per worker
+  struct Announced {
+    Ticket ticket = 0;
+    Clock::TimePoint due;
+    double fastest_seconds = 0;
+  };
+  void Withdraw(Ticket ticket) ABSL_LOCKS_EXCLUDED(mutex_);
+  std::vector<Announced> announced_ ABSL_GUARDED_BY(mutex_);  // in the order they came
+  Ticket last_announcement_ ABSL_GUARDED_BY(mutex_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   Ticket last_ticket_ ABSL_GUARDED_BY(mutex_) = 0;
   // Arrivals: the last one, and the smoothed gap between them (0 until two have come).

@@ -230,6 +230,27 @@ const VariantEntry& FastestSelectable(const ModelEntry& m) {
   return *fastest;
 }
 
+// The request's run time on the device of `catalog` with the fastest variant `spec` allows for each
+// of its parts; nullopt when a part has none there.
+std::optional<double> FastestRunSeconds(const ServiceState& state, const ModelCatalog& catalog, const std::vector<const ModelEntry*>& parts,
+                                        const RequestSpec& spec, double step, const Geometry& geometry) {
+  double total = 0;
+  for (const ModelEntry* part : parts) {
+    const auto on_device = catalog.Find(part->name);
+    if (!on_device.ok()) return std::nullopt;
+    SelectionRequest wanted;
+    wanted.variant = spec.variant;
+    wanted.min_quality = spec.min_quality;
+    wanted.tiles = EstimateTiles(part->variants[0].info, geometry, step);
+    const auto allowed = state.selector->Candidates(*on_device.value(), wanted);
+    if (!allowed.ok()) return std::nullopt;
+    double fastest = kNoBudget;
+    for (const VariantEntry* v : allowed.value()) fastest = std::min(fastest, state.selector->RunSeconds(*on_device.value(), *v, wanted.tiles));
+    total += fastest;
+  }
+  return total;
+}
+
 // Places `model`'s part of the request on a device (its own calibration and load), queues it there
 // and records the metrics; the variant is chosen when a worker takes it. The call's other parts
 // are independent of this one.
@@ -377,11 +398,19 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   record->budget_seconds = state.selector->BudgetSeconds(budgeted);
   if (record->budget_seconds) {
     a.due_ = state.clock->Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(*record->budget_seconds));
+    // While its volume arrives, the requests dispatched on each device count it behind them, at
+    // its fastest allowed variants there.
+    for (size_t d = 0; d < state.devices.size(); ++d) {
+      if (const std::optional<double> fastest = FastestRunSeconds(state, *a.catalogs_[d], a.parts_, spec, step, a.volume_.geometry)) {
+        a.announced_.push_back(state.devices[d]->scheduler->Announce(a.due_, *fastest));
+      }
+    }
   }
   return a;
 }
 
 Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume ct, ProgressSink& progress, RequestRecord* record) {
+  admission.announced_.clear();  // its volume has arrived: from here on it is queued work
   const auto& parts = admission.parts_;
   const auto& roi_outputs = admission.roi_outputs_;
   const CompositeEntry* composite = admission.composite_;

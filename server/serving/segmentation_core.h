@@ -89,6 +89,7 @@ class Admission {
   Clock::TimePoint due_ = Clock::TimePoint::max();  // when its budget ends; max(): no budget
   MemoryBudget::Reservation memory_;
   std::unique_ptr<GaugeHold> in_flight_, reserved_bytes_;
+  std::vector<Scheduler::Announcement> announced_;  // one per device, until Run
 };
 
 // Every check of `spec` (names, model, variant, ROI classes, volume geometry, grid and tile

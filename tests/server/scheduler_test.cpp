@@ -6,6 +6,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 
 #include "server/serving/scheduler.h"
 
@@ -134,6 +135,38 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   EXPECT_TRUE(log.seen[0].view.other_workers_free_in.empty());  // one worker
   EXPECT_EQ(log.seen[2].view.seconds_left, kNoBudget);
   EXPECT_TRUE(log.seen[2].view.behind.empty());
+}
+
+TEST(Scheduler, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
+  ManualClock clock;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  DispatchLog log;
+  Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
+  ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 1.0)).ok());
+  started.get_future().wait();
+  const auto now = clock.Now();
+  // Two requests are being received (due in 6 s and 7 s); one of them gives up before it is queued.
+  Scheduler::Announcement coming = scheduler.Announce(now + std::chrono::seconds(6), 0.5);
+  std::optional<Scheduler::Announcement> gone = scheduler.Announce(now + std::chrono::seconds(7), 0.75);
+  ASSERT_TRUE(scheduler.Submit({log.Work("first"), 1.0, 0.25, now + std::chrono::seconds(3)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("second"), 1.0, 0.25, now + std::chrono::seconds(4)}).ok());
+  gone.reset();
+  clock.Advance(std::chrono::seconds(1));
+  release.set_value();
+  scheduler.Shutdown();
+  ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second"}));
+  // Behind the first: the queued second, then the one on its way (5 s of its 6 left, 0.5 s at its
+  // fastest, arriving now); not the one that gave up.
+  const std::vector<WaitingRequest>& behind = log.seen[0].view.behind;
+  ASSERT_EQ(behind.size(), 2u);
+  EXPECT_DOUBLE_EQ(behind[0].seconds_left, 3.0);
+  EXPECT_DOUBLE_EQ(behind[1].seconds_left, 5.0);
+  EXPECT_DOUBLE_EQ(behind[1].fastest_run_seconds, 0.5);
+  EXPECT_DOUBLE_EQ(behind[1].arrives_in, 0.0);
+  ASSERT_EQ(log.seen[1].view.behind.size(), 1u);  // still on its way when the second ran
+  EXPECT_DOUBLE_EQ(log.seen[1].view.behind[0].fastest_run_seconds, 0.5);
 }
 
 TEST(Scheduler, WorkThatWouldBeLateBehindLongWorkRunsBetweenItsTiles) {
