@@ -218,6 +218,7 @@ struct PartResult {
   std::optional<double> quality;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
+  double worker_seconds = 0;
   bool interleaved = false;
 };
 
@@ -302,6 +303,7 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
   absl::MutexLock lock(&job->mutex);  // the worker is done; this only orders the reads
   PartResult part;
   part.queue_wait_seconds = job->queue_wait_seconds;
+  part.worker_seconds = job->run_seconds + job->interleaved_seconds;
   part.tiles = wanted.tiles;
   part.device = device.profile.Label();
   if (!job->result->ok()) return job->result->status();
@@ -397,7 +399,10 @@ Result<Admission> Admit(ServiceState& state, const RequestSpec& spec, RequestRec
   if (spec.deadline) budgeted.deadline_seconds = std::chrono::duration<double>(*spec.deadline - std::chrono::system_clock::now()).count();
   record->budget_seconds = state.selector->BudgetSeconds(budgeted);
   if (record->budget_seconds) {
-    a.due_ = state.clock->Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(*record->budget_seconds));
+    // For the schedule the budget ends when the request's worker must be done: before sending
+    // the labels back takes what it usually does.
+    const double worker_budget = *record->budget_seconds - state.selector->OffWorkerSeconds();
+    a.due_ = state.clock->Now() + std::chrono::duration_cast<Clock::TimePoint::duration>(std::chrono::duration<double>(worker_budget));
     // While its volume arrives, the requests dispatched on each device count it behind them, at
     // its fastest allowed variants there.
     for (size_t d = 0; d < state.devices.size(); ++d) {
@@ -437,6 +442,7 @@ Result<SegmentOutcome> Run(ServiceState& state, Admission& admission, CtVolume c
     record->device = part.device;
     record->tiles += part.tiles;
     record->queue_wait_seconds += part.queue_wait_seconds;
+    record->worker_seconds += part.worker_seconds;
     record->interleaved = record->interleaved || part.interleaved;
     outcome.quality = outcome.quality && part.quality ? std::optional<double>(std::min(*outcome.quality, *part.quality)) : std::nullopt;
     if (!composite) {
@@ -452,6 +458,7 @@ void FinishRequest(ServiceState& state, const RequestRecord& record, const Statu
   const std::string code = StatusName(status.code());
   state.metrics->RequestFinished(record.device, record.model, record.variant, code, seconds);
   if (record.budget_seconds) state.metrics->Budgeted(record.device, record.model, record.variant, status.ok() && seconds <= *record.budget_seconds);
+  if (status.ok() && record.worker_seconds > 0) state.selector->ObserveOffWorker(seconds - record.queue_wait_seconds - record.worker_seconds);
   const LogLevel level = status.ok() ? LogLevel::kInfo
                          : status.code() == StatusCode::kInternal || status.code() == StatusCode::kDataLoss ? LogLevel::kError
                                                                                                              : LogLevel::kWarning;

@@ -41,6 +41,7 @@ struct RequestRecord {
   int64_t voxels = 0;
   int64_t tiles = 0;
   double queue_wait_seconds = 0;
+  double worker_seconds = 0;  // on its workers, from start to end (other requests interleaved included)
   bool interleaved = false;  // ran (a part) between the steps of a longer request
   std::optional<double> budget_seconds;  // the latency target or the deadline, whichever is sooner
 };

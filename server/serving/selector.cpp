@@ -38,6 +38,22 @@ void VariantSelector::Observe(const ModelEntry& model, const VariantEntry& varia
   load.deviation += options_.cost_smoothing * (std::abs(ratio - load.mean) - load.deviation);
 }
 
+double VariantSelector::OffWorkerSeconds() const {
+  absl::MutexLock lock(&mutex_);
+  return off_worker_ ? off_worker_->mean + 2 * off_worker_->deviation : 0;
+}
+
+void VariantSelector::ObserveOffWorker(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return;
+  absl::MutexLock lock(&mutex_);
+  if (!off_worker_) {
+    off_worker_ = Learned{seconds, 0};
+    return;
+  }
+  off_worker_->mean += options_.cost_smoothing * (seconds - off_worker_->mean);
+  off_worker_->deviation += options_.cost_smoothing * (std::abs(seconds - off_worker_->mean) - off_worker_->deviation);
+}
+
 std::optional<double> VariantSelector::BudgetSeconds(const SelectionRequest& request) const {
   std::optional<double> budget;
   if (options_.latency_target_seconds > 0) budget = options_.latency_target_seconds;

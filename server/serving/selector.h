@@ -87,6 +87,13 @@ class VariantSelector {
   // What a request took on its worker: the device's load factor follows (seconds / calibrated).
   void Observe(const ModelEntry& model, const VariantEntry& variant, double seconds, int64_t tiles) ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // The part of a request's time that is neither queued nor on a worker: receiving its volume,
+  // sending its labels back. The schedule plans when workers finish; a request is done this much
+  // later, so its budget ends this much sooner for the schedule (a smoothed mean plus twice its
+  // smoothed deviation; 0 until a request has been observed).
+  double OffWorkerSeconds() const ABSL_LOCKS_EXCLUDED(mutex_);
+  void ObserveOffWorker(double seconds) ABSL_LOCKS_EXCLUDED(mutex_);
+
  private:
   struct Learned {
     double mean = 1;
@@ -95,6 +102,7 @@ class VariantSelector {
   const SelectorOptions options_;
   mutable absl::Mutex mutex_;
   std::map<std::string, Learned> observed_load_ ABSL_GUARDED_BY(mutex_);  // by device label
+  std::optional<Learned> off_worker_ ABSL_GUARDED_BY(mutex_);            // seconds
 };
 
 }  // namespace tucker_seg::server

@@ -1,6 +1,8 @@
 // The variant selector and the dominance rule, on synthetic variants (no networks needed).
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "server/serving/selector.h"
 
 namespace tucker_seg::server {
@@ -149,6 +151,19 @@ TEST(Selector, ARequestCostsAFixedPartPlusItsTilesTimesTheDevicesLoad) {
   // Requests as fast as calibrated bring it back: ratio 1, mean 1.125, deviation 0.125.
   selector.Observe(m, m.variants[1], 6, 10);
   EXPECT_DOUBLE_EQ(selector.RunSeconds(m, m.variants[1], 10), 6.0 * 1.375);
+}
+
+TEST(Selector, TimeOffTheWorkerIsLearnedAsAMeanPlusTwiceItsDeviation) {
+  VariantSelector selector({0, /*cost_smoothing=*/0.5});
+  EXPECT_DOUBLE_EQ(selector.OffWorkerSeconds(), 0.0);  // nothing observed: nothing reserved
+  selector.ObserveOffWorker(0.04);                     // the first observation is the mean
+  EXPECT_DOUBLE_EQ(selector.OffWorkerSeconds(), 0.04);
+  // 0.08: the mean goes half way (0.06), the deviation to half of |0.08 - 0.06| (0.01).
+  selector.ObserveOffWorker(0.08);
+  EXPECT_NEAR(selector.OffWorkerSeconds(), 0.06 + 2 * 0.01, 1e-12);
+  selector.ObserveOffWorker(-1);  // not a duration: ignored
+  selector.ObserveOffWorker(std::numeric_limits<double>::infinity());
+  EXPECT_NEAR(selector.OffWorkerSeconds(), 0.08, 1e-12);
 }
 
 TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
