@@ -1,6 +1,7 @@
 #include "server/serving/dispatch_policy.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace tucker_seg::server {
 namespace {
@@ -23,12 +24,38 @@ std::vector<bool> BehindWithinBudget(double this_worker_free_in, const DispatchV
 
 }  // namespace
 
+namespace {
+
+constexpr int kMaxExpected = 64;
+
+// For k = 1..kMaxExpected: the mean count m at which a Poisson count reaches k with probability
+// 5% (P(Poisson(m) <= k - 1) = 0.95). The k-th arrival of a Poisson stream comes before
+// m / rate once in 20 times.
+const std::vector<double>& EarlyArrivalCounts() {
+  static const std::vector<double> counts = [] {
+    std::vector<double> m(kMaxExpected + 1, 0.0);
+    for (int k = 1; k <= kMaxExpected; ++k) {
+      double lo = 0, hi = 4.0 * k + 10;
+      for (int i = 0; i < 60; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        double term = std::exp(-mid), cdf = term;  // P(N <= k - 1)
+        for (int j = 1; j < k; ++j) term *= mid / j, cdf += term;
+        (cdf > 0.95 ? lo : hi) = mid;
+      }
+      m[static_cast<size_t>(k)] = 0.5 * (lo + hi);
+    }
+    return m;
+  }();
+  return counts;
+}
+
+}  // namespace
+
 std::vector<WaitingRequest> ExpectedArrivals(const DispatchView& view, double horizon) {
   std::vector<WaitingRequest> expected;
   if (!(view.arrivals_per_second > 0) || !(horizon > 0)) return expected;
-  constexpr int kMaxExpected = 64;
   for (int k = 1; k <= kMaxExpected; ++k) {
-    const double at = k / view.arrivals_per_second;
+    const double at = EarlyArrivalCounts()[static_cast<size_t>(k)] / view.arrivals_per_second;
     if (at > horizon) break;
     expected.push_back({at + view.budget_seconds, view.fastest_run_seconds, at});
   }

@@ -1,9 +1,10 @@
 // The variant choice at dispatch (late binding): when a worker takes a request, it runs the most
 // accurate variant with which this request and every request queued behind it can still finish
 // within their budgets, each of those at its own fastest variant. The requests expected to arrive
-// meanwhile (at the rate requests have been arriving, each with this request's budget and fastest
-// run time) count as queued behind it from their arrival on: under open-loop load the queue is
-// short when a burst is about to come. Requests behind that would miss their budget even then do
+// meanwhile (a Poisson stream at the rate requests have been arriving, each with this request's
+// budget and fastest run time) count as queued behind it from their arrival on, the k-th as early
+// as it comes one time in 20: under open-loop load the queue is short when a burst is about to
+// come, and planning for the mean arrival times spends the slack a burst then needs. Requests behind that would miss their budget even then do
 // not hold this one back (they are late whatever it does). When this request cannot make its own
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
@@ -43,7 +44,8 @@ struct DispatchView {
 };
 
 // The requests expected to arrive within `horizon` seconds (at most 64), each with the view's
-// budget and fastest run time: what ChooseAtDispatch adds behind the queued ones.
+// budget and fastest run time: what ChooseAtDispatch adds behind the queued ones. The k-th at the
+// time by which k have come with probability 5% (m_k / rate, P(Poisson(m_k) <= k - 1) = 0.95).
 std::vector<WaitingRequest> ExpectedArrivals(const DispatchView& view, double horizon);
 
 struct DispatchChoice {
