@@ -39,6 +39,18 @@ struct DispatchLog {
   }
 };
 
+// One worker held by a job until `release` is set: work submitted meanwhile queues behind it.
+// Declared before the scheduler, so that it outlives the scheduler's workers.
+struct HeldWorker {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  void Hold(Scheduler& scheduler) {
+    std::promise<void> started;
+    ASSERT_TRUE(scheduler.Submit(Item([&started, this] { started.set_value(); released.wait(); }, 1.0)).ok());
+    started.get_future().wait();
+  }
+};
+
 TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
   ManualClock clock;
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/2, &clock});
@@ -109,13 +121,10 @@ TEST(Scheduler, IdleWorkersMeanNoWait) {
 
 TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   ManualClock clock;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> started;
+  HeldWorker held;
   DispatchLog log;
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
-  ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 1.0)).ok());
-  started.get_future().wait();
+  held.Hold(scheduler);
   const auto now = clock.Now();
   ASSERT_TRUE(scheduler.Submit({log.Work("no budget", 2.5), 1.0, 0.5}).ok());
   ASSERT_TRUE(scheduler.Submit({log.Work("due in 9 s", 2.5), 1.0, 0.5, now + std::chrono::seconds(9)}).ok());
@@ -123,7 +132,7 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   // Work due in 5 s would wait behind the running job (1 s) and the one due in 3 s at its fastest.
   EXPECT_DOUBLE_EQ(scheduler.FastestWaitSeconds(now + std::chrono::seconds(5)), 1.25);
   clock.Advance(std::chrono::seconds(1));
-  release.set_value();
+  held.release.set_value();
   scheduler.Shutdown();
   ASSERT_EQ(log.order, (std::vector<std::string>{"due in 3 s", "due in 9 s", "no budget"}));
   // The first one dispatched: 2 s left of its 3, two requests behind it (8 s left, and none).
@@ -139,13 +148,10 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
 
 TEST(Scheduler, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
   ManualClock clock;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::promise<void> started;
+  HeldWorker held;
   DispatchLog log;
   Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
-  ASSERT_TRUE(scheduler.Submit(Item([&] { started.set_value(); released.wait(); }, 1.0)).ok());
-  started.get_future().wait();
+  held.Hold(scheduler);
   const auto now = clock.Now();
   // Two requests are being received (due in 6 s and 7 s); one of them gives up before it is queued.
   Scheduler::Announcement coming = scheduler.Announce(now + std::chrono::seconds(6), 0.5);
@@ -154,7 +160,7 @@ TEST(Scheduler, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
   ASSERT_TRUE(scheduler.Submit({log.Work("second"), 1.0, 0.25, now + std::chrono::seconds(4)}).ok());
   gone.reset();
   clock.Advance(std::chrono::seconds(1));
-  release.set_value();
+  held.release.set_value();
   scheduler.Shutdown();
   ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second"}));
   // Behind the first: the queued second, then the one on its way (5 s of its 6 left, 0.5 s at its
