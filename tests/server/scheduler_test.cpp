@@ -39,16 +39,23 @@ struct DispatchLog {
   }
 };
 
-// One worker held by a job until `release` is set: work submitted meanwhile queues behind it.
-// Declared before the scheduler, so that it outlives the scheduler's workers.
-struct HeldWorker {
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  void Hold(Scheduler& scheduler) {
+// One worker held by a job until `release` is set: work submitted meanwhile queues behind it, and
+// `log` records what each piece of work was handed. Members in this order, so that the scheduler
+// joins its workers before the promise and the log go away.
+class SchedulerWithAHeldWorker : public ::testing::Test {
+ protected:
+  void SetUp() override {
     std::promise<void> started;
     ASSERT_TRUE(scheduler.Submit(Item([&started, this] { started.set_value(); released.wait(); }, 1.0)).ok());
     started.get_future().wait();
+    now = clock.Now();
   }
+  ManualClock clock;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  DispatchLog log;
+  Scheduler scheduler{{/*workers=*/1, /*max_queue=*/8, &clock}};
+  Clock::TimePoint now;
 };
 
 TEST(Scheduler, RefusesWorkBeyondTheQueueAndDrainsOnShutdown) {
@@ -119,20 +126,14 @@ TEST(Scheduler, IdleWorkersMeanNoWait) {
   release.set_value();
 }
 
-TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
-  ManualClock clock;
-  HeldWorker held;
-  DispatchLog log;
-  Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
-  held.Hold(scheduler);
-  const auto now = clock.Now();
+TEST_F(SchedulerWithAHeldWorker, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   ASSERT_TRUE(scheduler.Submit({log.Work("no budget", 2.5), 1.0, 0.5}).ok());
   ASSERT_TRUE(scheduler.Submit({log.Work("due in 9 s", 2.5), 1.0, 0.5, now + std::chrono::seconds(9)}).ok());
   ASSERT_TRUE(scheduler.Submit({log.Work("due in 3 s", 2.5), 1.0, 0.25, now + std::chrono::seconds(3)}).ok());
   // Work due in 5 s would wait behind the running job (1 s) and the one due in 3 s at its fastest.
   EXPECT_DOUBLE_EQ(scheduler.FastestWaitSeconds(now + std::chrono::seconds(5)), 1.25);
   clock.Advance(std::chrono::seconds(1));
-  held.release.set_value();
+  release.set_value();
   scheduler.Shutdown();
   ASSERT_EQ(log.order, (std::vector<std::string>{"due in 3 s", "due in 9 s", "no budget"}));
   // The first one dispatched: 2 s left of its 3, two requests behind it (8 s left, and none).
@@ -146,13 +147,7 @@ TEST(Scheduler, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt) {
   EXPECT_TRUE(log.seen[2].view.behind.empty());
 }
 
-TEST(Scheduler, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
-  ManualClock clock;
-  HeldWorker held;
-  DispatchLog log;
-  Scheduler scheduler({/*workers=*/1, /*max_queue=*/8, &clock});
-  held.Hold(scheduler);
-  const auto now = clock.Now();
+TEST_F(SchedulerWithAHeldWorker, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
   // Two requests are being received (due in 6 s and 7 s); one of them gives up before it is queued.
   Scheduler::Announcement coming = scheduler.Announce(now + std::chrono::seconds(6), 0.5);
   std::optional<Scheduler::Announcement> gone = scheduler.Announce(now + std::chrono::seconds(7), 0.75);
@@ -160,7 +155,7 @@ TEST(Scheduler, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
   ASSERT_TRUE(scheduler.Submit({log.Work("second"), 1.0, 0.25, now + std::chrono::seconds(4)}).ok());
   gone.reset();
   clock.Advance(std::chrono::seconds(1));
-  held.release.set_value();
+  release.set_value();
   scheduler.Shutdown();
   ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second"}));
   // Behind the first: the queued second, then the one on its way (5 s of its 6 left, 0.5 s at its
