@@ -297,8 +297,8 @@ Result<Preprocessed> Preprocess(const ModelInfo& info, const CtVolume& ct, const
   p.flip = network_axes.flip;
   const std::array<double, 3>& spacing = network_axes.spacing;
   torch::Tensor x = AsZyx(ct).permute({p.axes[0], p.axes[1], p.axes[2]});
-  // Everything below runs in slabs of rows along axis 0, so that no full-size copy of the input
-  // exists next to it: the crop box, then normalisation and in-plane resampling per slab.
+  // The crop box in one pass over the voxels; then normalisation and in-plane resampling in slabs
+  // of rows along axis 0, so that no full-size copy of the input exists next to it.
   constexpr int64_t kSlab = 16;
   const auto still_wanted = [&should_continue] { return should_continue ? should_continue() : Status::Ok(); };
   const std::array<torch::Tensor, 3> zyx_any = NonZeroAlongAxes(ct);

@@ -110,6 +110,7 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
   ty_ = taps(h, out_h);
   tx_ = taps(w, out_w);
   // Output columns in blocks of 16, each tap relative to the block's first left tap.
+  const bool avx512 = __builtin_cpu_supports("avx512f");
   const int64_t blocks = (out_w + kLanes - 1) / kLanes;
   blocks_.resize(static_cast<size_t>(blocks));
   lane0_.assign(static_cast<size_t>(blocks * kLanes), 0);
@@ -128,9 +129,8 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
       lane_weight_[static_cast<size_t>(b * kLanes + l)] = t.w1;
       reach = std::max(reach, t.i1 - block.base);
     }
-    block.in_register = reach < kLanes;
+    block.in_register = avx512 && reach < kLanes;
   }
-  vector_blocks_ = __builtin_cpu_supports("avx512f");
   uniform_.assign(static_cast<size_t>(h * w), kNoTop);
   first_.assign(static_cast<size_t>(h), 0);
   last_.assign(static_cast<size_t>(h), -1);
@@ -221,7 +221,7 @@ void TrilinearArgmax::Slice(int64_t r0, const LogitPlane& a, const uint8_t* top_
         const BlockRows rows{plane.data + ty.i0 * plane.row_stride + block.base, plane.data + ty.i1 * plane.row_stride + block.base,
                              plane.class_stride, k_, w_ - block.base, ty.w1};
         uint8_t labels[kLanes];
-        (block.in_register && vector_blocks_ ? BlockArgmax16 : BlockArgmax)(rows, lane0, lane1, lane_weight_.data() + b * kLanes,
+        (block.in_register ? BlockArgmax16 : BlockArgmax)(rows, lane0, lane1, lane_weight_.data() + b * kLanes,
                                                                            block.lanes, labels);
         // Only the boundary cells' voxels: the plane holds no values for the uniform cells' corners.
         for (int l = 0; l < block.lanes; ++l) {

@@ -49,7 +49,8 @@ class TrilinearArgmax {
     float w1;
   };
   static constexpr int64_t kLanes = 16;
-  // Output columns first .. first + lanes - 1; their taps lie in base .. base + 15 (in_register) or further.
+  // Output columns first .. first + lanes - 1. in_register: on a CPU with AVX-512, with taps in
+  // base .. base + 15 (BlockArgmax16); otherwise the scalar loop.
   struct Block {
     int64_t first = 0, base = 0;
     int lanes = 0;
@@ -63,7 +64,6 @@ class TrilinearArgmax {
   std::vector<Block> blocks_;
   std::vector<int32_t> lane0_, lane1_;  // per block, 16 lanes: the x taps relative to its base
   std::vector<float> lane_weight_;
-  bool vector_blocks_ = false;  // AVX-512 here
   int64_t r0_ = -1, r1_ = -1;      // the row pair uniform_ is for
   std::vector<uint8_t> uniform_;   // per cell (h x w, by its low corner): its class, or kNoTop
   std::vector<int64_t> first_, last_;  // per row of cells: the first and last cell that is not uniform (last < 0: none)

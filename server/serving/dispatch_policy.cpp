@@ -22,10 +22,6 @@ std::vector<bool> BehindWithinBudget(double this_worker_free_in, const DispatchV
   return within;
 }
 
-}  // namespace
-
-namespace {
-
 constexpr int kMaxExpected = 64;
 
 // For k = 1..kMaxExpected: the mean count m at which a Poisson count reaches k with probability

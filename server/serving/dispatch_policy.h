@@ -4,8 +4,9 @@
 // meanwhile (a Poisson stream at the rate requests have been arriving, each with this request's
 // budget and fastest run time) count as queued behind it from their arrival on, the k-th as early
 // as it comes one time in 20: under open-loop load the queue is short when a burst is about to
-// come, and planning for the mean arrival times spends the slack a burst then needs. Requests behind that would miss their budget even then do
-// not hold this one back (they are late whatever it does). When this request cannot make its own
+// come, and planning for the mean arrival times spends the slack a burst then needs. Requests
+// behind that would miss their budget even then do not hold this one back (they are late
+// whatever it does). When this request cannot make its own
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
 // Interleaving (InterleaveNow): a request queued behind work that is running may run on that

@@ -243,11 +243,9 @@ std::optional<double> FastestRunSeconds(const ServiceState& state, const ModelCa
     wanted.variant = spec.variant;
     wanted.min_quality = spec.min_quality;
     wanted.tiles = EstimateTiles(part->variants[0].info, geometry, step);
-    const auto allowed = state.selector->Candidates(*on_device.value(), wanted);
-    if (!allowed.ok()) return std::nullopt;
-    double fastest = kNoBudget;
-    for (const VariantEntry* v : allowed.value()) fastest = std::min(fastest, state.selector->RunSeconds(*on_device.value(), *v, wanted.tiles));
-    total += fastest;
+    const auto fastest = state.selector->FastestCandidate(*on_device.value(), wanted);
+    if (!fastest.ok()) return std::nullopt;
+    total += fastest.value().seconds;
   }
   return total;
 }
@@ -276,18 +274,13 @@ Result<PartResult> RunPart(ServiceState& state, ProgressSink& progress, const st
 
   WorkItem item;
   item.due = due;
-  TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> allowed, state.selector->Candidates(placed_model, wanted));
-  item.fastest_seconds = kNoBudget;
-  const VariantEntry* fastest = allowed[0];
-  for (const VariantEntry* v : allowed) {
-    const double seconds = state.selector->RunSeconds(placed_model, *v, wanted.tiles, wanted.slowdown);
-    if (seconds < item.fastest_seconds) item.fastest_seconds = seconds, fastest = v;
-  }
+  TS_ASSIGN_OR_RETURN(const VariantSelector::Fastest fastest, state.selector->FastestCandidate(placed_model, wanted));
+  item.fastest_seconds = fastest.seconds;
   item.estimated_seconds = placement.selection.run_seconds;
   if (wanted.deadline_seconds) {
     const double wait = device.scheduler->FastestWaitSeconds(item.due);
     if (wait + item.fastest_seconds > *wanted.deadline_seconds) {
-      return DeadlineExceeded("the request's deadline: " + std::to_string(*wanted.deadline_seconds) + " s left, and even " + fastest->name +
+      return DeadlineExceeded("the request's deadline: " + std::to_string(*wanted.deadline_seconds) + " s left, and even " + fastest.variant->name +
                               " needs about " + std::to_string(item.fastest_seconds) + " s behind " + std::to_string(wait) +
                               " s of work queued ahead of it");
     }

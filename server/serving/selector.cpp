@@ -82,6 +82,16 @@ Result<std::vector<const VariantEntry*>> VariantSelector::Candidates(const Model
   return candidates;
 }
 
+Result<VariantSelector::Fastest> VariantSelector::FastestCandidate(const ModelEntry& model, const SelectionRequest& request) const {
+  TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> candidates, Candidates(model, request));
+  Fastest fastest{candidates[0], kNoBudget};  // Candidates is never empty
+  for (const VariantEntry* v : candidates) {
+    const double seconds = RunSeconds(model, *v, request.tiles, request.slowdown);
+    if (seconds < fastest.seconds) fastest = {v, seconds};
+  }
+  return fastest;
+}
+
 Result<Selection> VariantSelector::Dispatch(const ModelEntry& model, const SelectionRequest& request, const DispatchView& view) const {
   TS_ASSIGN_OR_RETURN(const std::vector<const VariantEntry*> candidates, Candidates(model, request));
   std::vector<double> run_seconds;

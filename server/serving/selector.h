@@ -81,6 +81,13 @@ class VariantSelector {
   Result<Placement> SelectDevice(const std::vector<DeviceCandidate>& devices, const SelectionRequest& request,
                                  int64_t request_device_bytes) const ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // The allowed variant (Candidates) that runs `request` soonest on this device, and its RunSeconds.
+  struct Fastest {
+    const VariantEntry* variant = nullptr;
+    double seconds = 0;
+  };
+  Result<Fastest> FastestCandidate(const ModelEntry& model, const SelectionRequest& request) const ABSL_LOCKS_EXCLUDED(mutex_);
+
   // Seconds a request of `tiles` tiles takes on a worker with this variant (x slowdown).
   double RunSeconds(const ModelEntry& model, const VariantEntry& variant, int64_t tiles, double slowdown = 1) const
       ABSL_LOCKS_EXCLUDED(mutex_);
