@@ -36,7 +36,7 @@ TEST(ModelsCli, InspectReportsTotalSegmentatorShapedCostsAsJson) {
   ASSERT_EQ(r.code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["parameters"].get<int64_t>(), 16603736);
-  // 367.8 GMACs per 112x112x128 patch (GUIDE.md, measured with PyTorch's profiler on the reference network).
+  // 367.8 GMACs per 112x112x128 patch (docs/performance.md, measured with PyTorch's profiler on the reference network).
   EXPECT_NEAR(j["macs"].get<double>() / 1e9, 367.8, 0.05);
   int64_t sum = 0;
   for (const auto& l : j["layers"]) sum += l["parameters"].get<int64_t>();
