@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -18,6 +17,7 @@
 #include "model_store/cpu_engine/strided_transposed_conv.h"
 #include "model_store/cpu_engine/thin_conv.h"
 #include "model_store/cpu_engine/tile_math.h"
+#include "vocabulary/mapped_buffer.h"
 
 namespace tucker_seg::cpu_engine {
 namespace {
@@ -29,10 +29,6 @@ using Dt = memory::data_type;
 memory::dims Dims5(int64_t channels, const Int3& size) { return {1, channels, size[0], size[1], size[2]}; }
 
 std::string ToText(const Int3& v) { return std::to_string(v[0]) + "x" + std::to_string(v[1]) + "x" + std::to_string(v[2]); }
-
-struct AlignedFree {
-  void operator()(void* p) const { std::free(p); }
-};
 
 }  // namespace
 
@@ -160,7 +156,7 @@ struct Graph::Impl {
   dnnl::reorder output_reorder;
   memory output_user;
   Value input = -1, output = -1;
-  std::vector<std::unique_ptr<void, AlignedFree>> buffers;
+  std::vector<MappedBuffer> buffers;
   std::vector<size_t> buffer_sizes;
   bool finished = false;
   const WeightedLogitsSum* logits_sum = nullptr;  // during RunSummingLogits only
@@ -372,10 +368,7 @@ struct Graph::Impl {
       for (Value v : reads)
         if (values[v].last_use == static_cast<int>(i) && values[v].buffer >= 0) free_buffers.push_back(values[v].buffer);
     }
-    for (size_t b = 0; b < buffer_sizes.size(); ++b) {
-      const size_t bytes = (buffer_sizes[b] + 63) / 64 * 64;
-      buffers.emplace_back(std::aligned_alloc(64, bytes));
-    }
+    for (size_t bytes : buffer_sizes) buffers.push_back(MapPopulatedBuffer(bytes));
     for (auto& v : values) {
       v.mem = memory(v.desc(), engine, v.buffer >= 0 ? buffers[v.buffer].get() : DNNL_MEMORY_NONE);
     }
