@@ -394,7 +394,9 @@ Result<std::optional<RoiBox>> FindRoi(const torch::Tensor& padded, const Int3& t
   return std::optional<RoiBox>(box);
 }
 
-Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
+// `release`: the CT's voxels, freed once preprocessing is done (null: the caller keeps them).
+Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options,
+                                  std::vector<float>* release) {
   TS_RETURN_IF_ERROR(ValidateCt(ct, options.max_voxels));
   if (net.num_classes() > 256) return Unimplemented("label maps hold at most 256 classes; the model has " + std::to_string(net.num_classes()));
   if (net.num_classes() != static_cast<int64_t>(info.labels.size())) {
@@ -424,6 +426,7 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
   auto pre = Preprocess(info, ct, checkpoint);
   if (!pre.ok()) return pre.status();
   const Preprocessed& p = pre.value();
+  if (release) std::vector<float>().swap(*release);
   for (int a = 0; a < 3; ++a) result.network_shape[a] = p.image.size(a + 1);
   Int3 pad{};
   const torch::Tensor padded = PadToTile(p.image, info.patch_size, &pad);
@@ -486,7 +489,11 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
 }  // namespace
 
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options) {
-  return StatusFromExceptions("prediction", [&] { return PredictOrThrow(info, net, ct, options); });
+  return StatusFromExceptions("prediction", [&] { return PredictOrThrow(info, net, ct, options, nullptr); });
+}
+
+Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, CtVolume&& ct, const PredictionOptions& options) {
+  return StatusFromExceptions("prediction", [&] { return PredictOrThrow(info, net, ct, options, &ct.voxels); });
 }
 
 std::vector<int64_t> OutputsNamed(const ModelInfo& info, const std::set<std::string>& names) {

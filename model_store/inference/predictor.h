@@ -133,6 +133,10 @@ int64_t EstimateTiles(const ModelInfo& info, const Geometry& geometry, double st
 int64_t EstimateWindowBytes(const ModelInfo& info, const Geometry& geometry);
 
 Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, const CtVolume& ct, const PredictionOptions& options);
+// The same, consuming the CT: its voxels are freed as soon as preprocessing has made the network's
+// image, so the sliding window's peak does not hold the input as well (600 MiB of float32 on a
+// 512 x 512 x 600 CT). The result's labels carry the CT's geometry.
+Result<Prediction> Predict(const ModelInfo& info, const PatchNetwork& net, CtVolume&& ct, const PredictionOptions& options);
 
 // The network outputs (indices into info.labels, background excluded) whose class names are in
 // `names`: what RoiOptions::outputs wants for --roi-subset.

@@ -84,7 +84,7 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
   if (!type.ok()) return command_line::Fail(err, type.status());
   auto input = ReadCtInput(input_path);
   if (!input.ok()) return command_line::Fail(err, input.status());
-  const CtVolume& ct = input.value().ct;
+  CtVolume& ct = input.value().ct;
   PredictionOptions prediction = f.prediction;
   const bool show_tiles = isatty(STDERR_FILENO);
   prediction.window.on_tiles = [show_tiles](int64_t done, int64_t total) {
@@ -107,7 +107,9 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
       if (outputs.empty()) continue;  // a composite part without any of the classes
       if (coarse) options.roi = RoiOptions{&*coarse, outputs};
     }
-    auto p = Predict(model.info, patch_net, ct, options);
+    // The last prediction consumes the CT's voxels, unless the statistics read them afterwards.
+    const bool consume = statistics.empty() && part + 1 == m.parts.size();
+    auto p = consume ? Predict(model.info, patch_net, std::move(ct), options) : Predict(model.info, patch_net, ct, options);
     if (m.composite) model.executor->ReleaseIdleMemory();  // the next part needs its own activations, not these
     if (!p.ok()) return command_line::Fail(err, p.status());
     if (!m.composite) {
@@ -131,7 +133,7 @@ int PredictOne(const PredictFlags& f, const PredictModel& m, const std::string& 
   }
   if (!written.ok()) return command_line::Fail(err, written);
 
-  const auto& g = ct.geometry;
+  const auto& g = p->labels.geometry;
   const auto& t = p->timings;
   const auto& window = f.prediction.window;
   out << "predict " << provenance.model << (m.composite ? " (" + std::to_string(m.parts.size()) + " parts)" : "") << ": " << g.size[0] << "x" << g.size[1] << "x" << g.size[2]

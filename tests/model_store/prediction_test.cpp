@@ -214,6 +214,29 @@ TEST(Prediction, CropsToTheNonZeroBoxAlongEachAxis) {
   }
 }
 
+TEST(Prediction, ConsumingTheCtLabelsLikeKeepingItAndFreesItsVoxels) {
+  // `predict` hands its CT over so that the sliding window's peak does not hold the input too; the
+  // labels must be those of the prediction that leaves the CT with its caller, on its geometry.
+  CtVolume ct;
+  ct.geometry.size = {40, 36, 30};
+  ct.geometry.spacing = {1.2, 1.0, 2.0};  // resampled to the model's 1.5 mm: the export interpolates
+  ct.geometry.origin = {-10, 5, 30};
+  ct.voxels.resize(static_cast<size_t>(ct.geometry.NumVoxels()));
+  for (size_t i = 0; i < ct.voxels.size(); ++i) ct.voxels[i] = static_cast<float>(static_cast<int64_t>(i * 7919 % 1700) - 300);
+  const ModelInfo info = ThresholdModel();
+  HuBands net(info.channels[0].intensity);
+  auto kept = Predict(info, net, ct, {});
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  ASSERT_EQ(ct.voxels.size(), static_cast<size_t>(ct.geometry.NumVoxels()));
+  const Geometry geometry = ct.geometry;
+  auto consumed = Predict(info, net, std::move(ct), {});
+  ASSERT_TRUE(consumed.ok()) << consumed.status().message();
+  EXPECT_TRUE(ct.voxels.empty());  // NOLINT(bugprone-use-after-move): freeing them is the point
+  EXPECT_EQ(consumed.value().labels.geometry, geometry);
+  EXPECT_EQ(consumed.value().labels.voxels, kept.value().labels.voxels);
+  EXPECT_GT(std::count(kept.value().labels.voxels.begin(), kept.value().labels.voxels.end(), 2), 0);  // not all one class
+}
+
 TEST(Prediction, RoiSubsetRunsOnlyTheTilesItsClassesNeed) {
   // A long volume of soft tissue with one bone block near its start: asking for bone only must
   // run far fewer tiles, and give the same bone labels as the full prediction.
