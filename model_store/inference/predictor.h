@@ -2,8 +2,8 @@
 //   transpose -> crop to the non-zero box -> CTNormalization -> resample to the model's spacing
 //   -> pad -> sliding window (streamed in slabs along axis 0) -> per slab: logits resampled back
 //   (linear; nearest along a separate-z axis) -> argmax -> undo crop and transpose.
-// Peak memory is the input, the output, the resampled image and one tile's depth of logits
-// (docs/prediction.md).
+// Peak memory is the output, the resampled image, one tile's depth of logits and, unless the
+// prediction consumes it, the input (docs/prediction.md).
 #pragma once
 
 #include <functional>
