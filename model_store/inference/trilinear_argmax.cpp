@@ -46,48 +46,73 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void LerpRow(const 
 // The labels of one block of up to 16 output columns of one output row: every class interpolated
 // along y between its rows r0 and r1 (network columns base ..), then along x at each column's two
 // taps (lane0/lane1, relative to base), kept where it beats the best so far (strict: the first
-// maximum wins, as argmax's). On AVX-512, when the taps lie within 16 columns of base: two loads
-// and two permutes per class give the 16 columns' corners, no gathers.
+// maximum wins, as argmax's).
 struct BlockRows {
   const float* r0;  // class 0's row r0 at the block's base column
   const float* r1;
   int64_t class_stride, classes;
   int64_t columns;  // valid columns from base: a load must not read past the row's end
-  float wy;
 };
 
-__attribute__((target("avx512f"))) void BlockArgmax16(const BlockRows& rows, const int32_t* lane0, const int32_t* lane1, const float* weight,
-                                                      int lanes, uint8_t* out) {
+// On AVX-512, when the taps lie within 16 columns of base, for R output rows that interpolate
+// between the same two network rows (at weights wy): per class two loads and four permutes give
+// both rows' values at the 16 columns' taps, interpolated along x once; each output row then
+// takes one more interpolation along y. No gathers.
+template <int R>
+__attribute__((target("avx512f"))) void BlockArgmax16(const BlockRows& rows, const float* wy, const int32_t* lane0, const int32_t* lane1,
+                                                      const float* weight, int lanes, uint8_t* const* out) {
   const __m512i i0 = _mm512_loadu_si512(lane0), i1 = _mm512_loadu_si512(lane1);
-  const __m512 wx = _mm512_loadu_ps(weight), wy = _mm512_set1_ps(rows.wy);
+  const __m512 wx = _mm512_loadu_ps(weight);
   const __mmask16 valid = static_cast<__mmask16>(rows.columns >= 16 ? 0xFFFF : (1u << rows.columns) - 1);
-  __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512i index = _mm512_setzero_si512();
+  __m512 best[R], wys[R];
+  __m512i index[R];
+  for (int r = 0; r < R; ++r) {
+    best[r] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    index[r] = _mm512_setzero_si512();
+    wys[r] = _mm512_set1_ps(wy[r]);
+  }
   for (int64_t c = 0; c < rows.classes; ++c) {
     const __m512 above = _mm512_maskz_loadu_ps(valid, rows.r0 + c * rows.class_stride);
     const __m512 below = _mm512_maskz_loadu_ps(valid, rows.r1 + c * rows.class_stride);
-    const __m512 row = _mm512_fmadd_ps(wy, _mm512_sub_ps(below, above), above);
     // The masked form: the plain one makes GCC 12 warn about its undefined pass-through operand.
-    const __m512 a = _mm512_mask_permutexvar_ps(row, 0xFFFF, i0, row), b = _mm512_mask_permutexvar_ps(row, 0xFFFF, i1, row);
-    const __m512 v = _mm512_fmadd_ps(wx, _mm512_sub_ps(b, a), a);
-    const __mmask16 better = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-    best = _mm512_mask_mov_ps(best, better, v);
-    index = _mm512_mask_mov_epi32(index, better, _mm512_set1_epi32(static_cast<int32_t>(c)));
+    const __m512 a0 = _mm512_mask_permutexvar_ps(above, 0xFFFF, i0, above), a1 = _mm512_mask_permutexvar_ps(above, 0xFFFF, i1, above);
+    const __m512 b0 = _mm512_mask_permutexvar_ps(below, 0xFFFF, i0, below), b1 = _mm512_mask_permutexvar_ps(below, 0xFFFF, i1, below);
+    const __m512 a = _mm512_fmadd_ps(wx, _mm512_sub_ps(a1, a0), a0), b = _mm512_fmadd_ps(wx, _mm512_sub_ps(b1, b0), b0);
+    const __m512 d = _mm512_sub_ps(b, a);
+    const __m512i class_index = _mm512_set1_epi32(static_cast<int32_t>(c));
+    for (int r = 0; r < R; ++r) {
+      const __m512 v = _mm512_fmadd_ps(wys[r], d, a);
+      const __mmask16 better = _mm512_cmp_ps_mask(v, best[r], _CMP_GT_OQ);
+      best[r] = _mm512_mask_mov_ps(best[r], better, v);
+      index[r] = _mm512_mask_mov_epi32(index[r], better, class_index);
+    }
   }
-  _mm512_mask_cvtepi32_storeu_epi8(out, static_cast<__mmask16>((1u << lanes) - 1), index);
+  for (int r = 0; r < R; ++r) _mm512_mask_cvtepi32_storeu_epi8(out[r], static_cast<__mmask16>((1u << lanes) - 1), index[r]);
+}
+
+// Up to kRowsPerPass output rows at once.
+constexpr int kRowsPerPass = 4;
+void BlockArgmax16Rows(const BlockRows& rows, const float* wy, int count, const int32_t* lane0, const int32_t* lane1, const float* weight,
+                       int lanes, uint8_t* const* out) {
+  switch (count) {
+    case 1: return BlockArgmax16<1>(rows, wy, lane0, lane1, weight, lanes, out);
+    case 2: return BlockArgmax16<2>(rows, wy, lane0, lane1, weight, lanes, out);
+    case 3: return BlockArgmax16<3>(rows, wy, lane0, lane1, weight, lanes, out);
+    default: return BlockArgmax16<kRowsPerPass>(rows, wy, lane0, lane1, weight, lanes, out);
+  }
 }
 
 // The same for any block (taps further apart than 16 columns: the output is smaller than the
 // network grid) and for CPUs without AVX-512.
-void BlockArgmax(const BlockRows& rows, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes, uint8_t* out) {
+void BlockArgmax(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes, uint8_t* out) {
   for (int l = 0; l < lanes; ++l) {
     float best = -std::numeric_limits<float>::infinity();
     int64_t index = 0;
     for (int64_t c = 0; c < rows.classes; ++c) {
       const float* r0 = rows.r0 + c * rows.class_stride;
       const float* r1 = rows.r1 + c * rows.class_stride;
-      const float a = std::fma(rows.wy, r1[lane0[l]] - r0[lane0[l]], r0[lane0[l]]);
-      const float b = std::fma(rows.wy, r1[lane1[l]] - r0[lane1[l]], r0[lane1[l]]);
+      const float a = std::fma(wy, r1[lane0[l]] - r0[lane0[l]], r0[lane0[l]]);
+      const float b = std::fma(wy, r1[lane1[l]] - r0[lane1[l]], r0[lane1[l]]);
       const float v = std::fma(weight[l], b - a, a);
       if (v > best) best = v, index = c;
     }
@@ -130,6 +155,17 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
       reach = std::max(reach, t.i1 - block.base);
     }
     block.in_register = avx512 && reach < kLanes;
+  }
+  for (int64_t y = 0; y < out_h; ++y) {
+    const Tap& t = ty_[static_cast<size_t>(y)];
+    if (y > 0 && !row_groups_.empty()) {
+      const Tap& previous = ty_[static_cast<size_t>(y - 1)];
+      if (previous.i0 == t.i0 && previous.i1 == t.i1) {
+        ++row_groups_.back().second;
+        continue;
+      }
+    }
+    row_groups_.emplace_back(y, 1);
   }
   uniform_.assign(static_cast<size_t>(h * w), kNoTop);
   first_.assign(static_cast<size_t>(h), 0);
@@ -197,35 +233,48 @@ void TrilinearArgmax::Slice(int64_t r0, const LogitPlane& a, const uint8_t* top_
       }
     });
   }
-  // Each output row a block of 16 output columns at a time: every class interpolated along y and
-  // x and argmaxed. Blocks whose cells all have one class take it without interpolation.
+  // A block of 16 output columns at a time, for the output rows that interpolate between the same
+  // two network rows together: every class interpolated along y and x and argmaxed. Blocks whose
+  // cells all have one class take it without interpolation.
   std::atomic<int64_t> interpolated{0};
-  at::parallel_for(0, out_h_, 8, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, static_cast<int64_t>(row_groups_.size()), 2, [&](int64_t begin, int64_t end) {
     int64_t mine = 0;
-    for (int64_t y = begin; y < end; ++y) {
-      const Tap& ty = ty_[static_cast<size_t>(y)];
+    for (int64_t g = begin; g < end; ++g) {
+      const auto [first_row, row_count] = row_groups_[static_cast<size_t>(g)];
+      const Tap& ty = ty_[static_cast<size_t>(first_row)];
       const uint8_t* uniform = uniform_.data() + ty.i0 * w_;
-      uint8_t* out_row = out + y * out_w_;
       for (size_t b = 0; b < blocks_.size(); ++b) {
         const Block& block = blocks_[b];
         const int32_t* lane0 = lane0_.data() + b * kLanes;
         const int32_t* lane1 = lane1_.data() + b * kLanes;
         int boundary = 0;
-        for (int l = 0; l < block.lanes; ++l) {
-          const uint8_t u = uniform[block.base + lane0[l]];
-          out_row[block.first + l] = u;
-          boundary += u == kNoTop;
+        for (int l = 0; l < block.lanes; ++l) boundary += uniform[block.base + lane0[l]] == kNoTop;
+        for (int64_t y = first_row; y < first_row + row_count; ++y) {
+          uint8_t* out_block = out + y * out_w_ + block.first;
+          for (int l = 0; l < block.lanes; ++l) out_block[l] = uniform[block.base + lane0[l]];
         }
         if (boundary == 0) continue;
-        mine += boundary;
+        mine += boundary * row_count;
         const BlockRows rows{plane.data + ty.i0 * plane.row_stride + block.base, plane.data + ty.i1 * plane.row_stride + block.base,
-                             plane.class_stride, k_, w_ - block.base, ty.w1};
-        uint8_t labels[kLanes];
-        (block.in_register ? BlockArgmax16 : BlockArgmax)(rows, lane0, lane1, lane_weight_.data() + b * kLanes,
-                                                                           block.lanes, labels);
-        // Only the boundary cells' voxels: the plane holds no values for the uniform cells' corners.
-        for (int l = 0; l < block.lanes; ++l) {
-          if (out_row[block.first + l] == kNoTop) out_row[block.first + l] = labels[l];
+                             plane.class_stride, k_, w_ - block.base};
+        const float* weight = lane_weight_.data() + b * kLanes;
+        uint8_t labels[kRowsPerPass][kLanes];
+        for (int64_t y0 = first_row; y0 < first_row + row_count; y0 += kRowsPerPass) {
+          const int count = static_cast<int>(std::min<int64_t>(kRowsPerPass, first_row + row_count - y0));
+          float wy[kRowsPerPass];
+          uint8_t* label_rows[kRowsPerPass];
+          for (int r = 0; r < count; ++r) wy[r] = ty_[static_cast<size_t>(y0 + r)].w1, label_rows[r] = labels[r];
+          if (block.in_register) {
+            BlockArgmax16Rows(rows, wy, count, lane0, lane1, weight, block.lanes, label_rows);
+          } else {
+            for (int r = 0; r < count; ++r) BlockArgmax(rows, wy[r], lane0, lane1, weight, block.lanes, label_rows[r]);
+          }
+          // Only the boundary cells' voxels: the plane holds no values for the uniform cells' corners.
+          for (int r = 0; r < count; ++r) {
+            uint8_t* out_block = out + (y0 + r) * out_w_ + block.first;
+            for (int l = 0; l < block.lanes; ++l)
+              if (out_block[l] == kNoTop) out_block[l] = labels[r][l];
+          }
         }
       }
     }

@@ -7,12 +7,14 @@
 // the label needs no interpolation at all (decided per cell once per pair of network rows, shared
 // by the output slices between them). Elsewhere (class boundaries) the slice's plane is
 // interpolated along z for the rows those cells need; then, 16 output columns at a time, every
-// class is interpolated along y and x and argmaxed (on AVX-512 two loads and two permutes per
-// class, no gathers). A trained model's peaked logits leave interpolation to the
-// boundaries only; random logits, boundaries everywhere, cost every class at every voxel.
+// class is interpolated along x and y and argmaxed, for the (up to 4) output rows between the same
+// two network rows at once (on AVX-512 two loads and four permutes per class for all of them, no
+// gathers). A trained model's peaked logits leave interpolation to the boundaries only; random
+// logits, boundaries everywhere, cost every class at every voxel.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace tucker_seg {
@@ -61,6 +63,8 @@ class TrilinearArgmax {
 
   int64_t k_, h_, w_, out_h_, out_w_;
   std::vector<Tap> ty_, tx_;
+  // Runs of consecutive output rows that interpolate between the same two network rows (first, count).
+  std::vector<std::pair<int64_t, int64_t>> row_groups_;
   std::vector<Block> blocks_;
   std::vector<int32_t> lane0_, lane1_;  // per block, 16 lanes: the x taps relative to its base
   std::vector<float> lane_weight_;
