@@ -71,7 +71,6 @@ class TrilinearArgmax {
   int64_t r0_ = -1, r1_ = -1;      // the row pair uniform_ is for
   std::vector<uint8_t> uniform_;   // per cell (h x w, by its low corner): its class, or kNoTop
   std::vector<int64_t> first_, last_;  // per row of cells: the first and last cell that is not uniform (last < 0: none)
-  std::vector<float> plane_;       // (k, h, w): the slice's plane interpolated along z, the rows boundary cells need
   int64_t labelled_ = 0, interpolated_ = 0;
 };
 
