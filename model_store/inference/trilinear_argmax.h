@@ -5,11 +5,11 @@
 // Every interpolated value is a convex combination of the 8 network voxels around it. Where one
 // class is the strict best at all 8 corners, it is the best of every combination inside the cell:
 // the label needs no interpolation at all (decided per cell once per pair of network rows, shared
-// by the output slices between them). Elsewhere (class boundaries) the slice's plane is
-// interpolated along z for the rows those cells need; then, 16 output columns at a time, every
-// class is interpolated along x and y and argmaxed, for the (up to 4) output rows between the same
-// two network rows at once (on AVX-512 two loads and four permutes per class for all of them, no
-// gathers). A trained model's peaked logits leave interpolation to the boundaries only; random
+// by the output slices between them). Elsewhere (class boundaries), each row of cells has its two
+// network rows interpolated along z into a small per-thread buffer; then, 16 output columns at a
+// time, every class is interpolated along x and y and argmaxed, for the (up to 4) output rows
+// between the same two network rows at once (on AVX-512 two loads and four permutes per class for
+// all of them, no gathers). A trained model's peaked logits leave interpolation to the boundaries only; random
 // logits, boundaries everywhere, cost every class at every voxel.
 #pragma once
 

@@ -29,6 +29,21 @@ TEST(Resample, CubicReproducesSmoothFunctionsAndNearestKeepsValues) {
   for (int64_t i = 0; i < 10; ++i) EXPECT_TRUE(torch::equal(nn[i], v[2 * i + 1])) << i;
 }
 
+TEST(Resample, CubicLinesAlongAnyAxisAgree) {
+  // Lines along the first two axes are resampled kPanel neighbours at a time, lines along the last
+  // axis one by one: one axis resampled both ways (by permuting the volume) must agree, growing and
+  // shrinking, with a partial panel (19 = 2 x 8 + 3).
+  torch::manual_seed(4);
+  const torch::Tensor v = torch::randn({13, 21, 19}) * 100;
+  for (int64_t size : {30, 9}) {
+    const torch::Tensor panels = ResampleCubic(v, {13, size, 19}, -1);
+    const torch::Tensor lines = ResampleCubic(v.permute({0, 2, 1}).contiguous(), {13, 19, size}, -1).permute({0, 2, 1});
+    ASSERT_EQ(panels.sizes(), lines.sizes());
+    EXPECT_LT((panels - lines).abs().max().item<float>(), 1e-3f) << size;
+    EXPECT_GT(panels.abs().max().item<float>(), 100.0f);  // not all zeros
+  }
+}
+
 // The export labels like LibTorch's trilinear resize (align_corners=false: the same grid mapping)
 // followed by argmax, wherever the two best interpolated classes are not tied: smooth logits with a
 // large class count, up and down in size, on strided views of the sliding window's buffer.
