@@ -71,7 +71,9 @@ class SlabExporter {
                std::vector<uint8_t> label_ids, const std::array<bool, 3>& flip, torch::Tensor* labels, bool cpu_kernel,
                std::function<void(double exported)> after_slice)
       : n_(network_shape), out_(out_shape), nearest_z_(separate_z_axis == 0), label_ids_(std::move(label_ids)), flip_(flip), labels_(labels),
-        cpu_kernel_(cpu_kernel), after_slice_(std::move(after_slice)), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {}
+        cpu_kernel_(cpu_kernel), after_slice_(std::move(after_slice)), row_(torch::empty({out_shape[1], out_shape[2]}, torch::kUInt8)) {
+    for (size_t i = 0; i < label_ids_.size(); ++i) labels_are_indices_ = labels_are_indices_ && label_ids_[i] == i;
+  }
 
   // rows: (K, n, N1, N2), valid only during the call. The output rows they complete are written
   // from views of them; only the rows later output rows still need are copied (one or two).
@@ -119,7 +121,9 @@ class SlabExporter {
       if (!a.top.empty()) {
         uint8_t* row = row_.data_ptr<uint8_t>();
         argmax_->Slice(r0, PlaneOf(a.logits), a.top.data(), r1, PlaneOf(b.logits), b.top.data(), static_cast<float>(w), row);
-        for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
+        if (!labels_are_indices_) {
+          for (int64_t i = 0; i < row_.numel(); ++i) row[i] = label_ids_[row[i]];  // output index -> label id
+        }
       } else {
         if (w != 0 && !plane_.defined()) plane_ = torch::empty(a.logits.sizes(), a.logits.options());
         const torch::Tensor plane = w == 0 ? a.logits : torch::lerp_out(plane_, a.logits, b.logits, w);  // (K, N1, N2)
@@ -148,6 +152,7 @@ class SlabExporter {
   std::array<int64_t, 3> out_;
   bool nearest_z_;
   std::vector<uint8_t> label_ids_;
+  bool labels_are_indices_ = true;  // label id i for output i (TotalSegmentator's models): no mapping
   std::array<bool, 3> flip_;
   torch::Tensor* labels_;
   bool cpu_kernel_;
