@@ -75,14 +75,23 @@ class SlabExporter {
     for (size_t i = 0; i < label_ids_.size(); ++i) labels_are_indices_ = labels_are_indices_ && label_ids_[i] == i;
   }
 
-  // rows: (K, n, N1, N2), valid only during the call. The output rows they complete are written
-  // from views of them; only the rows later output rows still need are copied (one or two).
-  void Add(int64_t first_row, const torch::Tensor& rows) {
-    const bool cpu = cpu_kernel_ && rows.is_cpu() && rows.scalar_type() == torch::kFloat32 && rows.stride(3) == 1 && rows.size(0) < 255;
+  // rows: (K, n, N1, N2) sums of the Gaussian-weighted logits and weights (n, N1, N2) the
+  // Gaussian's sums, valid only during the call; each row is divided in place as it is first read.
+  // The output rows they complete are written from views of them; only the rows later output rows
+  // still need are copied (one or two).
+  void Add(int64_t first_row, const torch::Tensor& rows, const torch::Tensor& weights) {
+    const bool cpu = cpu_kernel_ && rows.is_cpu() && rows.scalar_type() == torch::kFloat32 && rows.stride(3) == 1 && weights.stride(2) == 1 &&
+                     rows.size(0) < 255;
     if (cpu && !argmax_) argmax_.emplace(rows.size(0), n_[1], n_[2], out_[1], out_[2]);
     for (int64_t r = 0; r < rows.size(1); ++r) {
       Row row{rows.select(1, r), false, {}};
-      if (cpu) row.top = argmax_->TopClasses(PlaneOf(row.logits));
+      const torch::Tensor weight = weights.select(0, r);
+      if (cpu) {
+        row.top = argmax_->NormalizedTopClasses(row.logits.data_ptr<float>(), row.logits.stride(0), row.logits.stride(1), weight.data_ptr<float>(),
+                                                weight.stride(0));
+      } else {
+        row.logits.div_(weight);
+      }
       buffer_.push_back(std::move(row));
     }
     received_ = first_row + rows.size(1);
@@ -369,7 +378,7 @@ Result<std::optional<RoiBox>> FindRoi(const torch::Tensor& padded, const Int3& t
   std::array<std::vector<int64_t>, 3> histograms;
   for (int a = 0; a < 3; ++a) histograms[static_cast<size_t>(a)].assign(static_cast<size_t>(padded.size(a + 1)), 0);
   int64_t hits_total = 0;
-  auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
+  auto on_rows = [&](int64_t first, const torch::Tensor& rows, const torch::Tensor&) {
     const auto hits = wanted.index({rows.argmax(0).to(torch::kCPU)}).nonzero();  // (n, 3): row, y, x
     hits_total += hits.size(0);
     for (int a = 0; a < 3; ++a) {
@@ -455,16 +464,20 @@ Result<Prediction> PredictOrThrow(const ModelInfo& info, const PatchNetwork& net
                         });
   double export_seconds = 0;
   const Int3 n = result.network_shape;
-  auto on_rows = [&](int64_t first, const torch::Tensor& rows) {
+  auto on_rows = [&](int64_t first, const torch::Tensor& rows, const torch::Tensor& weights) {
     const auto t0 = Clock::now();
     const double between_before = between_seconds;
     // Padded rows -> network rows; drop the in-plane padding.
     const int64_t lo = std::max(first, pad[0]), hi = std::min(first + rows.size(1), pad[0] + n[0]);
-    if (hi > lo) exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]));
+    if (hi > lo) {
+      exporter.Add(lo - pad[0], rows.narrow(1, lo - first, hi - lo).narrow(2, pad[1], n[1]).narrow(3, pad[2], n[2]),
+                   weights.narrow(0, lo - first, hi - lo).narrow(1, pad[1], n[1]).narrow(2, pad[2], n[2]));
+    }
     export_seconds += Since(t0) - (between_seconds - between_before);
   };
   SlidingWindowOptions window = options.window;
   window.should_continue = checkpoint;
+  window.consumer_normalizes = true;  // the exporter divides each row as it first reads it
   const auto steps = ComputeSteps(Int3{{padded.size(1), padded.size(2), padded.size(3)}}, info.patch_size, window.step);
   result.full_tiles = static_cast<int64_t>(steps[0].size() * steps[1].size() * steps[2].size());
   if (options.roi) {

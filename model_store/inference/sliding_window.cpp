@@ -157,9 +157,10 @@ Status SlidingWindow(const torch::Tensor& image, const Int3& tile, const PatchNe
     const bool last_group = gi + 1 == steps[0].size();
     const int64_t done = last_group ? tile[0] : steps[0][gi + 1] - z;
     if (o.include_tile) weights.narrow(0, 0, done).clamp_min_(1e-12f);  // rows no tile covered: 0 / tiny = 0
-    logits.narrow(1, 0, done).div_(weights.narrow(0, 0, done));
+    if (!o.consumer_normalizes) logits.narrow(1, 0, done).div_(weights.narrow(0, 0, done));
     local.aggregation_seconds += Since(start);
-    on_rows(z, logits.narrow(1, 0, done));  // the consumer copies what it keeps and times itself
+    // The consumer copies what it keeps and times itself.
+    on_rows(z, logits.narrow(1, 0, done), o.consumer_normalizes ? weights.narrow(0, 0, done) : torch::Tensor());
     start = Clock::now();
     if (!last_group && done > 0) {
       // Shift the unfinished rows to the front, row by row in ascending order (never overlapping).
@@ -181,8 +182,11 @@ Result<torch::Tensor> SlidingWindowLogits(const torch::Tensor& image, const Int3
   Int3 pad{};
   const auto padded = PadToTile(image, tile, &pad);
   auto out = torch::empty({net.num_classes(), padded.size(1), padded.size(2), padded.size(3)}, net.device());
-  TS_RETURN_IF_ERROR(SlidingWindow(padded, tile, net, options,
-                                   [&](int64_t row, const torch::Tensor& l) { out.narrow(1, row, l.size(1)).copy_(l); }, nullptr));
+  SlidingWindowOptions normalized = options;
+  normalized.consumer_normalizes = false;
+  TS_RETURN_IF_ERROR(SlidingWindow(padded, tile, net, normalized,
+                                   [&](int64_t row, const torch::Tensor& l, const torch::Tensor&) { out.narrow(1, row, l.size(1)).copy_(l); },
+                                   nullptr));
   return out.narrow(1, pad[0], image.size(1)).narrow(2, pad[1], image.size(2)).narrow(3, pad[2], image.size(3)).to(torch::kCPU).contiguous();
 }
 

@@ -32,6 +32,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AddClass(const
   }
 }
 
+// row[x] /= divisor[x]: IEEE division, so the values are those of dividing the tensors. Cloned like AddClass.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DivideRow(float* __restrict row, const float* __restrict divisor, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) row[x] /= divisor[x];
+}
+
 // out[x] = a[x] + w (b[x] - a[x]) for x in from..to, in torch::lerp's two forms (so that a slice
 // gets the values LibTorch's path gets), each its own loop so that both vectorise. Cloned like AddClass.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void LerpRow(const float* a, const float* b, float w, int64_t from,
@@ -172,12 +177,23 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
   last_.assign(static_cast<size_t>(h), -1);
 }
 
-std::vector<uint8_t> TrilinearArgmax::TopClasses(const LogitPlane& p) const {
+std::vector<uint8_t> TrilinearArgmax::TopClasses(const LogitPlane& p) const { return TopClasses(p, nullptr, nullptr, 0); }
+
+std::vector<uint8_t> TrilinearArgmax::NormalizedTopClasses(float* data, int64_t class_stride, int64_t row_stride, const float* weights,
+                                                          int64_t weight_row_stride) const {
+  return TopClasses({data, class_stride, row_stride}, data, weights, weight_row_stride);
+}
+
+std::vector<uint8_t> TrilinearArgmax::TopClasses(const LogitPlane& p, float* divide, const float* weights, int64_t weight_row_stride) const {
   std::vector<uint8_t> top(static_cast<size_t>(h_ * w_));
   at::parallel_for(0, h_, 4, [&](int64_t begin, int64_t end) {
     std::vector<float> best(static_cast<size_t>(w_)), second(static_cast<size_t>(w_));
     std::vector<int32_t> index(static_cast<size_t>(w_));
     for (int64_t i = begin; i < end; ++i) {
+      if (divide) {
+        for (int64_t c = 0; c < k_; ++c)
+          DivideRow(divide + c * p.class_stride + i * p.row_stride, weights + i * weight_row_stride, w_);
+      }
       const float* row = p.data + i * p.row_stride;
       std::copy(row, row + w_, best.begin());
       std::fill(second.begin(), second.end(), -std::numeric_limits<float>::infinity());

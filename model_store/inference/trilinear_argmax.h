@@ -34,6 +34,10 @@ class TrilinearArgmax {
 
   // Each voxel's strict best class, or kNoTop: (h, w) bytes. Once per network row.
   std::vector<uint8_t> TopClasses(const LogitPlane& plane) const;
+  // The same for a row of the sliding window's weighted sums, which are first divided in place by
+  // the sums of the Gaussian (weights: (h, w), rows weight_row_stride apart), in the same pass.
+  std::vector<uint8_t> NormalizedTopClasses(float* data, int64_t class_stride, int64_t row_stride, const float* weights,
+                                            int64_t weight_row_stride) const;
 
   // Class indices (out_h, out_w) of the output slice at weight wz (of r1) between network rows r0
   // and r1 (r1 == r0 for a nearest-neighbour slice), with their TopClasses. Ties between
@@ -58,6 +62,8 @@ class TrilinearArgmax {
     int lanes = 0;
     bool in_register = false;
   };
+  // divide: null, or p.data itself, divided by weights row by row before it is read.
+  std::vector<uint8_t> TopClasses(const LogitPlane& p, float* divide, const float* weights, int64_t weight_row_stride) const;
   // Which cells between rows r0 and r1 have one class at all 8 corners.
   void UniformCells(const uint8_t* top_a, const uint8_t* top_b);
 

@@ -237,6 +237,55 @@ TEST(Prediction, ConsumingTheCtLabelsLikeKeepingItAndFreesItsVoxels) {
   EXPECT_GT(std::count(kept.value().labels.voxels.begin(), kept.value().labels.voxels.end(), 2), 0);  // not all one class
 }
 
+// K classes, each the best in its own band of intensity, with logits that vary smoothly and
+// are never peaked: interpolated borders lie everywhere in a noisy CT.
+class IntensityBands : public PatchNetwork {
+ public:
+  explicit IntensityBands(int64_t classes) : classes_(classes) {}
+  torch::Tensor Forward(const torch::Tensor& x) const override {
+    std::vector<torch::Tensor> logits;
+    for (int64_t c = 0; c < classes_; ++c) logits.push_back(-(x - (-1.0 + 4.0 * c / classes_)).pow(2));
+    return torch::cat(logits, 1);
+  }
+  int64_t num_classes() const override { return classes_; }
+
+ private:
+  int64_t classes_;
+};
+
+TEST(Prediction, LabelsAreTheArgmaxOfTheWholeVolumesResizedLogits) {
+  // The streamed prediction (rows normalised by the export as it reads them, labels per output
+  // slice) against the whole volume's normalised logits resized by LibTorch and argmaxed, wherever
+  // the two best classes differ by more than 1e-4. Two tiles overlap along z, so the Gaussian's sums
+  // vary per voxel and a row divided wrongly shows.
+  CtVolume ct;
+  ct.geometry.size = {40, 36, 30};
+  ct.geometry.spacing = {1.2, 1.0, 2.0};  // to the model's 1.5 mm: every axis interpolates
+  ct.voxels.resize(static_cast<size_t>(ct.geometry.NumVoxels()));
+  for (size_t i = 0; i < ct.voxels.size(); ++i) ct.voxels[i] = static_cast<float>(static_cast<int64_t>(i * 7919 % 1700) - 300) + 0.5f;
+  ModelInfo info = ThresholdModel();
+  info.labels.clear();
+  const int64_t classes = 7;
+  for (int64_t c = 0; c < classes; ++c) info.labels.emplace_back(c, "band_" + std::to_string(c));
+  IntensityBands net(classes);
+  auto p = Predict(info, net, ct, {});
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  EXPECT_EQ(p.value().tiles, 2);
+
+  auto pre = Preprocess(info, ct);
+  ASSERT_TRUE(pre.ok()) << pre.status().message();
+  auto logits = SlidingWindowLogits(pre.value().image, info.patch_size, net, {});
+  ASSERT_TRUE(logits.ok()) << logits.status().message();
+  const torch::Tensor resized = torch::upsample_trilinear3d(logits.value().unsqueeze(0), {30, 36, 40}, false).squeeze(0);
+  const torch::Tensor top2 = std::get<0>(resized.topk(2, 0));
+  const torch::Tensor decided = (top2[0] - top2[1]) > 1e-4;
+  const torch::Tensor expected = resized.argmax(0).to(torch::kUInt8);
+  const torch::Tensor labels = torch::from_blob(p.value().labels.voxels.data(), {30, 36, 40}, torch::kUInt8);
+  EXPECT_GT(decided.sum().item<int64_t>(), expected.numel() * 9 / 10);
+  EXPECT_TRUE(torch::equal(labels.masked_select(decided), expected.masked_select(decided)));
+  EXPECT_GT(std::get<0>(torch::_unique(expected)).numel(), 4);  // several classes win somewhere
+}
+
 TEST(Prediction, RoiSubsetRunsOnlyTheTilesItsClassesNeed) {
   // A long volume of soft tissue with one bone block near its start: asking for bone only must
   // run far fewer tiles, and give the same bone labels as the full prediction.

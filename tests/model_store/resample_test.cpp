@@ -109,6 +109,29 @@ TEST(Resample, TrilinearArgmaxInterpolatesOnlyAtRegionBorders) {
   EXPECT_LT(argmax.interpolated(), argmax.labelled() * 3 / 10);
 }
 
+TEST(Resample, NormalizedTopClassesDividesInPlaceLikeTheTensors) {
+  // The export divides the sliding window's weighted sums by the Gaussian's sums as it first reads
+  // a row: afterwards the row must hold exactly what dividing the tensors gives, and the top
+  // classes must be those of the divided row. Weights vary per voxel, so the division matters.
+  torch::manual_seed(5);
+  const int64_t k = 20, h = 9, w = 37;
+  const torch::Tensor sums = torch::randn({k, h, w + 3}) * 10;  // a strided view, as the window's rows are
+  const torch::Tensor weights = torch::rand({h, w + 5}) * 8 + 0.5;
+  const torch::Tensor row = sums.narrow(2, 1, w).clone(), weight = weights.narrow(1, 2, w);
+  const torch::Tensor expected = row / weight;
+  const torch::Tensor view = sums.narrow(2, 1, w);
+  view.copy_(row);
+  TrilinearArgmax argmax(k, h, w, h, w);
+  const std::vector<uint8_t> top =
+      argmax.NormalizedTopClasses(view.data_ptr<float>(), view.stride(0), view.stride(1), weight.data_ptr<float>(), weight.stride(0));
+  EXPECT_TRUE(torch::equal(view, expected));
+  const torch::Tensor divided = expected.contiguous();
+  EXPECT_EQ(top, argmax.TopClasses({divided.data_ptr<float>(), h * w, w}));
+  int64_t decided = 0;
+  for (uint8_t t : top) decided += t != TrilinearArgmax::kNoTop;
+  EXPECT_GT(decided, h * w * 9 / 10);
+}
+
 TEST(Resample, TrilinearArgmaxBreaksTiesLikeArgmax) {
   // All classes equal: the lowest wins, as argmax's first maximum does.
   const torch::Tensor flat = torch::ones({5, 6, 6});
