@@ -78,8 +78,8 @@ struct RoiRequest {
 // estimate left is the larger of `run_seconds`' share for the tiles not done and this run's own
 // pace at labelling output slices: the per-request cost model counts tiles, but a large CT's
 // preprocessing and export grow with its voxels, and its last slices are exported after its
-// last tile.
-Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct, double step, ProgressSink& progress, Job* job,
+// last tile. The prediction consumes the CT: its voxels are freed once preprocessing is done.
+Result<Prediction> RunPrediction(const VariantEntry& variant, CtVolume&& ct, double step, ProgressSink& progress, Job* job,
                                  const std::optional<RoiRequest>& roi, double run_seconds,
                                  const std::function<double(double)>& between_steps) {
   TS_RETURN_IF_ERROR(progress.StillWanted());
@@ -112,7 +112,7 @@ Result<Prediction> RunPrediction(const VariantEntry& variant, const CtVolume& ct
     job->changed.SignalAll();
   };
   UNetPatchNetwork net(*variant.executor);
-  return Predict(variant.info, net, ct, options);
+  return Predict(variant.info, net, std::move(ct), options);
 }
 
 // What a part needs on the worker: its model as placed on the device, the selection request, and
@@ -133,7 +133,7 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
   auto job = std::make_shared<Job>();
   const auto enqueued = SteadyClock::now();
   item.work = [job, enqueued, &progress, selector = state.selector, part = std::move(part), ct = std::move(ct),
-               step = part.step](const Dispatch& dispatch) {
+               step = part.step](const Dispatch& dispatch) mutable {
     auto chosen = selector->Dispatch(*part.model, part.wanted, dispatch.view);
     if (chosen.ok()) dispatch.expect(chosen.value().run_seconds);
     {
@@ -145,7 +145,7 @@ Result<std::shared_ptr<Job>> RunOnWorker(ServiceState& state, ServedDevice& devi
       job->changed.SignalAll();
     }
     const auto run_start = SteadyClock::now();
-    Result<Prediction> result = chosen.ok() ? RunPrediction(*chosen.value().variant, ct, step, progress, job.get(), part.roi,
+    Result<Prediction> result = chosen.ok() ? RunPrediction(*chosen.value().variant, std::move(ct), step, progress, job.get(), part.roi,
                                                             chosen.value().run_seconds, dispatch.between_steps)
                                             : Result<Prediction>(chosen.status());
     absl::MutexLock lock(&job->mutex);
