@@ -142,7 +142,8 @@ int RunVariant(const std::string& name, const Shape& shape, int parts, int64_t s
     const PatchNetwork& patch_net = window_sum ? static_cast<const PatchNetwork&>(forward_only) : engine;
     start = SteadyClock::now();
     // The last part consumes the CT, as `predict` does: its voxels are freed after preprocessing.
-    auto prediction = part + 1 == parts ? Predict(models[part].info, patch_net, std::move(ct), options) : Predict(models[part].info, patch_net, ct, options);
+    auto prediction = part + 1 == parts ? Predict(models[part].info, patch_net, std::move(ct), options)
+                                        : Predict(models[part].info, patch_net, ct, options);
     if (!prediction.ok()) {
       std::fprintf(stderr, "%s\n", prediction.status().message().c_str());
       return 1;

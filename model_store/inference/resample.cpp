@@ -18,22 +18,6 @@ int64_t Mirror(int64_t i, int64_t n) {
   return i < n ? i : period - i;
 }
 
-// In-place cubic B-spline prefilter of one line (Unser's recursive filter, mirror boundary).
-void Prefilter(std::vector<double>& c) {
-  const int64_t n = static_cast<int64_t>(c.size());
-  if (n < 2) return;
-  const double z = std::sqrt(3.0) - 2.0;
-  for (auto& v : c) v *= 6.0;  // (1 - z)(1 - 1/z)
-  // Causal initialisation: sum over the mirrored signal, truncated when z^k is negligible.
-  const int64_t horizon = std::min<int64_t>(n, 30);
-  double sum = c[0], zk = z;
-  for (int64_t k = 1; k < horizon; ++k, zk *= z) sum += zk * c[k];
-  c[0] = sum;
-  for (int64_t k = 1; k < n; ++k) c[k] += z * c[k - 1];
-  c[n - 1] = (z / (z * z - 1.0)) * (z * c[n - 2] + c[n - 1]);
-  for (int64_t k = n - 2; k >= 0; --k) c[k] = z * (c[k + 1] - c[k]);
-}
-
 // Where output sample i reads: its 4 B-spline taps (mirrored into the line) and their weights.
 struct CubicTaps {
   int64_t index[4];
@@ -59,43 +43,50 @@ std::vector<CubicTaps> TapsFor(int64_t in, int64_t out, bool nearest) {
   return taps;
 }
 
-// Lines along the middle dimension of an (outer, in, inner) volume are resampled kPanel at a time:
-// kPanel neighbours along `inner` are neighbours in memory, so every step of the recursive
-// prefilter and of the taps is one vector operation across them (the same arithmetic per line as
-// Prefilter's), and no transposed copy is needed.
-constexpr int64_t kPanel = 8;
-
-// One panel: `lanes` (<= kPanel) lines starting at src, `stride` apart along the line; `c` holds
-// in x kPanel doubles. Cloned for AVX-512 and AVX2 like the export's loops.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ResamplePanel(const float* src, int64_t in, int64_t stride, int64_t lanes,
-                                                                                 const CubicTaps* taps, int64_t out, double* __restrict c,
-                                                                                 float* dst) {
+// Resamples L lines at once (`lanes` <= L of them valid), which start at src and dst, neighbours in
+// memory, each with its samples `stride` floats apart: the cubic B-spline prefilter (Unser's
+// recursive filter, mirror boundary) in place in `c` (in x L doubles), then the taps. Each line
+// gets the same arithmetic whatever L is; with L > 1 every step is one vector operation across the
+// lines, and no transposed copy is needed.
+template <int64_t L>
+inline __attribute__((always_inline)) void ResampleLanes(const float* src, int64_t in, int64_t stride, int64_t lanes, const CubicTaps* taps,
+                                                        int64_t out, double* __restrict c, float* dst) {
   for (int64_t k = 0; k < in; ++k)
-    for (int64_t l = 0; l < kPanel; ++l) c[k * kPanel + l] = l < lanes ? static_cast<double>(src[k * stride + l]) : 0.0;
+    for (int64_t l = 0; l < L; ++l) c[k * L + l] = l < lanes ? static_cast<double>(src[k * stride + l]) : 0.0;
   if (in >= 2) {
     const double z = std::sqrt(3.0) - 2.0;
-    for (int64_t k = 0; k < in * kPanel; ++k) c[k] *= 6.0;
+    for (int64_t k = 0; k < in * L; ++k) c[k] *= 6.0;  // (1 - z)(1 - 1/z)
+    // Causal initialisation: sum over the mirrored signal, truncated when z^k is negligible.
     const int64_t horizon = std::min<int64_t>(in, 30);
-    double sum[kPanel];
-    for (int64_t l = 0; l < kPanel; ++l) sum[l] = c[l];
+    double sum[L];
+    for (int64_t l = 0; l < L; ++l) sum[l] = c[l];
     double zk = z;
     for (int64_t k = 1; k < horizon; ++k, zk *= z)
-      for (int64_t l = 0; l < kPanel; ++l) sum[l] += zk * c[k * kPanel + l];
-    for (int64_t l = 0; l < kPanel; ++l) c[l] = sum[l];
+      for (int64_t l = 0; l < L; ++l) sum[l] += zk * c[k * L + l];
+    for (int64_t l = 0; l < L; ++l) c[l] = sum[l];
     for (int64_t k = 1; k < in; ++k)
-      for (int64_t l = 0; l < kPanel; ++l) c[k * kPanel + l] += z * c[(k - 1) * kPanel + l];
-    double* last = c + (in - 1) * kPanel;
-    for (int64_t l = 0; l < kPanel; ++l) last[l] = (z / (z * z - 1.0)) * (z * last[l - kPanel] + last[l]);
+      for (int64_t l = 0; l < L; ++l) c[k * L + l] += z * c[(k - 1) * L + l];
+    double* last = c + (in - 1) * L;
+    for (int64_t l = 0; l < L; ++l) last[l] = (z / (z * z - 1.0)) * (z * last[l - L] + last[l]);
     for (int64_t k = in - 2; k >= 0; --k)
-      for (int64_t l = 0; l < kPanel; ++l) c[k * kPanel + l] = z * (c[(k + 1) * kPanel + l] - c[k * kPanel + l]);
+      for (int64_t l = 0; l < L; ++l) c[k * L + l] = z * (c[(k + 1) * L + l] - c[k * L + l]);
   }
   for (int64_t i = 0; i < out; ++i) {
     const CubicTaps& tap = taps[i];
-    double v[kPanel] = {};
+    double v[L] = {};
     for (int k = 0; k < 4; ++k)
-      for (int64_t l = 0; l < kPanel; ++l) v[l] += tap.weight[k] * c[tap.index[k] * kPanel + l];
+      for (int64_t l = 0; l < L; ++l) v[l] += tap.weight[k] * c[tap.index[k] * L + l];
     for (int64_t l = 0; l < lanes; ++l) dst[i * stride + l] = static_cast<float>(v[l]);
   }
+}
+
+// Lines along the middle dimension of an (outer, in, inner) volume, kPanel neighbours along `inner`
+// at a time; cloned for AVX-512 and AVX2 like the export's loops.
+constexpr int64_t kPanel = 8;
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ResamplePanel(const float* src, int64_t in, int64_t stride, int64_t lanes,
+                                                                                 const CubicTaps* taps, int64_t out, double* __restrict c,
+                                                                                 float* dst) {
+  ResampleLanes<kPanel>(src, in, stride, lanes, taps, out, c, dst);
 }
 
 // Resamples along the middle dimension of a contiguous (outer, in, inner) tensor to (outer, out,
@@ -115,21 +106,10 @@ torch::Tensor ResampleAxis(const torch::Tensor& volume, int64_t out, bool neares
     });
     return result;
   }
-  if (inner == 1) {
+  if (inner == 1) {  // lines contiguous: one at a time
     at::parallel_for(0, outer, 16, [&](int64_t begin, int64_t end) {
       std::vector<double> c(static_cast<size_t>(in));
-      for (int64_t l = begin; l < end; ++l) {
-        const float* s = src + l * in;
-        float* d = dst + l * out;
-        for (int64_t k = 0; k < in; ++k) c[k] = s[k];
-        Prefilter(c);
-        for (int64_t i = 0; i < out; ++i) {
-          const CubicTaps& tap = taps[static_cast<size_t>(i)];
-          double v = 0;
-          for (int k = 0; k < 4; ++k) v += tap.weight[k] * c[static_cast<size_t>(tap.index[k])];
-          d[i] = static_cast<float>(v);
-        }
-      }
+      for (int64_t l = begin; l < end; ++l) ResampleLanes<1>(src + l * in, in, 1, 1, taps.data(), out, c.data(), dst + l * out);
     });
     return result;
   }

@@ -163,14 +163,12 @@ TrilinearArgmax::TrilinearArgmax(int64_t classes, int64_t h, int64_t w, int64_t 
   }
   for (int64_t y = 0; y < out_h; ++y) {
     const Tap& t = ty_[static_cast<size_t>(y)];
-    if (y > 0 && !row_groups_.empty()) {
-      const Tap& previous = ty_[static_cast<size_t>(y - 1)];
-      if (previous.i0 == t.i0 && previous.i1 == t.i1) {
-        ++row_groups_.back().second;
-        continue;
-      }
+    const bool same_rows = y > 0 && ty_[static_cast<size_t>(y - 1)].i0 == t.i0 && ty_[static_cast<size_t>(y - 1)].i1 == t.i1;
+    if (same_rows) {
+      ++row_groups_.back().second;
+    } else {
+      row_groups_.emplace_back(y, 1);
     }
-    row_groups_.emplace_back(y, 1);
   }
   uniform_.assign(static_cast<size_t>(h * w), kNoTop);
   first_.assign(static_cast<size_t>(h), 0);

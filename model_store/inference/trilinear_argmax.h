@@ -9,8 +9,8 @@
 // network rows interpolated along z into a small per-thread buffer; then, 16 output columns at a
 // time, every class is interpolated along x and y and argmaxed, for the (up to 4) output rows
 // between the same two network rows at once (on AVX-512 two loads and four permutes per class for
-// all of them, no gathers). A trained model's peaked logits leave interpolation to the boundaries only; random
-// logits, boundaries everywhere, cost every class at every voxel.
+// all of them, no gathers). A trained model's peaked logits leave interpolation to the boundaries
+// only; random logits, boundaries everywhere, cost every class at every voxel.
 #pragma once
 
 #include <cstdint>
