@@ -1,11 +1,12 @@
 // Tucker variants of the TotalSegmentator-shaped 3 mm network on CPU, in one run: the machine's
 // GEMM peak, each variant's seconds per patch (repeats interleaved), GFLOP/s and share of the peak,
 // speed-up over the original beside the MAC ratio, 1- vs N-thread scaling, bf16, LibTorch's ops
-// (the path the engine replaced) and where the time goes. Random weights and HOSVD-only factors:
+// (the path the engine replaced), int8 (calibrated on another random patch; float32 and int8
+// interleaved) and where the time goes. Random weights and HOSVD-only factors:
 // time depends on the ranks, not on the values.
 //
 //   build/bench/tucker_variants_bench [--threads 2] [--repeats 3] [--patch Z,Y,X] [--libtorch 0|1]
-//                                     [--bf16 0|1] [--save DIR]   (DIR: the networks, for bench/peer/)
+//                                     [--bf16 0|1] [--int8 0|1] [--save DIR]   (DIR: the networks, for bench/peer/)
 //                                     [--profile-only 1]   (one warm profiled pass per variant, nothing else)
 #include <algorithm>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include "model_store/cpu_engine/gemm_peak.h"
 #include "model_store/cpu_engine/onednn_graph.h"
 #include "model_store/network/executor.h"
+#include "model_store/network/int8_calibration.h"
 #include "model_store/network/runtime.h"
 
 using namespace tucker_seg;
@@ -92,7 +94,7 @@ int main(int argc, char** argv) {
   int threads = 2, repeats = 3;
   bool libtorch = true, bf16 = cpu_engine::CpuHasBFloat16();
   std::string patch_arg, save_dir;
-  bool profile_only = false;
+  bool profile_only = false, int8 = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--threads") threads = std::stoi(v);
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     else if (k == "--patch") patch_arg = v;
     else if (k == "--libtorch") libtorch = v != "0";
     else if (k == "--bf16") bf16 = v != "0";
+    else if (k == "--int8") int8 = v != "0";
     else if (k == "--save") save_dir = v;
     else if (k == "--profile-only") profile_only = v != "0";
   }
@@ -199,6 +202,41 @@ int main(int argc, char** argv) {
       const auto ref = r.net->Forward(x).argmax(1).clone(), got = half->Forward(x).argmax(1);
       std::printf("%-9s %8.3f %9.2fx %9.2fx %18.4f\n", r.name.c_str(), t[t.size() / 2], r.Median() / t[t.size() / 2], base / t[t.size() / 2],
                   MeanDice(got, ref, r.net->network().config().num_classes));
+    }
+  }
+
+  if (int8) {
+    // Static calibration as `tucker-seg-models quantize` does it (99.99th percentile per channel),
+    // on a patch the comparison does not use.
+    const auto calibration_tile = torch::randn({1, 1, patch[0], patch[1], patch[2]});
+    std::printf("\nengine, int8 (s8 inputs and weights of 3x3x3 convolutions and Tucker cores; norms, projections, transposed\n"
+                "convolutions and logits float32), %d runs each interleaved with float32:\n", repeats);
+    std::printf("%-9s %8s %8s %10s %10s %13s %15s %16s\n", "variant", "fp32 s", "int8 s", "vs fp32", "vs original", "int8 layers",
+                "max rel. diff", "argmax agreement");
+    for (auto& r : rows) {
+      InputRangeRecorder recorder(99.99);
+      (void)MakeRecordingExecutor(r.net->network(), &recorder)->Forward(calibration_tile);
+      ExecutorOptions o;
+      o.int8 = std::make_shared<const ActivationBounds>(recorder.bounds());
+      const auto quantized = MakeExecutor(r.net->network(), o);
+      if (const Status served = quantized->Serves(patch); !served.ok()) {
+        std::printf("%-9s int8 not run: %s\n", r.name.c_str(), served.message().c_str());
+        continue;
+      }
+      (void)Seconds(*quantized, x);
+      std::vector<double> fp32, q;
+      for (int i = 0; i < repeats; ++i) {
+        fp32.push_back(Seconds(*r.net, x));
+        q.push_back(Seconds(*quantized, x));
+      }
+      std::sort(fp32.begin(), fp32.end());
+      std::sort(q.begin(), q.end());
+      const double fp32_s = fp32[fp32.size() / 2], q_s = q[q.size() / 2];
+      const torch::Tensor ref = r.net->Forward(x).clone(), got = quantized->Forward(x);
+      const double rel = (got - ref).abs().max().item<double>() / ref.abs().max().item<double>();
+      const double agree = got.argmax(1).eq(ref.argmax(1)).to(torch::kFloat32).mean().item<double>();
+      std::printf("%-9s %8.3f %8.3f %9.2fx %9.2fx %13zu %15.4f %15.2f%%\n", r.name.c_str(), fp32_s, q_s, fp32_s / q_s, base / q_s,
+                  o.int8->size(), rel, 100 * agree);
     }
   }
 

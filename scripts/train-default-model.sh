@@ -6,6 +6,7 @@
 #   3. distill every variant from the original on unlabeled CTs (no labels read)
 #   4. fine-tune every variant with the labels (the paper's AdamW, constant lr)
 #   5. evaluate original and variants on the training CT and the held-out DICOM series
+#   6. int8 variants of the original and of each variant (scripts/quantize-default-model.sh)
 set -euo pipefail
 start=$(date +%s)
 cd "$(dirname "$0")/.."
@@ -49,5 +50,6 @@ for variant in df0.5 df0.3 df0.1; do
   "$models" finetune "$v" --images "$train_images" --labels "$train_labels" --steps "${FINETUNE_STEPS:-150}" --lr 1e-4 --seed 3 --threads "$threads"
   "$models" evaluate "$v" --images "$eval_images" --labels "$eval_labels" --reference "$out" --tag evaluation --threads "$threads"
 done
+bash scripts/quantize-default-model.sh
 python3 scripts/accuracy-table.py "$out"  # paste into docs/accuracy.md
 echo "retrained in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s"

@@ -93,6 +93,7 @@ void SegmentationService::DescribeSingle(const std::vector<std::shared_ptr<const
     auto* out = response->add_variants();
     out->set_name(v.name);
     out->set_weights_digest(v.weights_digest);
+    out->set_precision(v.precision);
     out->set_parameters(v.parameters);
     out->set_macs_per_tile(v.macs_per_tile);
     out->set_quality_known(v.quality.has_value());

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -79,7 +80,12 @@ struct Graph::Impl {
     std::string op;
     int64_t macs = 0;
   };
-  using Step = std::variant<ConvStep, NormStep, NormProjectionStep>;
+  // A float32 value into its s8 copy (x / scale, rounded, saturated) for int8 convolutions.
+  struct QuantizeStep {
+    Value src = -1, dst = -1;
+    float scale = 1;
+  };
+  using Step = std::variant<ConvStep, NormStep, NormProjectionStep, QuantizeStep>;
 
   // The compiled steps, one type per kernel, their jobs complete but for the data pointers of
   // the caller's input and output, which Run sets.
@@ -138,7 +144,12 @@ struct Graph::Impl {
       RunNormProjection(job);
     }
   };
-  using Kernel = std::variant<OnednnConv, ThinConvKernel, UpsamplingKernel, NormKernel, NormProjectionKernel>;
+  struct QuantizeKernel : Profiled {  // oneDNN's reorder with a scale
+    dnnl::reorder primitive;
+    memory src, dst;
+    void Run(Impl& im, float*) { primitive.execute(im.stream, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }
+  };
+  using Kernel = std::variant<OnednnConv, ThinConvKernel, UpsamplingKernel, NormKernel, NormProjectionKernel, QuantizeKernel>;
   struct InputStep {  // the caller's float32 NCDHW into the input activation
     Value dst = -1;
     dnnl::reorder primitive;
@@ -160,6 +171,8 @@ struct Graph::Impl {
   std::vector<size_t> buffer_sizes;
   bool finished = false;
   const WeightedLogitsSum* logits_sum = nullptr;  // during RunSummingLogits only
+  // The s8 copies made so far, by (value, scale); a step that writes a value drops its copies.
+  std::map<std::pair<Value, float>, Value> quantized;
 
   // Creates a (de)convolution; returns oneDNN's name for the kernel it chose.
   template <typename Primitive>
@@ -171,11 +184,32 @@ struct Graph::Impl {
     return pd.impl_info_str();
   }
 
-  bool IsThin(const ConvStep& s) const {
-    const ConvSpec& c = s.spec;
+  static bool ThinShape(const ConvSpec& c, const Int3& size) {
     return !c.transposed && c.kernel == Int3{3, 3, 3} && c.stride == Int3{1, 1, 1} && c.padding == Int3{1, 1, 1} &&
-           values[s.src].type == Dt::f32 && values[s.dst].type == Dt::f32 && !values[s.dst].ncdhw &&
-           ThinConv::Serves(c.in_channels, c.out_channels, values[s.src].size);
+           ThinConv::Serves(c.in_channels, c.out_channels, size);
+  }
+  bool IsThin(const ConvStep& s) const {
+    return ThinShape(s.spec, values[s.src].size) && values[s.src].type == Dt::f32 && values[s.dst].type == Dt::f32 &&
+           !values[s.dst].ncdhw;
+  }
+
+  // The s8 copy of `v` for int8 convolutions with this input scale: one quantize step per value
+  // and scale until the value is written again.
+  Value Quantized(Value v, float scale) {
+    const auto key = std::make_pair(v, scale);
+    if (auto it = quantized.find(key); it != quantized.end()) return it->second;
+    ValueInfo q;
+    q.channels = values[v].channels;
+    q.size = values[v].size;
+    q.type = Dt::s8;
+    values.push_back(q);
+    const Value dst = static_cast<Value>(values.size() - 1);
+    steps.push_back(QuantizeStep{v, dst, scale});
+    quantized[key] = dst;
+    return dst;
+  }
+  void Written(Value v) {
+    for (auto it = quantized.begin(); it != quantized.end();) it = it->first.first == v ? quantized.erase(it) : std::next(it);
   }
 
   // The row layout for every value that only thin convolutions and fused norms touch (and whose
@@ -192,6 +226,8 @@ struct Graph::Impl {
         if (!IsThin(*c)) rows[c->src] = rows[c->dst] = false;
       } else if (auto* n = std::get_if<NormStep>(&step)) {
         rows[n->x] = false;
+      } else if (auto* q = std::get_if<QuantizeStep>(&step)) {
+        rows[q->src] = rows[q->dst] = false;
       }
     }
     for (size_t v = 0; v < values.size(); ++v) values[v].rows = rows[v];
@@ -232,7 +268,8 @@ struct Graph::Impl {
       return Kernel(std::move(k));
     }
     const memory::dims w_dims{c.out_channels, c.in_channels, c.kernel[0], c.kernel[1], c.kernel[2]};
-    const memory::desc w_any(w_dims, type, Tag::any);
+    const bool int8 = src.type == Dt::s8;
+    const memory::desc w_any(w_dims, int8 ? Dt::s8 : type, Tag::any);
     const memory::desc b_md({c.out_channels}, Dt::f32, Tag::a);
     memory::dims strides(c.stride.begin(), c.stride.end()), pad_l(c.padding.begin(), c.padding.end()), pad_r(3);
     for (int a = 0; a < 3; ++a) {
@@ -241,6 +278,7 @@ struct Graph::Impl {
                               : (dst.size[a] - 1) * c.stride[a] + c.kernel[a] - src.size[a] - c.padding[a];
     }
     dnnl::primitive_attr attr;
+    if (int8) QuantizeWeights(s, &attr);
     if (s.accumulate) {
       dnnl::post_ops ops;
       ops.append_sum(1.0f);
@@ -286,6 +324,35 @@ struct Graph::Impl {
     }
     stream.wait();
     return Kernel(std::move(k));
+  }
+
+  // s8 weights per output channel (max |w| -> 127) for an int8 convolution of (out, in, k)
+  // weights: the weights and bias are rescaled in place for oneDNN 2.x, whose int8 convolution
+  // computes dst = output_scale[oc] * (sum src_s8 * w_s8 + bias), so the bias is in s32 units.
+  void QuantizeWeights(ConvStep& s, dnnl::primitive_attr* attr) const {
+    const int64_t out = s.spec.out_channels, per_out = static_cast<int64_t>(s.weight.size()) / out;
+    std::vector<float> output_scales(out);
+    for (int64_t o = 0; o < out; ++o) {
+      float* w = s.weight.data() + o * per_out;
+      float largest = 0;
+      for (int64_t i = 0; i < per_out; ++i) largest = std::max(largest, std::abs(w[i]));
+      const float weight_scale = largest > 0 ? largest / 127.0f : 1.0f;
+      for (int64_t i = 0; i < per_out; ++i) w[i] /= weight_scale;
+      output_scales[o] = s.spec.input_scale * weight_scale;
+      if (!s.bias.empty()) s.bias[o] /= output_scales[o];
+    }
+    attr->set_output_scales(1 << 1, output_scales);
+  }
+
+  Kernel CompileQuantize(const QuantizeStep& s) {
+    QuantizeKernel k;
+    k.op = "quantize to int8";
+    k.src = values[s.src].mem;
+    k.dst = values[s.dst].mem;
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(0, {1.0f / s.scale});
+    k.primitive = dnnl::reorder(dnnl::reorder::primitive_desc(engine, k.src.get_desc(), engine, k.dst.get_desc(), attr));
+    return k;
   }
 
   Kernel CompileNorm(NormStep& s) {
@@ -362,6 +429,9 @@ struct Graph::Impl {
         for (Value v : p->outputs) take(v);
         reads = p->outputs;
         reads.push_back(p->x);
+      } else if (auto* q = std::get_if<QuantizeStep>(&steps[i])) {
+        take(q->dst);
+        reads = {q->src, q->dst};
       } else {
         reads = {std::get<NormStep>(steps[i]).x};
       }
@@ -429,6 +499,10 @@ Result<Graph::Value> Graph::Impl::AddConv(const std::vector<Value>& sources, con
     if (i == 0) out_size = size;
     if (size != out_size) return InvalidArgument(op + ": sources give different output sizes");
   }
+  for (const ConvSpec& c : specs) {
+    if (c.input_scale > 0 && type != Dt::f32) return InvalidArgument(op + ": int8 convolutions need a float32 graph");
+    if (c.input_scale < 0 || !std::isfinite(c.input_scale)) return InvalidArgument(op + ": input_scale must be finite and >= 0");
+  }
   Value dst = into;
   if (into >= 0) {
     const auto& target = values[into];
@@ -448,16 +522,22 @@ Result<Graph::Value> Graph::Impl::AddConv(const std::vector<Value>& sources, con
     s.src = sources[i];
     s.dst = dst;
     s.spec = specs[i];
+    s.op = op;
+    const bool int8 = specs[i].input_scale > 0 && !specs[i].transposed && !ThinShape(specs[i], values[sources[i]].size);
+    if (int8) {
+      s.src = Quantized(sources[i], specs[i].input_scale);
+      s.op = op + " (int8)";
+    }
     const int64_t weights = specs[i].macs_per_voxel();
     s.weight.assign(specs[i].weight, specs[i].weight + weights);
     if (specs[i].bias) s.bias.assign(specs[i].bias, specs[i].bias + specs[i].out_channels);
     s.spec.weight = s.spec.bias = nullptr;
     s.accumulate = i > 0 || into >= 0;
-    s.op = op;
     const auto& src = values[sources[i]];
     s.macs = weights * (specs[i].transposed ? src.voxels() : values[dst].voxels());
     steps.push_back(std::move(s));
   }
+  Written(dst);
   return dst;
 }
 
@@ -472,6 +552,7 @@ Status Graph::NormLeakyRelu(Value x, const float* gamma, const float* beta, doub
   s.eps = eps;
   s.slope = slope;
   impl_->steps.push_back(std::move(s));
+  impl_->Written(x);
   return Status::Ok();
 }
 
@@ -546,6 +627,9 @@ Status Graph::Finish(Value output) {
       } else if constexpr (std::is_same_v<S, Impl::NormProjectionStep>) {
         im.values[s.x].last_use = step;
         for (Value v : s.outputs) im.values[v].last_use = step;
+      } else if constexpr (std::is_same_v<S, Impl::QuantizeStep>) {
+        im.values[s.src].last_use = step;
+        im.values[s.dst].last_use = step;
       } else {
         im.values[s.x].last_use = step;
       }
@@ -559,6 +643,8 @@ Status Graph::Finish(Value output) {
       im.kernels.push_back(std::move(k));
     } else if (auto* n = std::get_if<Impl::NormStep>(&step)) {
       im.kernels.push_back(im.CompileNorm(*n));
+    } else if (auto* q = std::get_if<Impl::QuantizeStep>(&step)) {
+      im.kernels.push_back(im.CompileQuantize(*q));
     } else {
       im.kernels.push_back(im.CompileNormProjection(std::get<Impl::NormProjectionStep>(step)));
     }

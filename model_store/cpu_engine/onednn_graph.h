@@ -39,6 +39,11 @@ struct ConvSpec {
   bool transposed = false;
   const float* weight = nullptr;
   const float* bias = nullptr;  // null: no bias
+  // int8 where > 0 (a float32 graph's oneDNN convolutions only; thin and transposed ones stay
+  // float32): the source is quantized to s8 with this step (x ~ input_scale * q, |q| <= 127), the
+  // weights to s8 per output channel (symmetric, max |w| -> 127), accumulated in s32 and written
+  // float32 (the norm that reads it stays float32).
+  float input_scale = 0;
   int64_t macs_per_voxel() const { return in_channels * out_channels * kernel[0] * kernel[1] * kernel[2]; }
 };
 

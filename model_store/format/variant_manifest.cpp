@@ -1,6 +1,7 @@
 #include "model_store/format/variant_manifest.h"
 #include "model_store/format/bounded_json.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -14,6 +15,8 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr char kManifestFile[] = "manifest.json";
+// Input channels of one int8 layer at most (nnU-Net stages stop at 320; concatenations double it).
+constexpr size_t kMaxChannels = 4096;
 
 // Keys of the compression record; any other object holding "cases" is an evaluation.
 const char* const kAdaptationKeys[] = {"finetuned", "distilled"};
@@ -130,6 +133,11 @@ json ToJson(const VariantManifest& m) {
             {"layers", layers}};
   for (const auto& [key, record] : m.adaptations) j[key] = record;
   for (const auto& [tag, evaluation] : m.evaluations) j[tag] = ToJson(evaluation);
+  if (m.precision != "float32") j["precision"] = m.precision;  // absent: float32, as every manifest before int8
+  if (m.int8) {
+    j["int8_calibration"] = {{"statistic", m.int8->statistic}, {"percentile", m.int8->percentile}, {"images", m.int8->images},
+                             {"tiles", m.int8->tiles},         {"input_bounds", m.int8->input_bounds}};
+  }
   return j;
 }
 
@@ -150,6 +158,29 @@ Result<VariantManifest> VariantManifestFromJson(const json& j) {
     for (const auto& layer : j.at("layers")) m.layers.push_back(LayerFromJson(layer));
     for (const char* key : kAdaptationKeys)
       if (j.contains(key)) m.adaptations[key] = j.at(key);
+    m.precision = j.value("precision", std::string("float32"));
+    if (m.precision != "float32" && m.precision != "int8") return InvalidArgument("variant manifest: precision must be float32 or int8, not '" + m.precision + "'");
+    if (m.precision == "int8") {
+      const json& c = j.at("int8_calibration");
+      Int8Calibration calibration;
+      calibration.statistic = c.at("statistic").get<std::string>();
+      calibration.percentile = c.at("percentile").get<double>();
+      calibration.images = c.at("images").get<std::vector<std::string>>();
+      calibration.tiles = c.at("tiles").get<int64_t>();
+      for (const auto& [layer, bounds] : c.at("input_bounds").items()) {
+        if (!bounds.is_array() || bounds.empty() || bounds.size() > kMaxChannels) {
+          return InvalidArgument("variant manifest: int8_calibration.input_bounds." + layer + " must hold 1 to " +
+                                 std::to_string(kMaxChannels) + " bounds");
+        }
+        std::vector<float>& values = calibration.input_bounds[layer];
+        for (const auto& b : bounds) {
+          const double v = b.get<double>();
+          if (!std::isfinite(v) || v < 0 || v > 1e30) return InvalidArgument("variant manifest: int8_calibration.input_bounds." + layer + " holds " + b.dump() + " (finite, >= 0)");
+          values.push_back(static_cast<float>(v));
+        }
+      }
+      m.int8 = std::move(calibration);
+    }
   } catch (const std::exception& e) {
     return InvalidArgument(std::string("variant manifest: ") + e.what());
   }

@@ -47,6 +47,16 @@ struct Evaluation {
   std::optional<double> MeanAgreement() const;
 };
 
+// An int8 variant's static calibration (`tucker-seg-models quantize`): per quantized layer
+// (state_dict prefix), the bound of |input| per input channel over the calibration tiles.
+struct Int8Calibration {
+  std::string statistic = "percentile";  // "percentile" or "max" (percentile 100)
+  double percentile = 100;
+  std::vector<std::string> images;  // the calibration CTs' file names
+  int64_t tiles = 0;
+  std::map<std::string, std::vector<float>> input_bounds;
+};
+
 // The evaluation the server selects on is the one stored under this name.
 constexpr char kServingEvaluation[] = "evaluation";
 
@@ -63,6 +73,9 @@ struct VariantManifest {
   std::map<std::string, nlohmann::json> adaptations;
   // Evaluations by tag (`evaluate --tag`; kServingEvaluation is what the server uses).
   std::map<std::string, Evaluation> evaluations;
+  // "float32", or "int8": the CPU engine runs the layers `int8` names as int8 convolutions.
+  std::string precision = "float32";
+  std::optional<Int8Calibration> int8;
 
   // Mean agreement Dice of the serving evaluation: what the server calls the variant's quality.
   std::optional<double> Quality() const;

@@ -88,10 +88,20 @@ ConvSpec SpecOf(const ConvLayer& layer, const torch::Tensor& weight, const torch
   return s;
 }
 
+// The int8 input scale of `layer`'s input channels [offset, offset + channels): their largest
+// calibrated bound over 127; 0 (float32) without int8 or for a layer calibration did not see.
+float InputScale(const ActivationBounds* int8, const ConvLayer& layer, int64_t offset, int64_t channels) {
+  if (!int8) return 0;
+  auto it = int8->find(layer.name);
+  if (it == int8->end() || static_cast<int64_t>(it->second.size()) < offset + channels) return 0;
+  const float bound = *std::max_element(it->second.begin() + offset, it->second.begin() + offset + channels);
+  return bound > 0 ? bound / 127.0f : 0;
+}
+
 // Adds the dense `layer` reading the concatenation of `sources` along channels: one convolution
 // per source over its slice of the input channels, summed (no concatenation is written).
 Result<Graph::Value> AddLayer(Graph& g, const std::vector<Graph::Value>& sources, const std::vector<int64_t>& source_channels,
-                              const ConvLayer& layer) {
+                              const ConvLayer& layer, const ActivationBounds* int8 = nullptr) {
   if (layer.factorized()) return Internal(layer.name + ": a factorized layer is added part by part");
   if (layer.transposed && sources.size() != 1) return Unimplemented("a transposed convolution over a concatenation");
   std::vector<ConvSpec> specs;
@@ -101,6 +111,7 @@ Result<Graph::Value> AddLayer(Graph& g, const std::vector<Graph::Value>& sources
     slices.push_back(sources.size() == 1 ? layer.weight : layer.weight.narrow(1, offset, source_channels[i]).contiguous());
     ConvSpec s = SpecOf(layer, slices.back(), i == 0 ? layer.bias : torch::Tensor());
     s.in_channels = source_channels[i];
+    s.input_scale = InputScale(int8, layer, offset, source_channels[i]);
     offset += source_channels[i];
     specs.push_back(s);
   }
@@ -200,9 +211,10 @@ Result<std::vector<Graph::Value>> Read(Graph& g, const Pending& p, const std::ve
 
 // `layer` after its input has been read (through its Tucker input factor when factorized): the
 // core or the dense convolution; its output factor stays pending with the norm.
-Result<Pending> ConvAfterRead(Graph& g, Graph::Value in, int64_t in_channels, const ConvLayer& layer, const NormLayer& norm) {
+Result<Pending> ConvAfterRead(Graph& g, Graph::Value in, int64_t in_channels, const ConvLayer& layer, const NormLayer& norm,
+                              const ActivationBounds* int8) {
   const ConvLayer& conv = layer.factorized() ? layer.tucker_parts[1] : layer;
-  TS_ASSIGN_OR_RETURN(Graph::Value pre, AddLayer(g, {in}, {in_channels}, conv));
+  TS_ASSIGN_OR_RETURN(Graph::Value pre, AddLayer(g, {in}, {in_channels}, conv, int8));
   return Pending{pre, conv.out_channels, layer.factorized() ? &layer.tucker_parts[2] : nullptr, &norm, layer.out_channels};
 }
 
@@ -224,7 +236,7 @@ ConvLayer FoldProjectionIntoTransposed(const ConvLayer& transposed, const torch:
   return folded;
 }
 
-Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, const Int3& patch, bool bf16) {
+Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, const Int3& patch, bool bf16, const ActivationBounds* int8) {
   auto built = std::make_shared<EngineGraph>(EngineGraph{Graph(bf16 ? cpu_engine::DataType::kBFloat16 : cpu_engine::DataType::kFloat32), {}});
   Graph& g = built->graph;
   const UNetConfig& config = net.config();
@@ -249,7 +261,7 @@ Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, 
       if (reads_skip) readers.push_back(skip_reader(s - 1, x.channels));
       TS_ASSIGN_OR_RETURN(auto read, Read(g, x, readers, slope));
       if (reads_skip) skips.emplace_back(read[1], readers[1].channels(x.channels));
-      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], readers[0].channels(x.channels), block.conv, block.norm));
+      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], readers[0].channels(x.channels), block.conv, block.norm, int8));
     }
   }
   for (size_t d = 0; d < decoder.size(); ++d) {
@@ -269,7 +281,7 @@ Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, 
       const Graph::Value up_in = up_read[0];
       TS_ASSIGN_OR_RETURN(const Graph::Value sum, g.AccumulateConv(skip, {up_in}, {SpecOf(folded, folded.weight, folded.bias)},
                                                                  "transposed Tucker core " + ToString(folded.kernel)));
-      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, sum, in.out_channels, first.conv, first.norm));
+      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, sum, in.out_channels, first.conv, first.norm, int8));
     } else {
       Graph::Value up = up_read[0];
       if (up_layer.factorized()) {
@@ -278,14 +290,14 @@ Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, 
       } else {
         TS_ASSIGN_OR_RETURN(up, AddLayer(g, {up}, {up_in_channels}, up_layer));
       }
-      TS_ASSIGN_OR_RETURN(const Graph::Value pre, AddLayer(g, {up, skip}, {up_layer.out_channels, skip_channels}, first.conv));
+      TS_ASSIGN_OR_RETURN(const Graph::Value pre, AddLayer(g, {up, skip}, {up_layer.out_channels, skip_channels}, first.conv, int8));
       x = Pending{pre, first.conv.out_channels, nullptr, &first.norm, first.conv.out_channels};
     }
     for (size_t b = 1; b < decoder[d].size(); ++b) {
       const ConvBlock& block = decoder[d][b];
       const Reader reader = TuckerInputOf(block.conv, 0, x.channels);
       TS_ASSIGN_OR_RETURN(auto read, Read(g, x, {reader}, slope));
-      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], reader.channels(x.channels), block.conv, block.norm));
+      TS_ASSIGN_OR_RETURN(x, ConvAfterRead(g, read[0], reader.channels(x.channels), block.conv, block.norm, int8));
     }
   }
   TS_ASSIGN_OR_RETURN(auto logits, Read(g, x, {HeadReader(net.seg_layers().back())}, slope));
@@ -295,9 +307,10 @@ Result<std::shared_ptr<EngineGraph>> BuildEngineGraph(const PlainConvUNet& net, 
 
 class CpuEngineExecutor final : public NetworkExecutor {
  public:
-  CpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16) : NetworkExecutor(std::move(network)), bf16_(bf16) {}
+  CpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16, std::shared_ptr<const ActivationBounds> int8)
+      : NetworkExecutor(std::move(network)), bf16_(bf16), int8_(std::move(int8)) {}
 
-  std::string name() const override { return bf16_ ? "CPU engine (bfloat16)" : "CPU engine (float32)"; }
+  std::string name() const override { return int8_ ? "CPU engine (int8)" : bf16_ ? "CPU engine (bfloat16)" : "CPU engine (float32)"; }
 
   Status Serves(const Int3& patch) const override {
     TS_RETURN_IF_ERROR(network().config().ValidatePatch(patch));
@@ -309,6 +322,8 @@ class CpuEngineExecutor final : public NetworkExecutor {
   torch::Tensor Forward(const torch::Tensor& input, OpProfile* profile) const override {
     const Int3 patch{input.size(2), input.size(3), input.size(4)};
     auto acquired = Acquire(patch);
+    // An int8 variant never runs as float32 unnoticed.
+    TORCH_CHECK(acquired.ok() || !int8_, "int8 inference: ", acquired.status().message());
     if (!acquired.ok()) return LibTorchForward(network(), input, LibTorchOps{}, profile);
     std::shared_ptr<EngineGraph> graph = std::move(acquired).value();
     const torch::Tensor x = input.contiguous();
@@ -339,6 +354,7 @@ class CpuEngineExecutor final : public NetworkExecutor {
                           volume.size(2) == patch[1] && volume.size(3) == patch[2] &&
                           volume.scalar_type() == torch::kFloat32 && volume.stride(3) == 1 && weight.is_contiguous() &&
                           weight.scalar_type() == torch::kFloat32 && weight.numel() == patch[0] * patch[1] * patch[2];
+    TORCH_CHECK(acquired.ok() || !int8_, "int8 inference: ", acquired.status().message());
     if (!in_place) {
       if (acquired.ok()) graphs_.Return(patch, std::move(acquired).value());
       return NetworkExecutor::ForwardWeightedSum(x, weight, volume);
@@ -359,19 +375,21 @@ class CpuEngineExecutor final : public NetworkExecutor {
     Status failed;
     if (auto graph = graphs_.Take(patch, &failed)) return graph;
     TS_RETURN_IF_ERROR(failed);
-    auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(network(), patch, bf16_); });
+    auto built = StatusFromExceptions("building the engine graph", [&] { return BuildEngineGraph(network(), patch, bf16_, int8_.get()); });
     if (!built.ok()) graphs_.RecordFailure(patch, built.status());
     return built;
   }
 
   bool bf16_;
+  std::shared_ptr<const ActivationBounds> int8_;
   mutable EngineGraphPool graphs_;
 };
 
 }  // namespace
 
-std::shared_ptr<const NetworkExecutor> MakeCpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16) {
-  return std::make_shared<CpuEngineExecutor>(std::move(network), bf16);
+std::shared_ptr<const NetworkExecutor> MakeCpuEngineExecutor(std::shared_ptr<const PlainConvUNet> network, bool bf16,
+                                                              std::shared_ptr<const ActivationBounds> int8) {
+  return std::make_shared<CpuEngineExecutor>(std::move(network), bf16, std::move(int8));
 }
 
 bool CpuEngineBuilt() { return true; }

@@ -3,7 +3,9 @@
 
 namespace tucker_seg {
 
-std::shared_ptr<const NetworkExecutor> MakeCpuEngineExecutor(std::shared_ptr<const PlainConvUNet>, bool) { return nullptr; }
+std::shared_ptr<const NetworkExecutor> MakeCpuEngineExecutor(std::shared_ptr<const PlainConvUNet>, bool, std::shared_ptr<const ActivationBounds>) {
+  return nullptr;
+}
 bool CpuEngineBuilt() { return false; }
 bool CpuEngineRunsBFloat16() { return false; }
 

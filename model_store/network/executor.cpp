@@ -19,7 +19,7 @@ Result<torch::Tensor> NetworkExecutor::Run(const torch::Tensor& x) const {
 std::shared_ptr<const NetworkExecutor> MakeExecutor(const PlainConvUNet& network, const ExecutorOptions& options) {
   auto shared = std::make_shared<const PlainConvUNet>(network);
   if (options.backend == Backend::kAuto && shared->device().is_cpu() && shared->dtype() == torch::kFloat32) {
-    if (auto engine = MakeCpuEngineExecutor(shared, options.cpu_bf16)) return engine;
+    if (auto engine = MakeCpuEngineExecutor(shared, options.cpu_bf16, options.int8)) return engine;
   }
   LibTorchOps ops;
   ops.matmul_rewrites = options.backend != Backend::kLibTorchReference;

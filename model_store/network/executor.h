@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -77,11 +78,18 @@ enum class Backend {
   kLibTorchReference,  // LibTorch's conv3d / conv_transpose3d for every layer (the benchmarks' baseline)
 };
 
+// For int8 inference: per convolution layer (ConvLayer::name), the bound of |input| per input
+// channel that calibration found; quantization maps a source's largest bound to 127.
+using ActivationBounds = std::map<std::string, std::vector<float>>;
+
 struct ExecutorOptions {
   Backend backend = Backend::kAuto;
   // The CPU engine's activations and weights in bfloat16 (AVX-512 BF16 / AMX); statistics, bias
   // and logits stay float32. Ignored by the other executors.
   bool cpu_bf16 = false;
+  // int8 (an int8 variant's calibration): the CPU engine quantizes the inputs of the layers named
+  // here; null: float. Only the CPU engine runs int8: MakeExecutor gives no other executor one.
+  std::shared_ptr<const ActivationBounds> int8 = nullptr;
 };
 
 // An executor for a copy of `network` (the copy shares its weight tensors).

@@ -56,6 +56,7 @@ torch::Tensor ConvForward(const ConvLayer& layer, const torch::Tensor& x, const 
     for (const auto& part : layer.tucker_parts) y = ConvForward(part, y, ops, profile);
     return y;
   }
+  if (ops.observe_input) ops.observe_input(layer, x);
   const int64_t n = x.size(0);
   const Int3 in{x.size(2), x.size(3), x.size(4)};
   const Int3 out = layer.OutputSize(in);

@@ -18,7 +18,10 @@ struct LibTorchOps {
   bool matmul_rewrites = true;
   // Record the graph for backpropagation (training).
   bool autograd = false;
-  static LibTorchOps Training() { return {false, true}; }
+  // Called with every convolution (a Tucker variant's parts one by one) and its input, before it
+  // runs: int8 calibration records the inputs' ranges.
+  std::function<void(const ConvLayer& layer, const torch::Tensor& input)> observe_input = nullptr;
+  static LibTorchOps Training() { return {false, true, nullptr}; }
 };
 
 // x: as NetworkExecutor::Forward takes it. Throws c10::Error on shape errors.

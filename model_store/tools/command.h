@@ -29,6 +29,7 @@ Command AddFinetuneCommand(CLI::App& parent);
 Command AddDistillCommand(CLI::App& parent);
 Command AddEvaluateCommand(CLI::App& parent);
 Command AddForwardCommand(CLI::App& parent);
+Command AddQuantizeCommand(CLI::App& parent);
 
 // --patch Z,Y,X: three integers; `patch` stays empty when the flag is absent.
 CLI::Option* AddPatchOption(CLI::App* app, std::optional<Int3>* patch, const std::string& description);

@@ -57,7 +57,8 @@ int RunModelsCli(const std::vector<std::string>& args, std::ostream& out, std::o
   const std::vector<tools::Command> commands = {
       tools::AddImportCommand(app),   tools::AddInspectCommand(app), tools::AddCompressCommand(app),
       tools::AddPredictCommand(app),  tools::AddTrainCommand(app),   tools::AddFinetuneCommand(app),
-      tools::AddDistillCommand(app),  tools::AddEvaluateCommand(app), tools::AddForwardCommand(app)};
+      tools::AddDistillCommand(app),  tools::AddEvaluateCommand(app), tools::AddForwardCommand(app),
+      tools::AddQuantizeCommand(app)};
   int threads = 0;
   for (const auto& command : commands) {
     command.app->add_option("--threads", threads, "LibTorch intra-op threads (0: the CPUs this process may use, cgroup quota included)")->check(CLI::Range(0, 1024))->capture_default_str();

@@ -40,6 +40,7 @@ Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
   auto manifest = ReadVariantManifest(dir.string());
   if (manifest.ok()) {
     v.quality = manifest.value().Quality();
+    v.precision = manifest.value().precision;
   } else if (manifest.status().code() != StatusCode::kNotFound) {
     return manifest.status();
   }
@@ -169,6 +170,10 @@ Result<ModelCatalog> PlaceOnDevice(const ModelCatalog& catalog, const torch::Dev
     for (auto& v : model.variants) {
       const PlainConvUNet& network = v.executor->network();
       if (network.device() == device && network.dtype() == dtype) continue;
+      if (v.precision == "int8") {  // its executor stays the CPU engine's, never used here
+        v.cannot_run = "an int8 variant runs on the CPU engine only, not on " + device.str();
+        continue;
+      }
       TS_ASSIGN_OR_RETURN(PlainConvUNet moved,
                           StatusFromExceptions("placing " + model.name + "/" + v.name + " on " + device.str(),
                                                [&]() -> Result<PlainConvUNet> { return network.To(device, dtype); }));
@@ -182,6 +187,14 @@ Status Calibrate(ModelEntry* model, const CalibrationOptions& options) {
   using Clock = std::chrono::steady_clock;
   torch::NoGradGuard no_grad;
   for (auto& v : model->variants) {
+    if (!v.cannot_run.empty()) continue;
+    if (v.precision == "int8") {  // this CPU may lack the int8 kernels: the variant is not offered, the others are
+      const Status served = v.executor->Serves(v.info.patch_size);
+      if (!served.ok()) {
+        v.cannot_run = served.message();
+        continue;
+      }
+    }
     const auto& p = v.info.patch_size;
     const auto x = torch::randn({1, v.info.network.input_channels, p[0], p[1], p[2]})
                        .to(torch::TensorOptions().device(v.executor->network().device()).dtype(v.executor->network().dtype()));
@@ -221,13 +234,18 @@ void MarkDominatedVariants(ModelEntry* model) {
   for (auto& v : model->variants) {
     v.selectable = true;
     v.not_selectable_reason.clear();
+    if (!v.cannot_run.empty()) {
+      v.selectable = false;
+      v.not_selectable_reason = "cannot run on this device: " + v.cannot_run;
+      continue;
+    }
     if (!v.quality) {
       v.selectable = false;
       v.not_selectable_reason = "no agreement Dice in its manifest (run `tucker-seg-models evaluate`)";
       continue;
     }
     for (const auto& other : model->variants) {
-      if (&other == &v || !other.quality) continue;
+      if (&other == &v || !other.quality || !other.cannot_run.empty()) continue;
       if (other.seconds_per_tile < v.seconds_per_tile && *other.quality > *v.quality) {
         v.selectable = false;
         v.not_selectable_reason = "slower (" + Format("%.4f", v.seconds_per_tile) + " s/tile) and less accurate (" +

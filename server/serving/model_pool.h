@@ -37,6 +37,10 @@ struct VariantEntry {
   int64_t device_memory_bytes = 0;
   bool selectable = true;
   std::string not_selectable_reason;
+  std::string precision = "float32";  // the manifest's: "float32" or "int8"
+  // Why this device cannot run the variant (an int8 variant off the CPU, or one whose int8
+  // kernels this CPU lacks); empty: it can. Such a variant is neither selected nor pinned here.
+  std::string cannot_run;
 };
 
 struct ModelEntry {

@@ -70,6 +70,10 @@ Result<std::vector<const VariantEntry*>> VariantSelector::Candidates(const Model
     if (!pinned) {
       return NotFound("variant '" + request.variant + "' of model '" + model.name + "' does not exist (have: " + model.VariantNames() + ")");
     }
+    if (!pinned->cannot_run.empty()) {
+      return FailedPrecondition("variant '" + request.variant + "' of model '" + model.name + "' cannot run on " + model.device + ": " +
+                                pinned->cannot_run);
+    }
     return std::vector<const VariantEntry*>{pinned};
   }
   std::vector<const VariantEntry*> candidates;

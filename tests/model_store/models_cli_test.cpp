@@ -2,7 +2,9 @@
 #include "model_store/tools/models_cli.h"
 
 #include "image_io/image_io.h"
+#include "model_store/network/cpu_engine_executor.h"
 #include "model_store/network/device.h"
+#include "model_store/network/loaded_model.h"
 
 #include <filesystem>
 #include <fstream>
@@ -235,6 +237,48 @@ TEST(ModelsCli, TrainCompressDistillFinetuneEvaluate) {
   r = Cli({"distill", variant, "--images", images});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--teacher"));
+}
+
+// quantize on an unlabeled CT, then evaluate: the bundled model's int8 original agrees with its
+// float32 self on the example CT; the manifest records precision, calibration CT and ranges, and
+// the variant runs on the CPU engine's int8 path.
+TEST(ModelsCli, QuantizeWritesAnInt8VariantThatAgreesWithTheOriginal) {
+  if (!CpuEngineBuilt()) GTEST_SKIP() << "this build has no CPU engine";
+  const auto store = testing::TempDir("cli-quantize");
+  const auto model = store / "tucker-abdomen-3mm";
+  std::filesystem::create_directories(model);
+  for (const char* file : {"model.json", "weights.safetensors"}) {
+    std::filesystem::copy_file(testing::SourceDir() / "models/tucker-abdomen-3mm" / file, model / file);
+  }
+  const std::string data = (testing::SourceDir() / "tests/data/totalsegmentator").string();
+  CliRun r = Cli({"quantize", model.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz", "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto variant = model / "variants/original-int8";
+  EXPECT_THAT(r.out, HasSubstr(variant.string()));
+  const auto manifest = [&variant] {
+    std::ifstream in(variant / "manifest.json");
+    return nlohmann::json::parse(in);
+  };
+  EXPECT_EQ(manifest()["precision"], "int8");
+  EXPECT_EQ(manifest()["int8_calibration"]["images"][0], data + "/unlabeled_ct_1p5mm.nii.gz");
+  EXPECT_GE(manifest()["int8_calibration"]["tiles"].get<int>(), 1);
+  EXPECT_GE(manifest()["int8_calibration"]["input_bounds"].size(), 8u);
+  auto loaded = LoadNetwork(variant.string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded.value().Executor()->name(), "CPU engine (int8)");
+
+  r = Cli({"evaluate", variant.string(), "--images", data + "/example_ct_sm.nii.gz", "--labels", data + "/example_seg.nii.gz",
+           "--reference", model.string(), "--threads", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto evaluation = manifest()["evaluation"];
+  EXPECT_GE(evaluation["cases"][0]["agreement_dice"].get<double>(), 0.9) << r.out;
+
+  r = Cli({"quantize", variant.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz"});  // already int8
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("already an int8 variant"));
+  r = Cli({"quantize", model.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz", "--percentile", "20"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--percentile"));
 }
 
 TEST(ModelsCli, BadArgumentsGiveUsageErrors) {

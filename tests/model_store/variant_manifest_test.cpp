@@ -48,6 +48,26 @@ TEST(VariantManifest, QualityIsTheServingEvaluationsMeanAgreement) {
   EXPECT_FALSE(m.value().Quality().has_value());  // the older, tagged evaluations do not count
 }
 
+TEST(VariantManifest, Int8CalibrationRoundTripsAndBadRangesAreRefused) {
+  auto j = ReadJson(BundledVariant("df0.3") / "manifest.json");
+  EXPECT_EQ(VariantManifestFromJson(j).value().precision, "float32");  // no precision field: float32
+  j["precision"] = "int8";
+  j["int8_calibration"] = {{"statistic", "percentile"}, {"percentile", 99.99}, {"images", {"a.nii.gz"}}, {"tiles", 3},
+                           {"input_bounds", {{"encoder.stages.0.0.convs.1.conv", {1.5, 2.0}}}}};
+  auto m = VariantManifestFromJson(j);
+  ASSERT_TRUE(m.ok()) << m.status().message();
+  ASSERT_TRUE(m.value().int8.has_value());
+  EXPECT_EQ(m.value().int8->input_bounds.at("encoder.stages.0.0.convs.1.conv"), (std::vector<float>{1.5f, 2.0f}));
+  EXPECT_EQ(ToJson(m.value()), j);
+  j["int8_calibration"]["input_bounds"]["encoder.stages.0.0.convs.1.conv"][1] = -1.0;
+  EXPECT_THAT(VariantManifestFromJson(j).status().message(), HasSubstr("int8_calibration.input_bounds.encoder.stages.0.0.convs.1.conv"));
+  j["precision"] = "int4";
+  EXPECT_THAT(VariantManifestFromJson(j).status().message(), HasSubstr("precision must be float32 or int8"));
+  j["precision"] = "int8";
+  j.erase("int8_calibration");
+  EXPECT_THAT(VariantManifestFromJson(j).status().message(), HasSubstr("int8_calibration"));
+}
+
 TEST(VariantManifest, BrokenManifestsNameTheField) {
   auto j = ReadJson(BundledVariant("df0.3") / "manifest.json");
   j.erase("mac_ratio");
