@@ -6,7 +6,8 @@
 // time depends on the ranks, not on the values.
 //
 //   build/bench/tucker_variants_bench [--threads 2] [--repeats 3] [--patch Z,Y,X] [--libtorch 0|1]
-//                                     [--bf16 0|1] [--int8 0|1] [--save DIR]   (DIR: the networks, for bench/peer/)
+//                                     [--bf16 0|1] [--int8 0|1] [--save DIR]   (DIR: the networks and, with
+//                                     --int8 1, their int8 variants <name>-int8, for bench/peer/)
 //                                     [--profile-only 1]   (one warm profiled pass per variant, nothing else)
 #include <algorithm>
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <torch/utils.h>
 
 #include "model_store/compression/compress.h"
+#include "model_store/format/variant_manifest.h"
 #include "model_store/cpu_engine/gemm_peak.h"
 #include "model_store/cpu_engine/onednn_graph.h"
 #include "model_store/network/executor.h"
@@ -42,6 +44,8 @@ struct Row {
   double mac_ratio = 1;
   double first = 0;            // the first run: builds the engine graph
   std::vector<double> times;   // warm runs
+  std::shared_ptr<const NetworkExecutor> int8 = nullptr;  // the same network calibrated for int8 (--int8 1)
+  ModelInfo info{};  // what --save writes
   double Min() const { return *std::min_element(times.begin(), times.end()); }
   double Median() const {
     std::vector<double> t = times;
@@ -138,6 +142,7 @@ int main(int argc, char** argv) {
     Row r{"original", MakeExecutor(PlainConvUNet::Create(original.info.network, original.weights).value()), 0, 0, 1.0, 0.0, {}};
     for (const auto& l : r.net->network().Cost(patch)) r.macs += l.macs;
     r.parameters = r.net->network().NumParameters();
+    r.info = original.info;
     rows.push_back(std::move(r));
   }
   for (double df : {0.5, 0.3, 0.1}) {
@@ -150,6 +155,7 @@ int main(int argc, char** argv) {
     r.parameters = v.manifest.parameters;
     r.macs = v.manifest.macs;
     r.mac_ratio = v.manifest.mac_ratio;
+    r.info = v.model.info;
     rows.push_back(std::move(r));
   }
   if (!save_dir.empty()) (void)SaveModel(original, save_dir + "/original");
@@ -208,6 +214,7 @@ int main(int argc, char** argv) {
   if (int8) {
     // Static calibration as `tucker-seg-models quantize` does it (99.99th percentile per channel),
     // on a patch the comparison does not use.
+    torch::manual_seed(2);
     const auto calibration_tile = torch::randn({1, 1, patch[0], patch[1], patch[2]});
     std::printf("\nengine, int8 (s8 inputs and weights of 3x3x3 convolutions and Tucker cores; norms, projections, transposed\n"
                 "convolutions and logits float32), %d runs each interleaved with float32:\n", repeats);
@@ -218,7 +225,23 @@ int main(int argc, char** argv) {
       (void)MakeRecordingExecutor(r.net->network(), &recorder)->Forward(calibration_tile);
       ExecutorOptions o;
       o.int8 = std::make_shared<const ActivationBounds>(recorder.bounds());
-      const auto quantized = MakeExecutor(r.net->network(), o);
+      const auto quantized = r.int8 = MakeExecutor(r.net->network(), o);
+      if (!save_dir.empty()) {  // what `tucker-seg-models quantize` writes, calibrated on this bench's patch
+        VariantManifest m;
+        m.variant = r.name + "-int8";
+        m.model = original.info.name;
+        m.patch_size = patch;
+        m.parameters = r.parameters;
+        m.macs = r.macs;
+        m.original_parameters = rows[0].parameters;
+        m.original_macs = rows[0].macs;
+        m.mac_ratio = r.mac_ratio;
+        m.precision = "int8";
+        m.int8 = Int8Calibration{"percentile", 99.99, {"random normal patch, seed 2"}, recorder.tiles(), recorder.bounds()};
+        const Model saved{r.info, r.net->network().Weights()};
+        (void)SaveModel(saved, save_dir + "/" + m.variant);
+        (void)WriteVariantManifest(m, save_dir + "/" + m.variant);
+      }
       if (const Status served = quantized->Serves(patch); !served.ok()) {
         std::printf("%-9s int8 not run: %s\n", r.name.c_str(), served.message().c_str());
         continue;
@@ -253,5 +276,7 @@ int main(int argc, char** argv) {
 
   PrintProfile("original", *rows[0].net, x, peak.gflops);
   PrintProfile("df0.3", *rows[2].net, x, peak.gflops);
+  if (rows[0].int8) PrintProfile("original int8", *rows[0].int8, x, peak.gflops);
+  if (rows[2].int8) PrintProfile("df0.3 int8", *rows[2].int8, x, peak.gflops);
   return 0;
 }

@@ -61,6 +61,10 @@ Result<std::string> SaveInt8Variant(const std::string& dir, const Int8Calibratio
   manifest.variant += "-int8";
   manifest.precision = "int8";
   manifest.int8 = calibration;
+  source.info.name = manifest.model + "/" + manifest.variant;
+  if (!source.info.provenance.contains("variant_of")) source.info.provenance["variant_of"] = manifest.model;
+  source.info.provenance["quantization"] = {{"precision", "int8"}, {"statistic", calibration.statistic}, {"percentile", calibration.percentile},
+                                            {"images", calibration.images}, {"tiles", calibration.tiles}};
   const fs::path out = model_dir / "variants" / manifest.variant;
   TS_RETURN_IF_ERROR(SaveModel(source, out.string()));
   TS_RETURN_IF_ERROR(WriteVariantManifest(manifest, out.string()));

@@ -75,7 +75,7 @@ def main():
         stub = pb_grpc.SegmentationStub(channel)
         models = stub.ListModels(pb.ListModelsRequest(), timeout=10).models
         assert [m.name for m in models] == ["tucker-abdomen-3mm"], models
-        assert "original" in models[0].variants and len(models[0].variants) == 4, models[0].variants
+        assert "original" in models[0].variants and len(models[0].variants) == 8, models[0].variants
         assert models[0].labels[1].name == "spleen", models[0].labels[1]
         # The coded concept and colour a DICOM SEG needs travel with each label.
         by_name = {label.name: label for label in models[0].labels}
@@ -89,6 +89,7 @@ def main():
         described = stub.DescribeModel(pb.DescribeModelRequest(model="tucker-abdomen-3mm"), timeout=10)
         assert described.device.kind == "cpu", described.device
         assert all(v.calibrated_seconds_per_tile > 0 for v in described.variants), described.variants
+        assert {v.name: v.precision for v in described.variants}["original-int8"] == "int8", described.variants
 
         try:
             stub.DescribeModel(pb.DescribeModelRequest(model="nope"), timeout=10)

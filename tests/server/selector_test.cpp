@@ -185,6 +185,34 @@ TEST(Selector, VariantsSlowerAndLessAccurateThanAnotherAreNotSelectable) {
   EXPECT_EQ(s.value().variant->name, "df0.3");
 }
 
+// A variant this device cannot run (an int8 variant on a GPU, or on a CPU without oneDNN's int8
+// kernels) is not selectable, says why, dominates nothing, and a request pinning it is refused
+// with the reason; across precisions, dominance compares speed and quality as for any variant.
+TEST(Selector, VariantsTheDeviceCannotRunAreNeitherSelectedNorPinned) {
+  ModelEntry m;
+  m.name = "m";
+  m.device = "cuda:0:test";
+  m.variants = {MakeVariant("original", 1.0, 1.0), MakeVariant("original-int8", 0.99, 0.0), MakeVariant("df0.3", 0.8, 0.5),
+                MakeVariant("df0.3-int8", 0.79, 0.6)};
+  m.variants[1].precision = m.variants[3].precision = "int8";
+  m.variants[1].cannot_run = "an int8 variant runs on the CPU engine only, not on cuda:0";
+  MarkDominatedVariants(&m);
+  EXPECT_TRUE(m.variants[0].selectable);
+  EXPECT_FALSE(m.variants[1].selectable);
+  EXPECT_NE(m.variants[1].not_selectable_reason.find("cannot run on this device: an int8 variant"), std::string::npos)
+      << m.variants[1].not_selectable_reason;
+  EXPECT_TRUE(m.variants[2].selectable);  // 0.0 s/tile of a variant that cannot run dominates nothing
+  EXPECT_FALSE(m.variants[3].selectable);  // slower and less accurate than df0.3
+  EXPECT_NE(m.variants[3].not_selectable_reason.find("than df0.3"), std::string::npos);
+  VariantSelector selector({/*latency_target_seconds=*/1});
+  SelectionRequest pinned = Auto();
+  pinned.variant = "original-int8";
+  auto s = selector.Select(m, pinned, 0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("cannot run on cuda:0:test"), std::string::npos) << s.status().message();
+}
+
 // Two devices with the same variants, timed differently: a GPU-like one 10x faster per tile.
 struct TwoDevices {
   ModelEntry cpu = ThreeVariants();

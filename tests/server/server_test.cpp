@@ -111,7 +111,7 @@ TEST_F(Server, CatalogueDescribesVariantsAndTheDevice) {
   ASSERT_TRUE(stub->ListModels(&list_context, {}, &list).ok());
   ASSERT_EQ(list.models_size(), 1);
   EXPECT_EQ(list.models(0).name(), "tucker-abdomen-3mm");
-  EXPECT_EQ(list.models(0).variants_size(), 4);
+  EXPECT_EQ(list.models(0).variants_size(), 8);  // original, 3 Tucker variants, int8 of each
   EXPECT_EQ(list.models(0).labels_size(), 16);
 
   grpc::ClientContext describe_context;
@@ -121,8 +121,10 @@ TEST_F(Server, CatalogueDescribesVariantsAndTheDevice) {
   ASSERT_TRUE(stub->DescribeModel(&describe_context, request, &model).ok());
   EXPECT_EQ(model.device().kind(), "cpu");
   EXPECT_EQ(model.device().cores(), 2);
-  ASSERT_EQ(model.variants_size(), 4);
+  ASSERT_EQ(model.variants_size(), 8);
   for (const auto& v : model.variants()) {
+    const bool int8 = v.name().size() > 5 && v.name().substr(v.name().size() - 5) == "-int8";
+    EXPECT_EQ(v.precision(), int8 ? "int8" : "float32") << v.name();
     EXPECT_GT(v.calibrated_seconds_per_tile(), 0) << v.name();
     EXPECT_GT(v.parameters(), 0);
     EXPECT_TRUE(v.quality_known());
@@ -134,6 +136,35 @@ TEST_F(Server, CatalogueDescribesVariantsAndTheDevice) {
   request.set_model("no-such-model");
   const auto missing = stub->DescribeModel(&missing_context, request, &model);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// An int8 variant pinned by name runs on the CPU engine's int8 path: its labels are the in-process
+// int8 prediction's and nearly all of the float32 original's.
+TEST_F(Server, PinnedInt8VariantGivesItsLabels) {
+  auto stub = Connect(server_->port());
+  SegmentCallOptions o;
+  o.variant = "original-int8";
+  o.voxel_type = tuckerseg::v1::VOXEL_TYPE_FLOAT32;
+  const CtVolume ct = SmallCt();
+  const auto call = Segment(*stub, ct, o);
+  ASSERT_TRUE(call.status.ok()) << call.status.error_message();
+  EXPECT_EQ(call.header.variant(), "original-int8");
+  EXPECT_EQ(call.header.selection_reason(), "pinned");
+  const auto catalog = server_->state().devices[0]->catalog.Get();
+  const auto predict = [&](const std::string& name) {
+    const VariantEntry* v = catalog->models[0].Find(name);
+    EXPECT_NE(v, nullptr) << name;
+    UNetPatchNetwork net(*v->executor);
+    return Predict(v->info, net, ct, {}).value().labels.voxels;
+  };
+  EXPECT_EQ(catalog->models[0].Find("original-int8")->executor->name(), "CPU engine (int8)");
+  const auto int8 = predict("original-int8"), original = predict("original");
+  ASSERT_EQ(call.labels.size(), int8.size());
+  EXPECT_TRUE(std::equal(call.labels.begin(), call.labels.end(), int8.begin(),
+                         [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; }));
+  int64_t same = 0;
+  for (size_t i = 0; i < int8.size(); ++i) same += int8[i] == original[i] ? 1 : 0;
+  EXPECT_GE(static_cast<double>(same) / static_cast<double>(int8.size()), 0.9);
 }
 
 TEST_F(Server, WrongByteCountIsInvalidArgument) {
@@ -368,6 +399,7 @@ TEST_F(Server, ReloadAddsAndDrainsVariantsWithoutDroppingACall) {
   namespace fs = std::filesystem;
   const fs::path store = CopyOfTheStore("reload");
   const fs::path variants = store / "tucker-abdomen-3mm/variants";
+  for (const char* int8 : {"original-int8", "df0.1-int8", "df0.3-int8", "df0.5-int8"}) fs::remove_all(variants / int8);  // not this test's subject
   const fs::path parked = store.parent_path() / (store.filename().string() + "-parked-df0.3");  // outside the store
   fs::rename(variants / "df0.3", parked);
   auto server = ServeStore(store);
@@ -435,7 +467,7 @@ TEST_F(Server, ModelVersionIsTheDigestOfTheWeightsThatServed) {
   auto stub = Connect(server->port());
   const auto before = Described(*stub);
   EXPECT_EQ(before.model_version(), sha256sum(original_weights));
-  ASSERT_EQ(before.variants_size(), 4);
+  ASSERT_EQ(before.variants_size(), 8);
   EXPECT_EQ(before.variants(0).weights_digest(), before.model_version());
   EXPECT_EQ(before.variants(1).weights_digest(), sha256sum(store / "tucker-abdomen-3mm" / "variants" / before.variants(1).name() / "weights.safetensors"));
   SegmentCallOptions on_df01;
