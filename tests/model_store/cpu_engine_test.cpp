@@ -60,6 +60,19 @@ Golden LoadGolden(const std::string& name) {
 
 Int3 PatchOf(const torch::Tensor& x) { return {x.size(2), x.size(3), x.size(4)}; }
 
+// A 3x3x3 convolution with padding 1 of LibTorch's (out, in, 3, 3, 3) weights; int8 where input_scale > 0.
+cpu_engine::ConvSpec Conv3x3x3(const torch::Tensor& w, const torch::Tensor& b, float input_scale) {
+  cpu_engine::ConvSpec s;
+  s.out_channels = w.size(0);
+  s.in_channels = w.size(1);
+  s.kernel = {3, 3, 3};
+  s.padding = {1, 1, 1};
+  s.weight = w.data_ptr<float>();
+  s.bias = b.defined() ? b.data_ptr<float>() : nullptr;
+  s.input_scale = input_scale;
+  return s;
+}
+
 class CpuEngine : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { torch::set_num_threads(2); }
@@ -290,17 +303,7 @@ TEST(CpuEngineGraph, Int8ConvolutionsAgreeWithFloat32) {
   const torch::Tensor w1 = torch::randn({32, 16, 3, 3, 3}) * 0.1, b1 = torch::randn({32});
   const torch::Tensor w2a = torch::randn({32, 32, 3, 3, 3}) * 0.05, w2b = torch::randn({32, 16, 3, 3, 3}) * 0.05;
   const torch::Tensor w3 = torch::randn({16, 32, 3, 3, 3}) * 0.05, b3 = torch::randn({16});
-  auto conv = [](const torch::Tensor& w, const torch::Tensor& b, float scale) {
-    cpu_engine::ConvSpec s;
-    s.out_channels = w.size(0);
-    s.in_channels = w.size(1);
-    s.kernel = {3, 3, 3};
-    s.padding = {1, 1, 1};
-    s.weight = w.data_ptr<float>();
-    s.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-    s.input_scale = scale;
-    return s;
-  };
+  const auto conv = Conv3x3x3;
   // Bounds as a calibration would find them: the inputs' largest magnitudes.
   const float x_scale = x.abs().max().item<float>() / 127, y_scale = 4.0f / 127;
   auto run = [&](bool int8, OpProfile* profile) {
@@ -376,16 +379,7 @@ TEST(CpuEngineGraph, ThinConvolutionsMatchLibTorch) {
   const torch::Tensor w1 = torch::randn({13, 10, 3, 3, 3}) * 0.2, b1 = torch::randn({13});
   const torch::Tensor w2 = torch::randn({6, 13, 3, 3, 3}) * 0.2, b2 = torch::randn({6});
   const torch::Tensor proj = torch::randn({13, 13}) * 0.3, head = torch::randn({3, 6});
-  auto conv = [](const torch::Tensor& w, const torch::Tensor& b) {
-    cpu_engine::ConvSpec s;
-    s.out_channels = w.size(0);
-    s.in_channels = w.size(1);
-    s.kernel = {3, 3, 3};
-    s.padding = {1, 1, 1};
-    s.weight = w.data_ptr<float>();
-    s.bias = b.defined() ? b.data_ptr<float>() : nullptr;
-    return s;
-  };
+  const auto conv = [](const torch::Tensor& w, const torch::Tensor& b) { return Conv3x3x3(w, b, 0); };
   auto dense = [](const torch::Tensor& w) {
     cpu_engine::ConvSpec s;
     s.out_channels = w.size(0);
