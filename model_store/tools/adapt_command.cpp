@@ -21,6 +21,9 @@ struct AdaptFlags {
 int Adapt(const AdaptFlags& f, std::ostream& out, std::ostream& err) {
   auto model = LoadNetwork(f.model);
   if (!model.ok()) return command_line::Fail(err, model.status());
+  if (model.value().execution.int8) {  // training changes the weights its calibrated ranges were measured for
+    return command_line::Fail(err, InvalidArgument(f.model + " is an int8 variant: fine-tune or distill its float32 source, then quantize that again"));
+  }
   PlainConvUNet& net = model.value().network;
   const auto images = f.distill ? ExpandNiftiFolders(f.images) : f.images;
   auto cases = LoadCases(model.value().info, images, f.distill ? nullptr : &f.labels);

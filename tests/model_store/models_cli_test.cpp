@@ -276,6 +276,9 @@ TEST(ModelsCli, QuantizeWritesAnInt8VariantThatAgreesWithTheOriginal) {
   r = Cli({"quantize", variant.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz"});  // already int8
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr("already an int8 variant"));
+  r = Cli({"distill", variant.string(), "--teacher", model.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("quantize that again"));
   r = Cli({"quantize", model.string(), "--images", data + "/unlabeled_ct_1p5mm.nii.gz", "--percentile", "20"});
   EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.err, HasSubstr("--percentile"));
