@@ -227,17 +227,17 @@ int main(int argc, char** argv) {
       o.int8 = std::make_shared<const ActivationBounds>(recorder.bounds());
       const auto quantized = r.int8 = MakeExecutor(r.net->network(), o);
       if (!save_dir.empty()) {  // what `tucker-seg-models quantize` writes, calibrated on this bench's patch
-        VariantManifest m;
-        m.variant = r.name + "-int8";
-        m.model = original.info.name;
-        m.patch_size = patch;
-        m.parameters = r.parameters;
-        m.macs = r.macs;
-        m.original_parameters = rows[0].parameters;
-        m.original_macs = rows[0].macs;
-        m.mac_ratio = r.mac_ratio;
-        m.precision = "int8";
-        m.int8 = Int8Calibration{"percentile", 99.99, {"random normal patch, seed 2"}, recorder.tiles(), recorder.bounds()};
+        VariantManifest float32;
+        float32.variant = r.name;
+        float32.model = original.info.name;
+        float32.patch_size = patch;
+        float32.parameters = r.parameters;
+        float32.macs = r.macs;
+        float32.original_parameters = rows[0].parameters;
+        float32.original_macs = rows[0].macs;
+        float32.mac_ratio = r.mac_ratio;
+        const VariantManifest m = Int8VariantManifest(
+            float32, {"percentile", 99.99, {"random normal patch, seed 2"}, recorder.tiles(), recorder.bounds()});
         const Model saved{r.info, r.net->network().Weights()};
         (void)SaveModel(saved, save_dir + "/" + m.variant);
         (void)WriteVariantManifest(m, save_dir + "/" + m.variant);

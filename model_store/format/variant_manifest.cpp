@@ -117,6 +117,15 @@ Result<Evaluation> EvaluationFromJson(const json& j) {
   }
 }
 
+VariantManifest Int8VariantManifest(VariantManifest source, Int8Calibration calibration) {
+  source.method["quantization"] = "int8 static post-training: per-output-channel symmetric weights, per-tensor activations";
+  source.variant += "-int8";
+  source.precision = "int8";
+  source.int8 = std::move(calibration);
+  source.evaluations.clear();
+  return source;
+}
+
 json ToJson(const VariantManifest& m) {
   json layers = json::array();
   for (const auto& l : m.layers) layers.push_back(ToJson(l));

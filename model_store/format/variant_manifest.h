@@ -81,6 +81,11 @@ struct VariantManifest {
   std::optional<double> Quality() const;
 };
 
+// The manifest of `source`'s int8 variant (`source`: a float32 variant's manifest, or the
+// original's figures as one): named "<variant>-int8", precision int8 with `calibration`, the
+// method noting the quantization, and no evaluations (they scored the float32 weights).
+VariantManifest Int8VariantManifest(VariantManifest source, Int8Calibration calibration);
+
 nlohmann::json ToJson(const Evaluation& evaluation);
 Result<Evaluation> EvaluationFromJson(const nlohmann::json& j);
 nlohmann::json ToJson(const VariantManifest& manifest);

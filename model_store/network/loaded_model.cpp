@@ -1,6 +1,5 @@
 #include "model_store/network/loaded_model.h"
 
-#include "model_store/format/variant_manifest.h"
 #include "model_store/network/cpu_engine_executor.h"
 
 namespace tucker_seg {
@@ -8,12 +7,13 @@ namespace tucker_seg {
 Result<LoadedModel> LoadNetwork(const std::string& dir) {
   TS_ASSIGN_OR_RETURN(Model model, LoadModel(dir));
   TS_ASSIGN_OR_RETURN(PlainConvUNet net, PlainConvUNet::Create(model.info.network, model.weights));
-  LoadedModel loaded{std::move(model.info), std::move(net), {}};
+  LoadedModel loaded{std::move(model.info), std::move(net), {}, std::nullopt};
   auto manifest = ReadVariantManifest(dir);
   if (!manifest.ok() && manifest.status().code() != StatusCode::kNotFound) return manifest.status();
-  if (manifest.ok() && manifest.value().int8) {
+  if (manifest.ok()) loaded.manifest = std::move(manifest).value();
+  if (loaded.manifest && loaded.manifest->int8) {
     if (!CpuEngineBuilt()) return Unimplemented(dir + " is an int8 variant, and this build has no CPU engine (oneDNN) to run it");
-    loaded.execution.int8 = std::make_shared<const ActivationBounds>(manifest.value().int8->input_bounds);
+    loaded.execution.int8 = std::make_shared<const ActivationBounds>(loaded.manifest->int8->input_bounds);
   }
   return loaded;
 }
@@ -34,7 +34,7 @@ Result<LoadedModel> LoadNetwork(const std::string& dir, const torch::Device& dev
   TS_ASSIGN_OR_RETURN(PlainConvUNet moved, StatusFromExceptions("moving the weights to " + device.str(), [&]() -> Result<PlainConvUNet> {
                         return loaded.network.To(device, ScalarTypeOf(precision));
                       }));
-  return LoadedModel{std::move(loaded.info), std::move(moved), loaded.execution};
+  return LoadedModel{std::move(loaded.info), std::move(moved), loaded.execution, std::move(loaded.manifest)};
 }
 
 }  // namespace tucker_seg

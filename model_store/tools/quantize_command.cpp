@@ -24,9 +24,11 @@ int Quantize(const QuantizeFlags& f, std::ostream& out, std::ostream& err) {
     if (!ct.ok()) return command_line::Fail(err, ct.status());
     cts.push_back(std::move(ct).value());
   }
-  auto calibration = CalibrateInt8(f.model, cts, images, f.options);
+  auto source = LoadNetwork(f.model);
+  if (!source.ok()) return command_line::Fail(err, source.status());
+  auto calibration = CalibrateInt8(source.value(), cts, images, f.options);
   if (!calibration.ok()) return command_line::Fail(err, calibration.status());
-  auto dir = SaveInt8Variant(f.model, calibration.value());
+  auto dir = SaveInt8Variant(f.model, source.value(), calibration.value());
   if (!dir.ok()) return command_line::Fail(err, dir.status());
   float smallest = 0, largest = 0;
   for (const auto& [layer, bounds] : calibration.value().input_bounds) {

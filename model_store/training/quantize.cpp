@@ -4,24 +4,22 @@
 
 #include "model_store/inference/predictor.h"
 #include "model_store/network/int8_calibration.h"
-#include "model_store/network/loaded_model.h"
 
 namespace tucker_seg {
 namespace fs = std::filesystem;
 
-Result<Int8Calibration> CalibrateInt8(const std::string& dir, const std::vector<CtVolume>& cts, const std::vector<std::string>& names,
+Result<Int8Calibration> CalibrateInt8(const LoadedModel& source, const std::vector<CtVolume>& cts, const std::vector<std::string>& names,
                                       const QuantizeOptions& options) {
   if (cts.empty() || cts.size() != names.size()) return InvalidArgument("int8 calibration needs at least one CT, each with its name");
   if (!(options.percentile > 0 && options.percentile <= 100)) return InvalidArgument("the calibration percentile must be in (0, 100]");
-  TS_ASSIGN_OR_RETURN(LoadedModel model, LoadNetwork(dir));
-  if (model.execution.int8) return InvalidArgument(dir + " is already an int8 variant: quantize its float32 source");
+  if (source.execution.int8) return InvalidArgument(source.info.name + " is already an int8 variant: quantize its float32 source");
   InputRangeRecorder recorder(options.percentile);
-  const auto executor = MakeRecordingExecutor(model.network, &recorder);
+  const auto executor = MakeRecordingExecutor(source.network, &recorder);
   const UNetPatchNetwork network(*executor);
   PredictionOptions prediction;
   prediction.window.step = options.step;
   for (size_t i = 0; i < cts.size(); ++i) {
-    auto predicted = Predict(model.info, network, cts[i], prediction);
+    auto predicted = Predict(source.info, network, cts[i], prediction);
     if (!predicted.ok()) return Annotate(predicted.status(), "calibrating on " + names[i]);
   }
   Int8Calibration calibration;
@@ -30,43 +28,34 @@ Result<Int8Calibration> CalibrateInt8(const std::string& dir, const std::vector<
   calibration.images = names;
   calibration.tiles = recorder.tiles();
   calibration.input_bounds = recorder.bounds();
-  if (calibration.input_bounds.empty()) return InvalidArgument(dir + ": no layer of this network is quantized to int8");
+  if (calibration.input_bounds.empty()) return InvalidArgument(source.info.name + ": no layer of this network is quantized to int8");
   return calibration;
 }
 
-Result<std::string> SaveInt8Variant(const std::string& dir, const Int8Calibration& calibration) {
-  TS_ASSIGN_OR_RETURN(Model source, LoadModel(dir));
-  VariantManifest manifest;
-  fs::path model_dir = fs::path(dir);
-  auto existing = ReadVariantManifest(dir);
-  if (existing.ok()) {  // a variant: <model>/variants/<name>
-    manifest = std::move(existing).value();
-    if (manifest.int8) return InvalidArgument(dir + " is already an int8 variant");
-    manifest.evaluations.clear();
-    model_dir = model_dir.lexically_normal();
+Result<std::string> SaveInt8Variant(const std::string& dir, const LoadedModel& source, const Int8Calibration& calibration) {
+  if (source.execution.int8) return InvalidArgument(dir + " is already an int8 variant");
+  VariantManifest float32;
+  fs::path model_dir = fs::path(dir).lexically_normal();
+  if (source.manifest) {  // a variant: <model>/variants/<name>
+    float32 = *source.manifest;
     if (!model_dir.has_filename()) model_dir = model_dir.parent_path();
     model_dir = model_dir.parent_path().parent_path();
-  } else if (existing.status().code() == StatusCode::kNotFound) {  // the original
-    TS_ASSIGN_OR_RETURN(PlainConvUNet net, PlainConvUNet::Create(source.info.network, source.weights));
-    manifest.variant = "original";
-    manifest.model = source.info.name;
-    manifest.patch_size = source.info.patch_size;
-    manifest.parameters = manifest.original_parameters = net.NumParameters();
-    for (const auto& layer : net.Cost(source.info.patch_size)) manifest.macs += layer.macs;
-    manifest.original_macs = manifest.macs;
-  } else {
-    return existing.status();
+  } else {  // the original
+    float32.variant = "original";
+    float32.model = source.info.name;
+    float32.patch_size = source.info.patch_size;
+    float32.parameters = float32.original_parameters = source.network.NumParameters();
+    for (const auto& layer : source.network.Cost(source.info.patch_size)) float32.macs += layer.macs;
+    float32.original_macs = float32.macs;
   }
-  manifest.method["quantization"] = "int8 static post-training: per-output-channel symmetric weights, per-tensor activations";
-  manifest.variant += "-int8";
-  manifest.precision = "int8";
-  manifest.int8 = calibration;
-  source.info.name = manifest.model + "/" + manifest.variant;
-  if (!source.info.provenance.contains("variant_of")) source.info.provenance["variant_of"] = manifest.model;
-  source.info.provenance["quantization"] = {{"precision", "int8"}, {"statistic", calibration.statistic}, {"percentile", calibration.percentile},
-                                            {"images", calibration.images}, {"tiles", calibration.tiles}};
+  const VariantManifest manifest = Int8VariantManifest(std::move(float32), calibration);
+  Model model{source.info, source.network.Weights()};
+  model.info.name = manifest.model + "/" + manifest.variant;
+  if (!model.info.provenance.contains("variant_of")) model.info.provenance["variant_of"] = manifest.model;
+  model.info.provenance["quantization"] = {{"precision", "int8"}, {"statistic", calibration.statistic}, {"percentile", calibration.percentile},
+                                           {"images", calibration.images}, {"tiles", calibration.tiles}};
   const fs::path out = model_dir / "variants" / manifest.variant;
-  TS_RETURN_IF_ERROR(SaveModel(source, out.string()));
+  TS_RETURN_IF_ERROR(SaveModel(model, out.string()));
   TS_RETURN_IF_ERROR(WriteVariantManifest(manifest, out.string()));
   return out.string();
 }

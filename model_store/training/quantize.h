@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model_store/format/variant_manifest.h"
+#include "model_store/network/loaded_model.h"
 #include "vocabulary/volume.h"
 #include "vocabulary/status.h"
 
@@ -20,14 +21,14 @@ struct QuantizeOptions {
   double step = 0.5;  // sliding-window step over the calibration CTs
 };
 
-// The calibration of the float32 model or variant in `dir` over `cts` (names: what the manifest
-// records for them).
-Result<Int8Calibration> CalibrateInt8(const std::string& dir, const std::vector<CtVolume>& cts, const std::vector<std::string>& names,
+// The calibration of a float32 model or variant (LoadNetwork's) over `cts` (names: what the
+// manifest records for them).
+Result<Int8Calibration> CalibrateInt8(const LoadedModel& source, const std::vector<CtVolume>& cts, const std::vector<std::string>& names,
                                       const QuantizeOptions& options);
 
-// Writes <model>/variants/<name>-int8/ (name: the variant's, or "original" for a model folder):
-// the source's model.json and weights, and its manifest (the original's figures for an original)
-// with precision int8 and `calibration`; evaluations are not carried over. Returns the folder.
-Result<std::string> SaveInt8Variant(const std::string& dir, const Int8Calibration& calibration);
+// Writes <model>/variants/<name>-int8/ for `source`, loaded from `dir` (name: the variant's, or
+// "original" for a model folder): its model.json and float32 weights, and Int8VariantManifest of
+// its manifest (the original's figures for an original). Returns the folder.
+Result<std::string> SaveInt8Variant(const std::string& dir, const LoadedModel& source, const Int8Calibration& calibration);
 
 }  // namespace tucker_seg

@@ -7,7 +7,6 @@
 
 #include <torch/utils.h>
 
-#include "model_store/format/variant_manifest.h"
 #include "model_store/inference/predictor.h"
 #include "model_store/network/loaded_model.h"
 
@@ -37,12 +36,9 @@ Result<VariantEntry> LoadVariant(const std::string& name, const fs::path& dir) {
     v.quality = 1.0;
     return v;
   }
-  auto manifest = ReadVariantManifest(dir.string());
-  if (manifest.ok()) {
-    v.quality = manifest.value().Quality();
-    v.precision = manifest.value().precision;
-  } else if (manifest.status().code() != StatusCode::kNotFound) {
-    return manifest.status();
+  if (const auto& manifest = loaded.value().manifest) {
+    v.quality = manifest->Quality();
+    v.precision = manifest->precision;
   }
   return v;
 }
