@@ -24,32 +24,34 @@ struct Job {
   std::vector<float> shift, scale, offset;
   std::vector<float> input_shift;  // with an expansion: the first voxel's x
   int64_t tiles = 0;
-  bool stream_ncdhw = false;  // AVX-512 and 64-byte aligned NCDHW planes: StreamTileRows
+  bool stream_ncdhw = false;  // 64-byte aligned NCDHW planes of whole tiles: StreamTileRows
   int64_t y_rows() const { return expand ? expansion.padded_rows : p->channels; }
 };
 
 // The input's voxels [v0, v0 + n) as a channel-major tile.
+template <class V>
 TS_INLINE void LoadInputTile(const NormProjection& p, int64_t v0, int n, float* tile) {
   if (p.input_row_width > 0) {
-    LoadTileRows(static_cast<const float*>(p.input), v0, p.input_channels, p.input_row_width, tile);
+    LoadTileRows<V>(static_cast<const float*>(p.input), v0, p.input_channels, p.input_row_width, tile);
   } else if (p.bf16) {
-    LoadTile(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, p.voxels, tile);
+    LoadTile<V>(static_cast<const uint16_t*>(p.input), v0, n, p.input_channels, p.voxels, tile);
   } else {
-    LoadTile(static_cast<const float*>(p.input), v0, n, p.input_channels, p.voxels, tile);
+    LoadTile<V>(static_cast<const float*>(p.input), v0, n, p.input_channels, p.voxels, tile);
   }
 }
 
 // The tile of y (normalised or not) at voxel v0, in `y` (or in `in` when there is no expansion).
+template <class V>
 TS_INLINE const float* ComputeY(const Job& job, int64_t v0, int n, float* in, float* y) {
-  LoadInputTile(*job.p, v0, n, in);
+  LoadInputTile<V>(*job.p, v0, n, in);
   if (!job.expand) return in;
-  MultiplyTile(job.expansion, in, y);
+  MultiplyTile<V>(job.expansion, in, y);
   return y;
 }
 
 // Without an expansion (y = x): per-channel sums of (x - shift) and its squares over tiles [t0, t1).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void StatisticsRange(const Job& job, int64_t t0, int64_t t1, double* sum, double* square) {
+template <class V>
+TS_INLINE void StatisticsRangeFor(const Job& job, int64_t t0, int64_t t1, double* sum, double* square) {
   const NormProjection& p = *job.p;
   const int64_t c_count = p.channels;
   std::vector<float> in(static_cast<size_t>(c_count * kLanes));
@@ -59,13 +61,12 @@ void StatisticsRange(const Job& job, int64_t t0, int64_t t1, double* sum, double
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
-    LoadInputTile(p, v0, n, in.data());
-    Vec mask;
-    for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;
+    LoadInputTile<V>(p, v0, n, in.data());
+    const V mask = V::FirstLanesOne(n);
     for (int64_t c = 0; c < c_count; ++c) {
-      const Vec d = (LoadVec(in.data() + c * kLanes) - job.shift[c]) * mask;
-      StoreVec(&s[c * kLanes], LoadVec(&s[c * kLanes]) + d);
-      StoreVec(&q[c * kLanes], LoadVec(&q[c * kLanes]) + d * d);
+      const V d = (V::Load(in.data() + c * kLanes) - job.shift[c]) * mask;
+      (V::Load(&s[c * kLanes]) + d).Store(&s[c * kLanes]);
+      V::Load(&q[c * kLanes]).MultiplyAdd(d, d).Store(&q[c * kLanes]);
     }
     if (++pending == kTilesPerPartial || t + 1 == t1) {
       for (int64_t c = 0; c < c_count; ++c) {
@@ -80,26 +81,49 @@ void StatisticsRange(const Job& job, int64_t t0, int64_t t1, double* sum, double
     }
   }
 }
+TS_KERNEL_PER_ISA(StatisticsRange, (const Job& job, int64_t t0, int64_t t1, double* sum, double* square), (job, t0, t1, sum, square))
 
-// One full tile row per NCDHW plane, stored around the caches: the head writes ~120 planes at
-// once, and ordinary stores made every line a read for ownership first (0.29 s of the head's
-// 0.30 s measured; the arithmetic takes 0.10 s).
-__attribute__((target("avx512f"))) void StreamTileRows(const float* tile, int64_t rows, float* base, int64_t plane) {
+// One full tile row per NCDHW plane (64-byte aligned), stored around the caches: the head writes
+// ~120 planes at once, and ordinary stores made every line a read for ownership first (0.29 s of
+// the head's 0.30 s measured; the arithmetic takes 0.10 s). Not inline: an intrinsic compiles
+// only inside a function of its instruction set.
+__attribute__((target("avx512f"))) void StreamTileRowsAvx512(const float* tile, int64_t rows, float* base, int64_t plane) {
   for (int64_t r = 0; r < rows; ++r) _mm512_stream_ps(base + r * plane, _mm512_loadu_ps(tile + r * kLanes));
+}
+__attribute__((target("avx"))) void StreamTileRowsAvx(const float* tile, int64_t rows, float* base, int64_t plane) {
+  for (int64_t r = 0; r < rows; ++r) {
+    _mm256_stream_ps(base + r * plane, _mm256_loadu_ps(tile + r * kLanes));
+    _mm256_stream_ps(base + r * plane + 8, _mm256_loadu_ps(tile + r * kLanes + 8));
+  }
+}
+void StreamTileRowsSse(const float* tile, int64_t rows, float* base, int64_t plane) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int i = 0; i < kLanes; i += 4) _mm_stream_ps(base + r * plane + i, _mm_loadu_ps(tile + r * kLanes + i));
+}
+template <class V>
+TS_INLINE void StreamTileRows(const float* tile, int64_t rows, float* base, int64_t plane) {
+  if constexpr (V::kParts == 1) {
+    StreamTileRowsAvx512(tile, rows, base, plane);
+  } else if constexpr (V::kParts == 2) {
+    StreamTileRowsAvx(tile, rows, base, plane);
+  } else {
+    StreamTileRowsSse(tile, rows, base, plane);
+  }
 }
 
 // The tile's rows (one per class) added into the sum's volume with the tile voxels' weights:
 // a run of 16 voxels within one x row is one vector per class, a run that wraps to the next row
 // goes voxel by voxel.
+template <class V>
 TS_INLINE void AccumulateTileRows(const float* tile, int64_t rows, int64_t v0, int n, const WeightedLogitsSum& sum) {
   const int64_t plane = sum.tile_height * sum.tile_width;
   const int64_t z = v0 / plane, y = v0 % plane / sum.tile_width, x = v0 % sum.tile_width;
   if (n == kLanes && x + kLanes <= sum.tile_width) {
-    const Vec w = LoadVec(sum.weight + v0);
+    const V w = V::Load(sum.weight + v0);
     float* base = sum.volume + z * sum.z_stride + y * sum.y_stride + x;
     for (int64_t r = 0; r < rows; ++r) {
       float* d = base + r * sum.class_stride;
-      StoreVec(d, LoadVec(d) + w * LoadVec(tile + r * kLanes));
+      V::Load(d).MultiplyAdd(w, V::Load(tile + r * kLanes)).Store(d);
     }
     return;
   }
@@ -116,8 +140,8 @@ TS_INLINE void AccumulateTileRows(const float* tile, int64_t rows, int64_t v0, i
 // of d = x - x0 (the first voxel) over tiles [t0, t1): first[k] and second[i * padded + j] for
 // j in the 8-blocks from i's block on (the rest of the row is not needed: cov is symmetric).
 // Each lane's float partials cover 256 voxels before they go into double, as above.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void MomentsRange(const Job& job, int64_t t0, int64_t t1, double* first, double* second) {
+template <class V>
+TS_INLINE void MomentsRangeFor(const Job& job, int64_t t0, int64_t t1, double* first, double* second) {
   const NormProjection& p = *job.p;
   const int64_t r = p.input_channels, rp = (r + kRows - 1) / kRows * kRows;
   std::vector<float> block(static_cast<size_t>(kTilesPerPartial * rp * kLanes), 0.0f);  // padded rows stay 0
@@ -129,27 +153,27 @@ void MomentsRange(const Job& job, int64_t t0, int64_t t1, double* first, double*
       const int64_t v0 = (t + j) * kLanes;
       const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
       float* d = block.data() + j * rp * kLanes;
-      LoadInputTile(p, v0, n, d);
-      Vec mask;
-      for (int l = 0; l < kLanes; ++l) mask[l] = l < n ? 1.0f : 0.0f;
-      for (int64_t k = 0; k < r; ++k) StoreVec(d + k * kLanes, (LoadVec(d + k * kLanes) - job.input_shift[k]) * mask);
+      LoadInputTile<V>(p, v0, n, d);
+      const V mask = V::FirstLanesOne(n);
+      for (int64_t k = 0; k < r; ++k) ((V::Load(d + k * kLanes) - job.input_shift[k]) * mask).Store(d + k * kLanes);
     }
     for (int64_t k = 0; k < r; ++k) {
-      Vec acc = LoadVec(&first_partial[k * kLanes]);
-      for (int64_t j = 0; j < tiles; ++j) acc += LoadVec(block.data() + (j * rp + k) * kLanes);
-      StoreVec(&first_partial[k * kLanes], acc);
+      V acc = V::Load(&first_partial[k * kLanes]);
+      for (int64_t j = 0; j < tiles; ++j) acc += V::Load(block.data() + (j * rp + k) * kLanes);
+      acc.Store(&first_partial[k * kLanes]);
     }
+    constexpr int kGroup = V::kRegisterRows;  // divides kRows, so rp
     for (int64_t i = 0; i < r; ++i) {
-      for (int64_t jb = i / kRows * kRows; jb < rp; jb += kRows) {
-        Vec acc[kRows];
-        for (int q = 0; q < kRows; ++q) acc[q] = Vec{};
+      for (int64_t jb = i / kRows * kRows; jb < rp; jb += kGroup) {
+        V acc[kGroup];
+        for (int q = 0; q < kGroup; ++q) acc[q] = V::Broadcast(0.0f);
         for (int64_t j = 0; j < tiles; ++j) {
           const float* d = block.data() + j * rp * kLanes;
-          const Vec di = LoadVec(d + i * kLanes);
-          for (int q = 0; q < kRows; ++q) acc[q] += di * LoadVec(d + (jb + q) * kLanes);
+          const V di = V::Load(d + i * kLanes);
+          for (int q = 0; q < kGroup; ++q) acc[q].MultiplyAdd(di, V::Load(d + (jb + q) * kLanes));
         }
         float* partial = &second_partial[(i * rp + jb) * kLanes];
-        for (int q = 0; q < kRows; ++q) StoreVec(partial + q * kLanes, LoadVec(partial + q * kLanes) + acc[q]);
+        for (int q = 0; q < kGroup; ++q) (V::Load(partial + q * kLanes) + acc[q]).Store(partial + q * kLanes);
       }
     }
     if (++blocks == kTilesPerPartial || t + kTilesPerPartial >= t1) {
@@ -161,10 +185,11 @@ void MomentsRange(const Job& job, int64_t t0, int64_t t1, double* first, double*
     }
   }
 }
+TS_KERNEL_PER_ISA(MomentsRange, (const Job& job, int64_t t0, int64_t t1, double* first, double* second), (job, t0, t1, first, second))
 
 // Normalise, LeakyReLU and project tiles [t0, t1).
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
+template <class V>
+TS_INLINE void ProjectRangeFor(const Job& job, int64_t t0, int64_t t1) {
   const NormProjection& p = *job.p;
   const int64_t c_count = p.channels;
   std::vector<float> in(static_cast<size_t>(p.input_channels * kLanes)), y(static_cast<size_t>(job.y_rows() * kLanes));
@@ -175,41 +200,41 @@ void ProjectRange(const Job& job, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, p.voxels - v0));
-    float* yt = const_cast<float*>(ComputeY(job, v0, n, in.data(), y.data()));
+    float* yt = const_cast<float*>(ComputeY<V>(job, v0, n, in.data(), y.data()));
     for (int64_t c = 0; c < c_count; ++c) {
-      const Vec v = LoadVec(yt + c * kLanes) * job.scale[c] + job.offset[c];
-      const Vec leaky = v * slope;
-      StoreVec(yt + c * kLanes, v > leaky ? v : leaky);  // LeakyReLU for 0 <= slope <= 1
+      const V v = V::Load(yt + c * kLanes) * job.scale[c] + job.offset[c];
+      Max(v, v * slope).Store(yt + c * kLanes);  // LeakyReLU for 0 <= slope <= 1
     }
     for (size_t o = 0; o < job.outputs.size(); ++o) {
       const PackedMatrix& m = job.outputs[o];
       const NormProjectionOutput& dst = p.outputs[o];
-      MultiplyTile(m, yt, out.data());
+      MultiplyTile<V>(m, yt, out.data());
       if (dst.ncdhw && dst.sum) {
-        AccumulateTileRows(out.data(), m.rows, v0, n, *dst.sum);
+        AccumulateTileRows<V>(out.data(), m.rows, v0, n, *dst.sum);
       } else if (dst.ncdhw) {
         float* base = static_cast<float*>(dst.data) + v0;
         if (job.stream_ncdhw && n == kLanes) {
-          StreamTileRows(out.data(), m.rows, base, p.voxels);
+          StreamTileRows<V>(out.data(), m.rows, base, p.voxels);
           continue;
         }
         for (int64_t r = 0; r < m.rows; ++r) {
           if (n == kLanes) {
-            StoreVec(base + r * p.voxels, LoadVec(out.data() + r * kLanes));
+            V::Load(out.data() + r * kLanes).Store(base + r * p.voxels);
           } else {
             for (int l = 0; l < n; ++l) base[r * p.voxels + l] = out[r * kLanes + l];
           }
         }
       } else if (dst.row_width > 0) {
-        StoreTileRows(out.data(), v0, m.rows, dst.row_width, static_cast<float*>(dst.data));
+        StoreTileRows<V>(out.data(), v0, m.rows, dst.row_width, static_cast<float*>(dst.data));
       } else if (p.bf16) {
-        StoreTileChannelsLast(out.data(), v0, n, m.rows, static_cast<uint16_t*>(dst.data));
+        StoreTileChannelsLast<V>(out.data(), v0, n, m.rows, static_cast<uint16_t*>(dst.data));
       } else {
-        StoreTileChannelsLast(out.data(), v0, n, m.rows, static_cast<float*>(dst.data));
+        StoreTileChannelsLast<V>(out.data(), v0, n, m.rows, static_cast<float*>(dst.data));
       }
     }
   }
 }
+TS_KERNEL_PER_ISA(ProjectRange, (const Job& job, int64_t t0, int64_t t1), (job, t0, t1))
 
 float FirstInput(const NormProjection& p, int64_t c) {
   if (p.input_row_width > 0) return static_cast<const float*>(p.input)[c * RowStride(p.input_row_width)];  // voxel 0's channel c
@@ -226,7 +251,7 @@ void RunNormProjection(const NormProjection& p) {
   if (job.expand) job.expansion = Pack(p.expansion_weight, p.expansion_bias, c_count, p.input_channels);
   for (const auto& o : p.outputs) job.outputs.push_back(Pack(o.weight, o.bias, o.channels, c_count));
   job.tiles = (p.voxels + kLanes - 1) / kLanes;
-  job.stream_ncdhw = __builtin_cpu_supports("avx512f") && p.voxels % kLanes == 0;
+  job.stream_ncdhw = p.voxels % kLanes == 0;
   for (const auto& o : p.outputs) {
     if (o.ncdhw && (o.sum || reinterpret_cast<uintptr_t>(o.data) % 64 != 0)) job.stream_ncdhw = false;
   }

@@ -35,18 +35,18 @@ TS_INLINE void StoreBlocks(const StridedTransposedConv& c, const float* tile, in
 }
 
 // Tiles [t0, t1) of 16 input voxels: one product with the (taps * out, in) matrix each.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void TransposeRange(const StridedTransposedConv& c, const PackedMatrix& m, int64_t voxels, int64_t t0, int64_t t1) {
+template <class V>
+TS_INLINE void TransposeRangeFor(const StridedTransposedConv& c, const PackedMatrix& m, int64_t voxels, int64_t t0, int64_t t1) {
   std::vector<float> in(static_cast<size_t>(c.in_channels * kLanes)), out(static_cast<size_t>(m.padded_rows * kLanes));
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t v0 = t * kLanes;
     const int n = static_cast<int>(std::min<int64_t>(kLanes, voxels - v0));
     if (c.bf16) {
-      LoadTile(static_cast<const uint16_t*>(c.input), v0, n, c.in_channels, voxels, in.data());
+      LoadTile<V>(static_cast<const uint16_t*>(c.input), v0, n, c.in_channels, voxels, in.data());
     } else {
-      LoadTile(static_cast<const float*>(c.input), v0, n, c.in_channels, voxels, in.data());
+      LoadTile<V>(static_cast<const float*>(c.input), v0, n, c.in_channels, voxels, in.data());
     }
-    MultiplyTile(m, in.data(), out.data());
+    MultiplyTile<V>(m, in.data(), out.data());
     if (c.bf16) {
       StoreBlocks<uint16_t>(c, out.data(), v0, n);
     } else {
@@ -54,6 +54,8 @@ void TransposeRange(const StridedTransposedConv& c, const PackedMatrix& m, int64
     }
   }
 }
+TS_KERNEL_PER_ISA(TransposeRange, (const StridedTransposedConv& c, const PackedMatrix& m, int64_t voxels, int64_t t0, int64_t t1),
+                  (c, m, voxels, t0, t1))
 
 }  // namespace
 

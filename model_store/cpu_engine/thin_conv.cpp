@@ -86,7 +86,7 @@ TS_AVX512 TS_INLINE void TransposePlane(const float* input, const Layout& l, int
   const int64_t voxels = l.d * l.h * l.w;
   for (int64_t y = y0; y < y1; ++y) {
     for (int64_t x0 = 0; x0 < l.w; x0 += kLanes) {
-      LoadTile(input, (z * l.h + y) * l.w + x0, kLanes, l.in, voxels, tile);
+      LoadTile<Avx512Lanes>(input, (z * l.h + y) * l.w + x0, kLanes, l.in, voxels, tile);
       for (int64_t c = 0; c < l.in; ++c) StoreVec(plane + (y * l.in + c) * l.row + x0, LoadVec(tile + c * kLanes));
     }
   }
@@ -157,10 +157,10 @@ TS_AVX512 void RunPlanes(const float* input, float* output, bool accumulate, boo
           const int64_t v0 = (z * l.h + y) * l.w + x0;
           float* out = dst + x0 * l.out;  // tile x0 / 16, out channels of 16
           if (accumulate) {
-            LoadTile(output, v0, kLanes, l.out, voxels, tile.get());
+            LoadTile<Avx512Lanes>(output, v0, kLanes, l.out, voxels, tile.get());
             for (int64_t c = 0; c < l.out; ++c) StoreVec(out + c * kLanes, LoadVec(out + c * kLanes) + LoadVec(tile.get() + c * kLanes));
           }
-          StoreTileChannelsLast(out, v0, kLanes, l.out, output);
+          StoreTileChannelsLast<Avx512Lanes>(out, v0, kLanes, l.out, output);
         }
       }
     }

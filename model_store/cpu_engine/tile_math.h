@@ -1,28 +1,145 @@
 // Helpers of the engine's own kernels (norm_projection.cpp, strided_transposed_conv.cpp,
-// norm_kernels.cpp): a tile of 16 voxels held channel-major and matrix-tile products on it,
-// bf16 conversions, the threads' share of the work. Every function is always
-// inlined, so it compiles for the instruction set of the target clone that calls it.
+// thin_conv.cpp): a tile of 16 voxels held channel-major and matrix-tile products on it, bf16
+// conversions, the threads' share of the work, and the per-instruction-set versions of a kernel.
+// Every function is always inlined, so it compiles for the instruction set of the kernel that
+// calls it.
 #pragma once
 
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace tucker_seg::cpu_engine::tile {
 
 // A tile is 16 voxels held channel-major (tile[c * kLanes + voxel]): every channel is one
-// AVX-512 register, so a matrix-tile product is one broadcast FMA per weight, whatever the
-// channel counts (ranks of 8-12 would waste most of a channels-last register).
+// AVX-512 register (two AVX2 ones), so a matrix-tile product is one broadcast FMA per weight,
+// whatever the channel counts (ranks of 8-12 would waste most of a channels-last register).
 constexpr int kLanes = 16;
-constexpr int kRows = 8;              // output channels accumulated together, in registers
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-// Vec never crosses a call boundary (every helper is always inlined into one target clone), so
-// GCC's note that its ABI differs between clones does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
+constexpr int kRows = 8;  // rows of a PackedMatrix block (below)
 
 #define TS_INLINE inline __attribute__((always_inline))
+// Lanes never crosses a call boundary (every helper is always inlined into one kernel), so GCC's
+// note that a vector's ABI differs between instruction sets does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+// One channel of a tile, 16 floats, held in kParts vectors of the instruction set's own width: one
+// for AVX-512, two for AVX2, four for SSE2. A 64-byte GCC vector compiled for AVX2 would live in
+// memory (there is no 64-byte register to hold it): the AVX2 kernels ran at 9-13 GFLOP/s that way.
+template <int kPartCount>
+struct Lanes {
+  static constexpr int kParts = kPartCount;
+  static constexpr int kWidth = kLanes / kParts;
+  // Output rows a matrix-tile product accumulates in registers: 8 of AVX-512's 32, 4 x 2 of
+  // AVX2's 16, 2 x 4 of SSE2's 16 (the rest hold the input and the broadcast weight).
+  static constexpr int kRegisterRows = kRows / kParts;
+  typedef float Part __attribute__((vector_size(kWidth * sizeof(float))));
+  typedef int32_t PartIndex __attribute__((vector_size(kWidth * sizeof(int32_t))));
+  Part part[kParts];
+
+  static TS_INLINE Lanes Load(const float* p) {
+    Lanes v;
+    for (int i = 0; i < kParts; ++i) std::memcpy(&v.part[i], p + i * kWidth, sizeof(Part));
+    return v;
+  }
+  TS_INLINE void Store(float* p) const {
+    for (int i = 0; i < kParts; ++i) std::memcpy(p + i * kWidth, &part[i], sizeof(Part));
+  }
+  static TS_INLINE Lanes Broadcast(float x) {
+    Lanes v;
+    for (int i = 0; i < kParts; ++i) v.part[i] = Part{} + x;
+    return v;
+  }
+  static TS_INLINE Lanes FirstLanesOne(int n) {  // 1 in lanes [0, n), 0 beyond
+    float m[kLanes];
+    for (int l = 0; l < kLanes; ++l) m[l] = l < n ? 1.0f : 0.0f;
+    return Load(m);
+  }
+  TS_INLINE float operator[](int l) const { return part[l / kWidth][l % kWidth]; }
+
+  TS_INLINE Lanes& operator+=(const Lanes& o) {
+    for (int i = 0; i < kParts; ++i) part[i] += o.part[i];
+    return *this;
+  }
+  TS_INLINE Lanes& operator*=(const Lanes& o) {
+    for (int i = 0; i < kParts; ++i) part[i] *= o.part[i];
+    return *this;
+  }
+  TS_INLINE Lanes& operator+=(float x) {
+    for (int i = 0; i < kParts; ++i) part[i] += x;
+    return *this;
+  }
+  TS_INLINE Lanes& operator*=(float x) {
+    for (int i = 0; i < kParts; ++i) part[i] *= x;
+    return *this;
+  }
+  TS_INLINE Lanes& MultiplyAdd(const Lanes& x, float w) {  // this += x * w
+    for (int i = 0; i < kParts; ++i) part[i] += x.part[i] * w;
+    return *this;
+  }
+  TS_INLINE Lanes& MultiplyAdd(const Lanes& x, const Lanes& y) {  // this += x * y
+    for (int i = 0; i < kParts; ++i) part[i] += x.part[i] * y.part[i];
+    return *this;
+  }
+  friend TS_INLINE Lanes operator+(Lanes a, const Lanes& b) { return a += b; }
+  friend TS_INLINE Lanes operator*(Lanes a, const Lanes& b) { return a *= b; }
+  friend TS_INLINE Lanes operator+(Lanes a, float x) { return a += x; }
+  friend TS_INLINE Lanes operator-(Lanes a, float x) { return a += -x; }
+  friend TS_INLINE Lanes operator*(Lanes a, float x) { return a *= x; }
+  friend TS_INLINE Lanes Max(const Lanes& a, const Lanes& b) {
+    Lanes v;
+    for (int i = 0; i < kParts; ++i) v.part[i] = a.part[i] > b.part[i] ? a.part[i] : b.part[i];
+    return v;
+  }
+};
+
+using Avx512Lanes = Lanes<1>;
+using Avx2Lanes = Lanes<2>;
+using Sse2Lanes = Lanes<4>;
+
+// The instruction set the kernels run with: the widest this CPU has, or a narrower one named by
+// TUCKER_SEG_KERNEL_ISA (avx2 or sse2), so that tests run every version this CPU can.
+enum class Isa { kAvx512, kAvx2, kSse2 };  // widest first
+inline Isa CpuIsa() {
+  static const Isa isa = [] {
+    const Isa widest = __builtin_cpu_supports("avx512f")                                         ? Isa::kAvx512
+                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2
+                                                                                           : Isa::kSse2;
+    const char* asked = std::getenv("TUCKER_SEG_KERNEL_ISA");
+    const Isa narrower = asked && std::strcmp(asked, "sse2") == 0   ? Isa::kSse2
+                         : asked && std::strcmp(asked, "avx2") == 0 ? Isa::kAvx2
+                                                                     : Isa::kAvx512;
+    return std::max(widest, narrower);
+  }();
+  return isa;
+}
+
+// Defines `void name params`, which runs name##For<V>(args) compiled for this CPU's instruction
+// set with its own Lanes type V. (target_clones compiles one body for every target, so every
+// target would get the same vector type.)
+#define TS_KERNEL_PER_ISA(name, params, args)                                                             \
+  __attribute__((target("avx512f"))) void name##Avx512 params { name##For<tile::Avx512Lanes> args; } \
+  __attribute__((target("avx2,fma"))) void name##Avx2 params { name##For<tile::Avx2Lanes> args; }    \
+  void name##Sse2 params { name##For<tile::Sse2Lanes> args; }                                          \
+  void name params {                                                                                    \
+    switch (tile::CpuIsa()) {                                                                           \
+      case tile::Isa::kAvx512: return name##Avx512 args;                                               \
+      case tile::Isa::kAvx2: return name##Avx2 args;                                                   \
+      default: return name##Sse2 args;                                                                 \
+    }                                                                                                   \
+  }
+
+// A 64-byte vector with loads and stores, for code compiled for AVX-512 only (thin_conv.cpp).
+typedef Avx512Lanes::Part Vec;
+TS_INLINE Vec LoadVec(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+TS_INLINE void StoreVec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 // [begin, end) of `total` work items for thread `t` of `n`: contiguous, equal chunks.
 inline void ThreadRange(int64_t total, int t, int n, int64_t* begin, int64_t* end) {
@@ -30,13 +147,6 @@ inline void ThreadRange(int64_t total, int t, int n, int64_t* begin, int64_t* en
   *begin = std::min(total, chunk * t);
   *end = std::min(total, *begin + chunk);
 }
-
-TS_INLINE Vec LoadVec(const float* p) {
-  Vec v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-TS_INLINE void StoreVec(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 TS_INLINE float ToFloat(float v) { return v; }
 TS_INLINE float ToFloat(uint16_t v) {
@@ -80,58 +190,82 @@ inline PackedMatrix Pack(const float* w, const float* b, int64_t rows, int64_t c
   return m;
 }
 
-template <int kBlock>
+// Rows [r0, r0 + kBlock) of m (one packed block) times the tile, in groups of rows that fit the
+// registers (each group reads the input tile again, from L1).
+template <class V, int kBlock>
 TS_INLINE void MultiplyBlock(const PackedMatrix& m, int64_t r0, const float* in, float* out) {
-  Vec acc[kBlock];
-  for (int j = 0; j < kBlock; ++j) acc[j] = Vec{} + m.b[r0 + j];
-  const float* w = m.w.data() + r0 * m.cols;
-  for (int64_t k = 0; k < m.cols; ++k) {
-    const Vec x = LoadVec(in + k * kLanes);
-    for (int j = 0; j < kBlock; ++j) acc[j] += x * w[k * kBlock + j];
+  constexpr int kGroup = std::min(kBlock, V::kRegisterRows);
+  for (int g = 0; g < kBlock; g += kGroup) {
+    V acc[kGroup];
+    for (int j = 0; j < kGroup; ++j) acc[j] = V::Broadcast(m.b[r0 + g + j]);
+    const float* w = m.w.data() + r0 * m.cols + g;
+    for (int64_t k = 0; k < m.cols; ++k) {
+      const V x = V::Load(in + k * kLanes);
+      for (int j = 0; j < kGroup; ++j) acc[j].MultiplyAdd(x, w[k * kBlock + j]);
+    }
+    for (int j = 0; j < kGroup; ++j) acc[j].Store(out + (r0 + g + j) * kLanes);
   }
-  for (int j = 0; j < kBlock; ++j) StoreVec(out + (r0 + j) * kLanes, acc[j]);
 }
 
 // out (padded_rows tiles) = m x in (cols tiles) + bias.
+template <class V>
 TS_INLINE void MultiplyTile(const PackedMatrix& m, const float* in, float* out) {
-  for (int64_t r0 = 0; r0 < m.full_rows; r0 += kRows) MultiplyBlock<kRows>(m, r0, in, out);
+  for (int64_t r0 = 0; r0 < m.full_rows; r0 += kRows) MultiplyBlock<V, kRows>(m, r0, in, out);
   switch (m.tail) {
-    case 1: MultiplyBlock<1>(m, m.full_rows, in, out); break;
-    case 2: MultiplyBlock<2>(m, m.full_rows, in, out); break;
-    case 4: MultiplyBlock<4>(m, m.full_rows, in, out); break;
-    case kRows: MultiplyBlock<kRows>(m, m.full_rows, in, out); break;
+    case 1: MultiplyBlock<V, 1>(m, m.full_rows, in, out); break;
+    case 2: MultiplyBlock<V, 2>(m, m.full_rows, in, out); break;
+    case 4: MultiplyBlock<V, 4>(m, m.full_rows, in, out); break;
+    case kRows: MultiplyBlock<V, kRows>(m, m.full_rows, in, out); break;
     default: break;
   }
 }
 
 // Transposes the 16 x 16 matrix rows[] in registers: for s = 8, 4, 2, 1, rows i and i + s swap the
-// off-diagonal s x s blocks of every 2s x 2s block (one two-source shuffle per row and step).
-typedef int32_t ShuffleIndex __attribute__((vector_size(kLanes * sizeof(int32_t))));
+// off-diagonal s x s blocks of every 2s x 2s block. Where s spans whole vectors that is a swap of
+// vectors; within a vector, one two-source shuffle per row, with these indices into the
+// concatenation (vector of row i, vector of row i + s).
+template <class V, int s, int... k>
+TS_INLINE typename V::PartIndex KeepIndex(std::integer_sequence<int, k...>) {
+  return typename V::PartIndex{((k & s) ? k - s + V::kWidth : k)...};
+}
+template <class V, int s, int... k>
+TS_INLINE typename V::PartIndex TakeIndex(std::integer_sequence<int, k...>) {
+  return typename V::PartIndex{((k & s) ? k + V::kWidth : k + s)...};
+}
 
-TS_INLINE void SwapBlocks(Vec* rows, int s, ShuffleIndex keep, ShuffleIndex take) {
+template <class V, int s>
+TS_INLINE void SwapBlocks(V* rows) {
   for (int i = 0; i < kLanes; ++i) {
     if (i & s) continue;
-    const Vec a = rows[i], b = rows[i + s];
-    rows[i] = __builtin_shuffle(a, b, keep);
-    rows[i + s] = __builtin_shuffle(a, b, take);
+    V& a = rows[i];
+    V& b = rows[i + s];
+    if constexpr (s >= V::kWidth) {
+      constexpr int d = s / V::kWidth;
+      for (int p = 0; p < V::kParts; ++p)
+        if (p & d) std::swap(a.part[p], b.part[p - d]);
+    } else {
+      const auto keep = KeepIndex<V, s>(std::make_integer_sequence<int, V::kWidth>());
+      const auto take = TakeIndex<V, s>(std::make_integer_sequence<int, V::kWidth>());
+      for (int p = 0; p < V::kParts; ++p) {
+        const typename V::Part x = a.part[p], y = b.part[p];
+        a.part[p] = __builtin_shuffle(x, y, keep);
+        b.part[p] = __builtin_shuffle(x, y, take);
+      }
+    }
   }
 }
 
-TS_INLINE void Transpose16(Vec* rows) {
-  // Indices into the concatenation (row i, row i + s): 0-15 row i, 16-31 row i + s.
-  SwapBlocks(rows, 8, ShuffleIndex{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
-             ShuffleIndex{8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31});
-  SwapBlocks(rows, 4, ShuffleIndex{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
-             ShuffleIndex{4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31});
-  SwapBlocks(rows, 2, ShuffleIndex{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
-             ShuffleIndex{2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31});
-  SwapBlocks(rows, 1, ShuffleIndex{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
-             ShuffleIndex{1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31});
+template <class V>
+TS_INLINE void Transpose16(V* rows) {
+  SwapBlocks<V, 8>(rows);
+  SwapBlocks<V, 4>(rows);
+  SwapBlocks<V, 2>(rows);
+  SwapBlocks<V, 1>(rows);
 }
 
 // The channels-last voxels [v0, v0 + n) of x (voxels x channels) into a channel-major tile, zero
 // beyond n.
-template <typename T>
+template <class V, typename T>
 TS_INLINE void LoadTile(const T* x, int64_t v0, int n, int64_t channels, int64_t voxels, float* tile) {
   const T* src = x + v0 * channels;
   if constexpr (std::is_same_v<T, float>) {
@@ -139,11 +273,11 @@ TS_INLINE void LoadTile(const T* x, int64_t v0, int n, int64_t channels, int64_t
     // floats into the next voxels, so only where the tensor goes on that far.
     if (n == kLanes && (v0 + kLanes) * channels + kLanes <= voxels * channels) {
       for (int64_t c0 = 0; c0 < channels; c0 += kLanes) {
-        Vec rows[kLanes];
-        for (int l = 0; l < kLanes; ++l) rows[l] = LoadVec(src + l * channels + c0);
+        V rows[kLanes];
+        for (int l = 0; l < kLanes; ++l) rows[l] = V::Load(src + l * channels + c0);
         Transpose16(rows);
         const int64_t m = std::min<int64_t>(kLanes, channels - c0);
-        for (int64_t c = 0; c < m; ++c) StoreVec(tile + (c0 + c) * kLanes, rows[c]);
+        for (int64_t c = 0; c < m; ++c) rows[c].Store(tile + (c0 + c) * kLanes);
       }
       return;
     }
@@ -155,7 +289,7 @@ TS_INLINE void LoadTile(const T* x, int64_t v0, int n, int64_t channels, int64_t
 }
 
 // The tile's first n voxels into y (channels-last) at voxel v0.
-template <typename T>
+template <class V, typename T>
 TS_INLINE void StoreTileChannelsLast(const float* tile, int64_t v0, int n, int64_t channels, T* y) {
   T* dst = y + v0 * channels;
   if constexpr (std::is_same_v<T, float>) {
@@ -166,14 +300,14 @@ TS_INLINE void StoreTileChannelsLast(const float* tile, int64_t v0, int n, int64
       // written element by element.
       for (int64_t c0 = (channels - 1) / kLanes * kLanes; c0 >= 0; c0 -= kLanes) {
         const int64_t m = std::min<int64_t>(kLanes, channels - c0);
-        Vec rows[kLanes];
-        for (int c = 0; c < kLanes; ++c) rows[c] = c < m ? LoadVec(tile + (c0 + c) * kLanes) : Vec{};
+        V rows[kLanes];
+        for (int c = 0; c < kLanes; ++c) rows[c] = c < m ? V::Load(tile + (c0 + c) * kLanes) : V::Broadcast(0.0f);
         Transpose16(rows);
         for (int l = 0; l < kLanes; ++l) {
           if (l * channels + c0 + kLanes <= kLanes * channels) {
-            StoreVec(dst + l * channels + c0, rows[l]);
+            rows[l].Store(dst + l * channels + c0);
           } else {
-            for (int64_t c = 0; c < m; ++c) dst[l * channels + c0 + c] = rows[l][c];
+            for (int64_t c = 0; c < m; ++c) dst[l * channels + c0 + c] = rows[l][static_cast<int>(c)];
           }
         }
       }
@@ -196,14 +330,16 @@ TS_INLINE const float* RowsAt(const float* x, int64_t v0, int64_t channels, int6
   return x + (v0 / width * channels) * RowStride(width) + v0 % width;
 }
 
+template <class V>
 TS_INLINE void LoadTileRows(const float* x, int64_t v0, int64_t channels, int64_t width, float* tile) {
   const float* src = RowsAt(x, v0, channels, width);
-  for (int64_t c = 0; c < channels; ++c) StoreVec(tile + c * kLanes, LoadVec(src + c * RowStride(width)));
+  for (int64_t c = 0; c < channels; ++c) V::Load(src + c * RowStride(width)).Store(tile + c * kLanes);
 }
 
+template <class V>
 TS_INLINE void StoreTileRows(const float* tile, int64_t v0, int64_t channels, int64_t width, float* y) {
   float* dst = const_cast<float*>(RowsAt(y, v0, channels, width));
-  for (int64_t c = 0; c < channels; ++c) StoreVec(dst + c * RowStride(width), LoadVec(tile + c * kLanes));
+  for (int64_t c = 0; c < channels; ++c) V::Load(tile + c * kLanes).Store(dst + c * RowStride(width));
 }
 
 }  // namespace tucker_seg::cpu_engine::tile
