@@ -121,7 +121,7 @@ inline Isa CpuIsa() {
 // set with its own Lanes type V. (target_clones compiles one body for every target, so every
 // target would get the same vector type.)
 #define TS_KERNEL_PER_ISA(name, params, args)                                                             \
-  __attribute__((target("avx512f"))) void name##Avx512 params { name##For<tile::Avx512Lanes> args; } \
+  __attribute__((target("avx512f,fma"))) void name##Avx512 params { name##For<tile::Avx512Lanes> args; } \
   __attribute__((target("avx2,fma"))) void name##Avx2 params { name##For<tile::Avx2Lanes> args; }    \
   void name##Sse2 params { name##For<tile::Sse2Lanes> args; }                                          \
   void name params {                                                                                    \
