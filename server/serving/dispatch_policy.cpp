@@ -75,6 +75,7 @@ DispatchChoice ChooseAtDispatch(const std::vector<double>& candidate_run_seconds
   // The most accurate candidate that keeps them all; the fastest always does.
   for (size_t i = 0; i < candidate_run_seconds.size(); ++i) {
     if (candidate_run_seconds[i] > view.seconds_left) continue;
+    if (i != fastest && candidate_run_seconds[i] > view.spare_seconds) continue;  // beyond the headroom
     const std::vector<bool> within = BehindWithinBudget(candidate_run_seconds[i], view, behind);
     bool kept = true;
     for (size_t j = 0; j < within.size() && kept; ++j) kept = within[j] || !savable[j];

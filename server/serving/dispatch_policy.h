@@ -9,6 +9,11 @@
 // whatever it does). When this request cannot make its own
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
+// The device also keeps headroom: it plans to be busy kPlannedUtilization of its workers' time,
+// and a variant slower than the request's fastest runs only when the spare capacity saved up so
+// far covers its run time (DispatchView::spare_seconds). The plan above looks one budget ahead;
+// without headroom every dispatch spent whatever slack that plan left, so under open-loop load a
+// burst beyond the planned arrivals found no slack left at all.
 // Interleaving (InterleaveNow): a request queued behind work that is running may run on that
 // worker between the running work's steps (preprocessing slabs, tiles, exported slices), when
 // waiting would make it late and running now would not, and the running work, if it was going to
@@ -42,7 +47,14 @@ struct DispatchView {
   double arrivals_per_second = 0;   // how fast requests have been arriving at this device lately
   double budget_seconds = kNoBudget;  // this request's whole budget, from its admission
   double fastest_run_seconds = 0;     // this request's run time with its fastest variant
+  // Worker-seconds of spare capacity saved up on the device: capacity at kPlannedUtilization,
+  // less the run times dispatched work chose (Scheduler). A variant slower than the fastest
+  // runs only when this covers its run time.
+  double spare_seconds = kNoBudget;
 };
+
+// The share of its workers' time a device plans to be busy: the rest is headroom for bursts.
+constexpr double kPlannedUtilization = 0.8;
 
 // The requests expected to arrive within `horizon` seconds (at most 64), each with the view's
 // budget and fastest run time: what ChooseAtDispatch adds behind the queued ones. The k-th at the

@@ -129,7 +129,7 @@ void Scheduler::Shutdown() {
     if (w.joinable()) w.join();
 }
 
-Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint now) const {
+Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint now) {
   Dispatch dispatch;
   dispatch.view.seconds_left = SecondsUntil(now, item.work.due);
   dispatch.view.other_workers_free_in = WorkersFreeIn(now, index);
@@ -140,7 +140,20 @@ Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint
   dispatch.view.arrivals_per_second = mean_arrival_gap_ > 0 && gap > 0 ? 1 / gap : 0;
   dispatch.view.budget_seconds = item.work.due == Clock::TimePoint::max() ? kNoBudget : SecondsBetween(item.submitted, item.work.due);
   dispatch.view.fastest_run_seconds = item.work.fastest_seconds;
+  const double capacity = kPlannedUtilization * static_cast<double>(running_.size());
+  if (spare_seconds_ < kNoBudget) spare_seconds_ += capacity * SecondsBetween(spare_at_, now);
+  spare_at_ = now;
+  // Bounded both ways: a long idle spell is not saved up for a long burst, nor a long overload
+  // held against the load after it.
+  const double bound = capacity * dispatch.view.budget_seconds;
+  spare_seconds_ = std::clamp(spare_seconds_, -bound, bound);
+  dispatch.view.spare_seconds = dispatch.view.budget_seconds < kNoBudget ? spare_seconds_ : kNoBudget;
   return dispatch;
+}
+
+void Scheduler::Spend(double seconds) {
+  absl::MutexLock lock(&mutex_);
+  if (spare_seconds_ < kNoBudget) spare_seconds_ -= seconds;
 }
 
 void Scheduler::WorkerLoop(size_t index) {
@@ -158,6 +171,7 @@ void Scheduler::WorkerLoop(size_t index) {
       dispatch = DispatchFor(index, item, now);
     }
     dispatch.expect = [this, index](double seconds) {
+      Spend(seconds);
       absl::MutexLock lock(&mutex_);
       running_[index].estimated_seconds = seconds;
     };
@@ -203,6 +217,7 @@ double Scheduler::Interleave(size_t index, Clock::TimePoint due, double remainin
       dispatch.interleaved = true;
     }
     dispatch.expect = [this, index, remaining_seconds](double seconds) {
+      Spend(seconds);
       absl::MutexLock lock(&mutex_);
       running_[index].estimated_seconds = seconds + remaining_seconds;
     };

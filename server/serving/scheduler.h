@@ -110,8 +110,10 @@ class Scheduler {
     double interleaved_seconds = 0;
   };
   void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
-  // What the worker `index` tells `item`, taken now.
-  Dispatch DispatchFor(size_t index, const Item& item, Clock::TimePoint now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // What the worker `index` tells `item`, taken now (accrues the spare capacity up to now).
+  Dispatch DispatchFor(size_t index, const Item& item, Clock::TimePoint now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Work dispatched with Dispatch::expect(seconds): its run time comes out of the spare capacity.
+  void Spend(double seconds) ABSL_LOCKS_EXCLUDED(mutex_);
   // Between the steps of the work running on worker `index` (due at `due`, `remaining_seconds`
   // left): the queued work that InterleaveNow picks, run on this thread; the seconds it took.
   double Interleave(size_t index, Clock::TimePoint due, double remaining_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -136,6 +138,11 @@ class Scheduler {
   // Arrivals: the last one, and the smoothed gap between them (0 until two have come).
   Clock::TimePoint last_arrival_ ABSL_GUARDED_BY(mutex_);
   double mean_arrival_gap_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Spare capacity (DispatchView::spare_seconds): kPlannedUtilization x workers per second since
+  // spare_at_, less what dispatched work chose to run; at most that capacity over the budget of
+  // the work being dispatched. An idle device starts with that much.
+  double spare_seconds_ ABSL_GUARDED_BY(mutex_) = kNoBudget;
+  Clock::TimePoint spare_at_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown
 };
 

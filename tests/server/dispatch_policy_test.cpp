@@ -71,6 +71,21 @@ TEST(DispatchPolicy, RequestsExpectedToArriveCountBehindItAsEarlyAsOneInTwentyCo
   EXPECT_NEAR(ExpectedArrivals(view, 4.0)[1].arrives_in, 0.3554 / 2, 1e-4);
 }
 
+TEST(DispatchPolicy, VariantsSlowerThanTheFastestRunOnlyWithinTheSpareCapacity) {
+  // An empty queue and 5 s left would allow the original; the device has saved up 2.5 s of spare
+  // capacity: df0.5 (2 s) is the most accurate it covers.
+  DispatchView view{5.0, {}, {}};
+  view.spare_seconds = 2.5;
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 1u);
+  view.spare_seconds = 4.0;
+  EXPECT_EQ(ChooseAtDispatch(kVariants, view).candidate, 0u);
+  // None saved (a burst has used it up): the fastest, which runs whatever the headroom.
+  view.spare_seconds = -1.0;
+  const DispatchChoice choice = ChooseAtDispatch(kVariants, view);
+  EXPECT_EQ(choice.candidate, 3u);
+  EXPECT_TRUE(choice.within_budget);
+}
+
 TEST(DispatchPolicy, ARequestThatCannotMakeItsBudgetTakesTheFastest) {
   const auto choice = ChooseAtDispatch(kVariants, {0.3, {}, {{10, 0.5}}});
   EXPECT_EQ(choice.candidate, 3u);

@@ -147,6 +147,29 @@ TEST_F(SchedulerWithAHeldWorker, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt
   EXPECT_TRUE(log.seen[2].view.behind.empty());
 }
 
+TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndDispatchedRunsSpendIt) {
+  // Three requests due in 10 s; the first chooses a 2 s run and takes 2 s, the second a 1 s run.
+  ASSERT_TRUE(scheduler.Submit({[this](const Dispatch& d) {
+                                  log.Work("first", 2.0)(d);
+                                  clock.Advance(std::chrono::seconds(2));
+                                },
+                                1.0, 0.5, now + std::chrono::seconds(10)})
+                  .ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("second", 1.0), 1.0, 0.5, now + std::chrono::seconds(10)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("third", 1.0), 1.0, 0.5, now + std::chrono::seconds(10)}).ok());
+  ASSERT_TRUE(scheduler.Submit({log.Work("no budget", 1.0), 1.0, 0.5}).ok());
+  release.set_value();
+  scheduler.Shutdown();
+  ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second", "third", "no budget"}));
+  // An idle device starts with the planned capacity over one budget: 0.8 x 1 worker x 10 s.
+  EXPECT_DOUBLE_EQ(log.seen[0].view.spare_seconds, kPlannedUtilization * 10);
+  // Less the first's 2 s, plus 0.8 of the 2 s it ran.
+  EXPECT_NEAR(log.seen[1].view.spare_seconds, kPlannedUtilization * 10 - 2 + kPlannedUtilization * 2, 1e-9);
+  // Less the second's 1 s; no time passed.
+  EXPECT_NEAR(log.seen[2].view.spare_seconds, kPlannedUtilization * 10 - 3 + kPlannedUtilization * 2, 1e-9);
+  EXPECT_EQ(log.seen[3].view.spare_seconds, kNoBudget);  // no budget: no limit
+}
+
 TEST_F(SchedulerWithAHeldWorker, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
   // Two requests are being received (due in 6 s and 7 s); one of them gives up before it is queued.
   Scheduler::Announcement coming = scheduler.Announce(now + std::chrono::seconds(6), 0.5);
