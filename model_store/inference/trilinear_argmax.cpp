@@ -108,21 +108,40 @@ void BlockArgmax16Rows(const BlockRows& rows, const float* wy, int count, const 
 }
 
 // The same for any block (taps further apart than 16 columns: the output is smaller than the
-// network grid) and for CPUs without AVX-512.
-void BlockArgmax(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes, uint8_t* out) {
-  for (int l = 0; l < lanes; ++l) {
-    float best = -std::numeric_limits<float>::infinity();
-    int64_t index = 0;
-    for (int64_t c = 0; c < rows.classes; ++c) {
-      const float* r0 = rows.r0 + c * rows.class_stride;
-      const float* r1 = rows.r1 + c * rows.class_stride;
+// network grid) and for CPUs without AVX-512: classes outer, the block's columns inner, so that
+// the columns vectorise (gathers on AVX2). Compiled with FMA where the CPU has it: without, each
+// std::fma is a library call, and on an AVX2 CPU this loop took 0.7 s of a one-tile request of
+// 118 classes.
+inline __attribute__((always_inline)) void BlockArgmaxBody(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1,
+                                                           const float* weight, int lanes, uint8_t* out) {
+  float best[16];
+  int32_t index[16];
+  for (int l = 0; l < 16; ++l) best[l] = -std::numeric_limits<float>::infinity(), index[l] = 0;
+  for (int64_t c = 0; c < rows.classes; ++c) {
+    const float* r0 = rows.r0 + c * rows.class_stride;
+    const float* r1 = rows.r1 + c * rows.class_stride;
+    for (int l = 0; l < lanes; ++l) {
       const float a = std::fma(wy, r1[lane0[l]] - r0[lane0[l]], r0[lane0[l]]);
       const float b = std::fma(wy, r1[lane1[l]] - r0[lane1[l]], r0[lane1[l]]);
       const float v = std::fma(weight[l], b - a, a);
-      if (v > best) best = v, index = c;
+      const bool better = v > best[l];  // strict: the first maximum wins, as argmax's
+      best[l] = better ? v : best[l];
+      index[l] = better ? static_cast<int32_t>(c) : index[l];
     }
-    out[l] = static_cast<uint8_t>(index);
   }
+  for (int l = 0; l < lanes; ++l) out[l] = static_cast<uint8_t>(index[l]);
+}
+__attribute__((target("avx2,fma"))) void BlockArgmaxFma(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1,
+                                                        const float* weight, int lanes, uint8_t* out) {
+  BlockArgmaxBody(rows, wy, lane0, lane1, weight, lanes, out);
+}
+void BlockArgmaxBaseline(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes,
+                         uint8_t* out) {
+  BlockArgmaxBody(rows, wy, lane0, lane1, weight, lanes, out);
+}
+void BlockArgmax(const BlockRows& rows, float wy, const int32_t* lane0, const int32_t* lane1, const float* weight, int lanes, uint8_t* out) {
+  static const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  (fma ? BlockArgmaxFma : BlockArgmaxBaseline)(rows, wy, lane0, lane1, weight, lanes, out);
 }
 
 }  // namespace
