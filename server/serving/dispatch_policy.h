@@ -48,7 +48,7 @@ struct DispatchView {
   double budget_seconds = kNoBudget;  // this request's whole budget, from its admission
   double fastest_run_seconds = 0;     // this request's run time with its fastest variant
   // Worker-seconds of spare capacity saved up on the device: capacity at kPlannedUtilization,
-  // less the run times dispatched work chose (Scheduler). A variant slower than the fastest
+  // less the worker time work took (Scheduler). A variant slower than the fastest
   // runs only when this covers its run time.
   double spare_seconds = kNoBudget;
 };

@@ -152,7 +152,6 @@ Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint
 }
 
 void Scheduler::Spend(double seconds) {
-  absl::MutexLock lock(&mutex_);
   if (spare_seconds_ < kNoBudget) spare_seconds_ -= seconds;
 }
 
@@ -171,7 +170,6 @@ void Scheduler::WorkerLoop(size_t index) {
       dispatch = DispatchFor(index, item, now);
     }
     dispatch.expect = [this, index](double seconds) {
-      Spend(seconds);
       absl::MutexLock lock(&mutex_);
       running_[index].estimated_seconds = seconds;
     };
@@ -181,6 +179,7 @@ void Scheduler::WorkerLoop(size_t index) {
     item.work.work(dispatch);
     absl::MutexLock lock(&mutex_);
     running_[index].busy = false;
+    Spend(SecondsBetween(running_[index].taken, options_.clock->Now()));  // interleaved work included
   }
 }
 
@@ -217,7 +216,6 @@ double Scheduler::Interleave(size_t index, Clock::TimePoint due, double remainin
       dispatch.interleaved = true;
     }
     dispatch.expect = [this, index, remaining_seconds](double seconds) {
-      Spend(seconds);
       absl::MutexLock lock(&mutex_);
       running_[index].estimated_seconds = seconds + remaining_seconds;
     };

@@ -147,15 +147,20 @@ TEST_F(SchedulerWithAHeldWorker, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt
   EXPECT_TRUE(log.seen[2].view.behind.empty());
 }
 
-TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndDispatchedRunsSpendIt) {
-  // Three requests due in 10 s; the first chooses a 2 s run and takes 2 s, the second a 1 s run.
+TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndWorkerTimeSpendsIt) {
+  // Three requests due in 10 s; the first takes 2 s of its worker (expecting 3), the second 1 s.
   ASSERT_TRUE(scheduler.Submit({[this](const Dispatch& d) {
-                                  log.Work("first", 2.0)(d);
+                                  log.Work("first", 3.0)(d);
                                   clock.Advance(std::chrono::seconds(2));
                                 },
                                 1.0, 0.5, now + std::chrono::seconds(10)})
                   .ok());
-  ASSERT_TRUE(scheduler.Submit({log.Work("second", 1.0), 1.0, 0.5, now + std::chrono::seconds(10)}).ok());
+  ASSERT_TRUE(scheduler.Submit({[this](const Dispatch& d) {
+                                  log.Work("second", 1.0)(d);
+                                  clock.Advance(std::chrono::seconds(1));
+                                },
+                                1.0, 0.5, now + std::chrono::seconds(10)})
+                  .ok());
   ASSERT_TRUE(scheduler.Submit({log.Work("third", 1.0), 1.0, 0.5, now + std::chrono::seconds(10)}).ok());
   ASSERT_TRUE(scheduler.Submit({log.Work("no budget", 1.0), 1.0, 0.5}).ok());
   release.set_value();
@@ -163,10 +168,10 @@ TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndD
   ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second", "third", "no budget"}));
   // An idle device starts with the planned capacity over one budget: 0.8 x 1 worker x 10 s.
   EXPECT_DOUBLE_EQ(log.seen[0].view.spare_seconds, kPlannedUtilization * 10);
-  // Less the first's 2 s, plus 0.8 of the 2 s it ran.
+  // Less the 2 s the first took (not the 3 it expected), plus 0.8 of those 2 s.
   EXPECT_NEAR(log.seen[1].view.spare_seconds, kPlannedUtilization * 10 - 2 + kPlannedUtilization * 2, 1e-9);
-  // Less the second's 1 s; no time passed.
-  EXPECT_NEAR(log.seen[2].view.spare_seconds, kPlannedUtilization * 10 - 3 + kPlannedUtilization * 2, 1e-9);
+  // Less the second's 1 s, plus 0.8 of it.
+  EXPECT_NEAR(log.seen[2].view.spare_seconds, kPlannedUtilization * 10 - 3 + kPlannedUtilization * 3, 1e-9);
   EXPECT_EQ(log.seen[3].view.spare_seconds, kNoBudget);  // no budget: no limit
 }
 
