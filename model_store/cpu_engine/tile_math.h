@@ -105,9 +105,11 @@ using Sse2Lanes = Lanes<4>;
 enum class Isa { kAvx512, kAvx2, kSse2 };  // widest first
 inline Isa CpuIsa() {
   static const Isa isa = [] {
-    const Isa widest = __builtin_cpu_supports("avx512f")                                         ? Isa::kAvx512
-                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::kAvx2
-                                                                                           : Isa::kSse2;
+    // Both wide versions are compiled with FMA (TS_KERNEL_PER_ISA).
+    const bool fma = __builtin_cpu_supports("fma");
+    const Isa widest = fma && __builtin_cpu_supports("avx512f") ? Isa::kAvx512
+                       : fma && __builtin_cpu_supports("avx2")  ? Isa::kAvx2
+                                                                : Isa::kSse2;
     const char* asked = std::getenv("TUCKER_SEG_KERNEL_ISA");
     const Isa narrower = asked && std::strcmp(asked, "sse2") == 0   ? Isa::kSse2
                          : asked && std::strcmp(asked, "avx2") == 0 ? Isa::kAvx2
