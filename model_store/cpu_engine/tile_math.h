@@ -7,11 +7,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "vocabulary/cpu_isa.h"
 
 namespace tucker_seg::cpu_engine::tile {
 
@@ -100,24 +101,9 @@ using Avx512Lanes = Lanes<1>;
 using Avx2Lanes = Lanes<2>;
 using Sse2Lanes = Lanes<4>;
 
-// The instruction set the kernels run with: the widest this CPU has, or a narrower one named by
-// TUCKER_SEG_KERNEL_ISA (avx2 or sse2), so that tests run every version this CPU can.
-enum class Isa { kAvx512, kAvx2, kSse2 };  // widest first
-inline Isa CpuIsa() {
-  static const Isa isa = [] {
-    // Both wide versions are compiled with FMA (TS_KERNEL_PER_ISA).
-    const bool fma = __builtin_cpu_supports("fma");
-    const Isa widest = fma && __builtin_cpu_supports("avx512f") ? Isa::kAvx512
-                       : fma && __builtin_cpu_supports("avx2")  ? Isa::kAvx2
-                                                                : Isa::kSse2;
-    const char* asked = std::getenv("TUCKER_SEG_KERNEL_ISA");
-    const Isa narrower = asked && std::strcmp(asked, "sse2") == 0   ? Isa::kSse2
-                         : asked && std::strcmp(asked, "avx2") == 0 ? Isa::kAvx2
-                                                                     : Isa::kAvx512;
-    return std::max(widest, narrower);
-  }();
-  return isa;
-}
+// The instruction set the kernels run with (vocabulary/cpu_isa.h).
+using tucker_seg::CpuIsa;
+using tucker_seg::Isa;
 
 // Defines `void name params`, which runs name##For<V>(args) compiled for this CPU's instruction
 // set with its own Lanes type V. (target_clones compiles one body for every target, so every

@@ -55,8 +55,9 @@ class TrilinearArgmax {
     float w1;
   };
   static constexpr int64_t kLanes = 16;
-  // Output columns first .. first + lanes - 1. in_register: on a CPU with AVX-512, with taps in
-  // base .. base + 15 (BlockArgmax16); otherwise the scalar loop.
+  // Output columns first .. first + lanes - 1. in_register: with AVX-512, its taps lie in
+  // base .. base + 15 (BlockArgmax16); with AVX2, each half's within 8 columns of its first left tap
+  // (BlockArgmax8x2); otherwise the scalar loop.
   struct Block {
     int64_t first = 0, base = 0;
     int lanes = 0;
