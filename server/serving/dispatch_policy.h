@@ -9,8 +9,8 @@
 // whatever it does). When this request cannot make its own
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
-// The device also keeps headroom: it plans to be busy kPlannedUtilization of its workers' time,
-// and a variant slower than the request's fastest runs only when the spare capacity saved up so
+// The device also keeps headroom: it plans to keep requests waiting behind work at most
+// kPlannedUtilization of its workers' time, and a variant slower than the request's fastest runs only when the spare capacity saved up so
 // far covers its run time (DispatchView::spare_seconds). The plan above looks one budget ahead;
 // without headroom every dispatch spent whatever slack that plan left, so under open-loop load a
 // burst beyond the planned arrivals found no slack left at all.
@@ -48,12 +48,13 @@ struct DispatchView {
   double budget_seconds = kNoBudget;  // this request's whole budget, from its admission
   double fastest_run_seconds = 0;     // this request's run time with its fastest variant
   // Worker-seconds of spare capacity saved up on the device: capacity at kPlannedUtilization,
-  // less the worker time work took (Scheduler). A variant slower than the fastest
-  // runs only when this covers its run time.
+  // less the worker time work took while other work waited for it (Scheduler). A variant slower
+  // than the fastest runs only when this covers its run time.
   double spare_seconds = kNoBudget;
 };
 
-// The share of its workers' time a device plans to be busy: the rest is headroom for bursts.
+// The share of its workers' time a device plans to be busy while requests wait: the rest is
+// headroom for bursts.
 constexpr double kPlannedUtilization = 0.8;
 
 // The requests expected to arrive within `horizon` seconds (at most 64), each with the view's

@@ -155,6 +155,13 @@ void Scheduler::Spend(double seconds) {
   if (spare_seconds_ < kNoBudget) spare_seconds_ -= seconds;
 }
 
+double Scheduler::WaitedThroughSeconds(Clock::TimePoint from, Clock::TimePoint now) const {
+  if (queue_.empty()) return 0;
+  Clock::TimePoint first = queue_.front().submitted;
+  for (const Item& queued : queue_) first = std::min(first, queued.submitted);
+  return std::max(0.0, SecondsBetween(std::max(from, first), now));
+}
+
 void Scheduler::WorkerLoop(size_t index) {
   for (;;) {
     Item item;
@@ -179,7 +186,7 @@ void Scheduler::WorkerLoop(size_t index) {
     item.work.work(dispatch);
     absl::MutexLock lock(&mutex_);
     running_[index].busy = false;
-    Spend(SecondsBetween(running_[index].taken, options_.clock->Now()));  // interleaved work included
+    Spend(WaitedThroughSeconds(running_[index].taken, options_.clock->Now()));  // interleaved work included
   }
 }
 

@@ -112,8 +112,13 @@ class Scheduler {
   void WorkerLoop(size_t index) ABSL_LOCKS_EXCLUDED(mutex_);
   // What the worker `index` tells `item`, taken now (accrues the spare capacity up to now).
   Dispatch DispatchFor(size_t index, const Item& item, Clock::TimePoint now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // The worker time work took (with the work interleaved into it) comes out of the spare capacity.
+  // Worker time comes out of the spare capacity.
   void Spend(double seconds) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The seconds from `from` to `now` during which work waited in the queue: the worker time work
+  // took (with the work interleaved into it) that it spends. Work that ran while nothing waited
+  // delayed no one: a single closed-loop client keeps a device busy all the time, and spending that
+  // time left the device no headroom at all (it ran only the fastest variant).
+  double WaitedThroughSeconds(Clock::TimePoint from, Clock::TimePoint now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Between the steps of the work running on worker `index` (due at `due`, `remaining_seconds`
   // left): the queued work that InterleaveNow picks, run on this thread; the seconds it took.
   double Interleave(size_t index, Clock::TimePoint due, double remaining_seconds) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -139,9 +144,10 @@ class Scheduler {
   Clock::TimePoint last_arrival_ ABSL_GUARDED_BY(mutex_);
   double mean_arrival_gap_ ABSL_GUARDED_BY(mutex_) = 0;
   // Spare capacity (DispatchView::spare_seconds): kPlannedUtilization x workers per second since
-  // spare_at_, less the worker time work took (measured, not its estimate: the estimates carry a
-  // margin, and spending it made a lightly loaded device downgrade); at most that capacity over the budget of
-  // the work being dispatched. An idle device starts with that much.
+  // spare_at_, less the worker time work took while other work waited (WaitedThroughSeconds;
+  // measured, not its estimate: the estimates carry a margin, and spending it made a lightly
+  // loaded device downgrade); at most that capacity over the budget of the work being dispatched.
+  // An idle device starts with that much.
   double spare_seconds_ ABSL_GUARDED_BY(mutex_) = kNoBudget;
   Clock::TimePoint spare_at_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown

@@ -148,7 +148,8 @@ TEST_F(SchedulerWithAHeldWorker, EarliestDueWorkGoesFirstAndSeesTheQueueBehindIt
 }
 
 TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndWorkerTimeSpendsIt) {
-  // Three requests due in 10 s; the first takes 2 s of its worker (expecting 3), the second 1 s.
+  // Three requests due in 10 s, queued together; the first takes 2 s of its worker (expecting 3),
+  // the second 1 s, each with work waiting behind it all the time.
   ASSERT_TRUE(scheduler.Submit({[this](const Dispatch& d) {
                                   log.Work("first", 3.0)(d);
                                   clock.Advance(std::chrono::seconds(2));
@@ -173,6 +174,38 @@ TEST_F(SchedulerWithAHeldWorker, SpareCapacityAccruesAtThePlannedUtilizationAndW
   // Less the second's 1 s, plus 0.8 of it.
   EXPECT_NEAR(log.seen[2].view.spare_seconds, kPlannedUtilization * 10 - 3 + kPlannedUtilization * 3, 1e-9);
   EXPECT_EQ(log.seen[3].view.spare_seconds, kNoBudget);  // no budget: no limit
+}
+
+TEST_F(SchedulerWithAHeldWorker, WorkerTimeSpendsTheSpareCapacityOnlyWhileOtherWorkWaits) {
+  // As a closed-loop client does: each request is submitted as the one before it ends, or, for
+  // the third, 0.1 s into the second's 1 s.
+  const auto due_in_10 = [this] { return clock.Now() + std::chrono::seconds(10); };
+  std::promise<void> all_submitted;
+  const std::function<void(const Dispatch&)> second = [&](const Dispatch& d) {
+    log.Work("second")(d);
+    clock.Advance(std::chrono::milliseconds(100));
+    const bool queued = scheduler.Submit({log.Work("third"), 1.0, 0.5, due_in_10()}).ok();
+    all_submitted.set_value();
+    EXPECT_TRUE(queued);
+    clock.Advance(std::chrono::milliseconds(900));
+  };
+  const std::function<void(const Dispatch&)> first = [&](const Dispatch& d) {
+    log.Work("first")(d);
+    clock.Advance(std::chrono::seconds(2));
+    const bool queued = scheduler.Submit({second, 1.0, 0.5, due_in_10()}).ok();
+    if (!queued) all_submitted.set_value();
+    EXPECT_TRUE(queued);
+  };
+  ASSERT_TRUE(scheduler.Submit({first, 1.0, 0.5, due_in_10()}).ok());
+  release.set_value();
+  all_submitted.get_future().wait();  // then Shutdown, which runs what is queued
+  scheduler.Shutdown();
+  ASSERT_EQ(log.order, (std::vector<std::string>{"first", "second", "third"}));
+  EXPECT_DOUBLE_EQ(log.seen[0].view.spare_seconds, kPlannedUtilization * 10);
+  // Nothing waited while the first ran: its 2 s spent nothing, and the capacity stays at its bound.
+  EXPECT_DOUBLE_EQ(log.seen[1].view.spare_seconds, kPlannedUtilization * 10);
+  // The third waited through 0.9 s of the second's 1 s.
+  EXPECT_NEAR(log.seen[2].view.spare_seconds, kPlannedUtilization * 10 - 0.9 + kPlannedUtilization * 1, 1e-9);
 }
 
 TEST_F(SchedulerWithAHeldWorker, WorkOnItsWayCountsBehindUntilItIsSubmittedOrGivenUp) {
