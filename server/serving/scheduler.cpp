@@ -143,10 +143,10 @@ Dispatch Scheduler::DispatchFor(size_t index, const Item& item, Clock::TimePoint
   const double capacity = kPlannedUtilization * static_cast<double>(running_.size());
   if (spare_seconds_ < kNoBudget) spare_seconds_ += capacity * SecondsBetween(spare_at_, now);
   spare_at_ = now;
-  // Bounded both ways: a long idle spell is not saved up for a long burst, nor a long overload
-  // held against the load after it.
-  const double bound = capacity * dispatch.view.budget_seconds;
-  spare_seconds_ = std::clamp(spare_seconds_, -bound, bound);
+  // Bounded: a long idle spell is not saved up for a long burst; and no debt, so that an overload
+  // is not held against the load after it (with a debt of one budget, a closed-loop ramp ran only
+  // the fastest variant for many seconds after its peak).
+  spare_seconds_ = std::clamp(spare_seconds_, 0.0, capacity * dispatch.view.budget_seconds);
   dispatch.view.spare_seconds = dispatch.view.budget_seconds < kNoBudget ? spare_seconds_ : kNoBudget;
   return dispatch;
 }

@@ -146,8 +146,8 @@ class Scheduler {
   // Spare capacity (DispatchView::spare_seconds): kPlannedUtilization x workers per second since
   // spare_at_, less the worker time work took while other work waited (WaitedThroughSeconds;
   // measured, not its estimate: the estimates carry a margin, and spending it made a lightly
-  // loaded device downgrade); at most that capacity over the budget of the work being dispatched.
-  // An idle device starts with that much.
+  // loaded device downgrade); at least 0, at most that capacity over the budget of the work being
+  // dispatched. An idle device starts with that much.
   double spare_seconds_ ABSL_GUARDED_BY(mutex_) = kNoBudget;
   Clock::TimePoint spare_at_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::thread> workers_;  // started in the constructor, joined by Shutdown
