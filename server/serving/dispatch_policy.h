@@ -10,8 +10,9 @@
 // budget even with its fastest variant, it takes that fastest one: the sooner it is done, the
 // better for everyone behind it.
 // The device also keeps headroom: it plans to keep requests waiting behind work at most
-// kPlannedUtilization of its workers' time, and a variant slower than the request's fastest runs only when the spare capacity saved up so
-// far covers its run time (DispatchView::spare_seconds). The plan above looks one budget ahead;
+// kPlannedUtilization of its workers' time, and a variant slower than the request's fastest runs
+// only when the spare capacity saved up so far covers its run time (DispatchView::spare_seconds;
+// only worker time that requests waited through spends it). The plan above looks one budget ahead;
 // without headroom every dispatch spent whatever slack that plan left, so under open-loop load a
 // burst beyond the planned arrivals found no slack left at all.
 // Interleaving (InterleaveNow): a request queued behind work that is running may run on that
