@@ -13,8 +13,9 @@ namespace {
 
 using namespace tile;
 
-// Everything here runs only where Serves found AVX-512 and FMA (a function attribute, which GCC and
-// clang both honour; clang ignores GCC's target pragma).
+// Everything here runs only where Serves found the kernels' AVX-512 version chosen (CpuIsa: AVX-512
+// and FMA, not narrowed by TUCKER_SEG_KERNEL_ISA). A function attribute, which GCC and clang both
+// honour; clang ignores GCC's target pragma.
 #define TS_AVX512 __attribute__((target("avx512f,fma")))
 
 constexpr int kTaps = 27;
@@ -174,8 +175,7 @@ bool ThinConv::Serves(int64_t in_channels, int64_t out_channels, const Int3& siz
   // faster there (the original network's 32 -> 32: 0.62 s against 0.80 s here); at ranks like 10,
   // 20 or 39 this kernel took 0.6-0.7x its time. A single input channel has its own oneDNN path.
   const bool full_lanes = in_channels % kLanes == 0 && out_channels % kLanes == 0;
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma") && !full_lanes && in_channels >= 4 && in_channels <= 128 && out_channels <= 48 &&
-         size[2] % kLanes == 0;
+  return CpuIsa() == Isa::kAvx512 && !full_lanes && in_channels >= 4 && in_channels <= 128 && out_channels <= 48 && size[2] % kLanes == 0;
 }
 
 ThinConv::ThinConv(int64_t in_channels, int64_t out_channels, const Int3& size, const float* weight, const float* bias,

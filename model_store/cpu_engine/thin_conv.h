@@ -17,8 +17,8 @@ namespace tucker_seg::cpu_engine {
 
 class ThinConv {
  public:
-  // Whether this kernel serves the shape on this CPU (AVX-512, few channels, rows of x a
-  // multiple of 16 voxels).
+  // Whether this kernel serves the shape on this CPU (the kernels' AVX-512 version, few channels,
+  // rows of x a multiple of 16 voxels).
   static bool Serves(int64_t in_channels, int64_t out_channels, const Int3& size);
 
   // weight: LibTorch's (out, in, 3, 3, 3); bias: null or out_channels floats. Packed once here.
